@@ -1,0 +1,21 @@
+// Package storage is kiln's content-addressed store: blobs kept once by
+// digest, per-repository links, manifests, tags, referrers and resumable
+// upload sessions, all on a distribution storage driver.
+//
+// On-disk layout (paths inside the driver's root):
+//
+//	/blobs/<alg>/<hex[0:2]>/<hex>                    blob bytes, written only after the digest was verified
+//	/repositories/<name>/_layers/<alg>/<hex>          the repository may read this blob (holds the digest)
+//	/repositories/<name>/_manifests/<alg>/<hex>       the repository holds this manifest (holds its media type)
+//	/repositories/<name>/_tags/<tag>                  the tag's current manifest digest
+//	/repositories/<name>/_referrers/<alg>/<subject-hex>/<alg>-<hex>
+//	                                                  descriptor (JSON) of a manifest whose subject is that digest
+//	/uploads/<id>/data                                bytes received so far by an upload session
+//	/uploads/<id>/state                               the session's JSON state: repository, size, hash state
+//
+// Repository names never have a component starting with "_", so the
+// underscore directories cannot collide with nested repository names.
+// Every small file is written with PutContent (a temporary file then an
+// atomic rename on the filesystem driver), so a crash leaves either the old
+// or the new content, never half of one.
+package storage

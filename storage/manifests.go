@@ -1,0 +1,178 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path"
+	"sort"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Manifest is a stored manifest: its exact bytes, as pushed.
+type Manifest struct {
+	Digest    digest.Digest
+	MediaType string
+	Content   []byte
+}
+
+// PutManifest stores m in repo (parsed is m's ParsedManifest), records it
+// as a referrer of its subject, and points tag at it when tag is not empty.
+// It returns the digest the tag pointed to before ("" if none).
+func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tag string) (previous digest.Digest, err error) {
+	if err := s.putBlob(ctx, m.Digest, m.Content); err != nil {
+		return "", err
+	}
+	// The referrer entry goes first: a manifest visible by digest is then
+	// always already listed under its subject.
+	if parsed.Subject != nil {
+		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
+		if err != nil {
+			return "", err
+		}
+		if err := s.driver.PutContent(ctx, referrerPath(repo, parsed.Subject.Digest, m.Digest), desc); err != nil {
+			return "", err
+		}
+	}
+	if err := s.driver.PutContent(ctx, manifestLinkPath(repo, m.Digest), []byte(m.MediaType)); err != nil {
+		return "", err
+	}
+	if tag == "" {
+		return "", nil
+	}
+	previous, err = s.ResolveTag(ctx, repo, tag)
+	if err != nil && !errors.Is(err, ErrTagUnknown) {
+		return "", err
+	}
+	if previous == m.Digest {
+		return previous, nil
+	}
+	return previous, s.driver.PutContent(ctx, tagPath(repo, tag), []byte(m.Digest))
+}
+
+// HasManifest reports whether repo holds manifest d.
+func (s *Store) HasManifest(ctx context.Context, repo string, d digest.Digest) (bool, error) {
+	return s.exists(ctx, manifestLinkPath(repo, d))
+}
+
+// GetManifest returns manifest d of repo, ErrManifestUnknown if it has none.
+func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (*Manifest, error) {
+	mt, err := s.driver.GetContent(ctx, manifestLinkPath(repo, d))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, ErrManifestUnknown
+		}
+		return nil, err
+	}
+	content, err := s.getBlob(ctx, d)
+	if err != nil {
+		if errors.Is(err, ErrBlobUnknown) {
+			return nil, ErrManifestUnknown
+		}
+		return nil, err
+	}
+	return &Manifest{Digest: d, MediaType: string(mt), Content: content}, nil
+}
+
+// ResolveTag returns the digest tag points to in repo.
+func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	b, err := s.driver.GetContent(ctx, tagPath(repo, tag))
+	if err != nil {
+		if isNotFound(err) {
+			return "", ErrTagUnknown
+		}
+		return "", err
+	}
+	return digest.Parse(string(b))
+}
+
+// DeleteTag removes tag from repo; the manifest stays.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	if _, err := s.ResolveTag(ctx, repo, tag); err != nil {
+		return err
+	}
+	return s.driver.Delete(ctx, tagPath(repo, tag))
+}
+
+// DeleteManifest removes manifest d from repo, with every tag pointing to it
+// and its entry in its subject's referrers.
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	m, err := s.GetManifest(ctx, repo, d)
+	if err != nil {
+		return err
+	}
+	tags, err := s.Tags(ctx, repo)
+	if err != nil && !errors.Is(err, ErrNameUnknown) {
+		return err
+	}
+	for _, t := range tags {
+		if td, err := s.ResolveTag(ctx, repo, t); err == nil && td == d {
+			if err := s.driver.Delete(ctx, tagPath(repo, t)); err != nil && !isNotFound(err) {
+				return err
+			}
+		}
+	}
+	if err := s.driver.Delete(ctx, manifestLinkPath(repo, d)); err != nil && !isNotFound(err) {
+		return err
+	}
+	if parsed, err := ParseManifest(m.MediaType, m.Content); err == nil && parsed.Subject != nil {
+		if err := s.driver.Delete(ctx, referrerPath(repo, parsed.Subject.Digest, d)); err != nil && !isNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Tags returns repo's tags in lexical order; ErrNameUnknown if repo does not exist.
+func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
+	entries, err := s.driver.List(ctx, tagsPath(repo))
+	if err != nil {
+		if !isNotFound(err) {
+			return nil, err
+		}
+		if ok, err := s.exists(ctx, repoPath(repo)); err != nil || !ok {
+			if err == nil {
+				err = ErrNameUnknown
+			}
+			return nil, err
+		}
+		return []string{}, nil
+	}
+	tags := make([]string, 0, len(entries))
+	for _, e := range entries {
+		tags = append(tags, path.Base(e))
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// Referrers returns the descriptors of repo's manifests whose subject is d,
+// ordered by digest. An unknown subject has no referrers, not an error.
+func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest) ([]v1.Descriptor, error) {
+	entries, err := s.driver.List(ctx, referrersPath(repo, d))
+	if err != nil {
+		if isNotFound(err) {
+			return []v1.Descriptor{}, nil
+		}
+		return nil, err
+	}
+	sort.Strings(entries)
+	out := make([]v1.Descriptor, 0, len(entries))
+	for _, e := range entries {
+		b, err := s.driver.GetContent(ctx, e)
+		if err != nil {
+			if isNotFound(err) {
+				continue // deleted meanwhile
+			}
+			return nil, err
+		}
+		var desc v1.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			continue
+		}
+		out = append(out, desc)
+	}
+	return out, nil
+}

@@ -1,0 +1,408 @@
+package storage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/opencontainers/go-digest"
+)
+
+// Upload describes an open upload session.
+type Upload struct {
+	ID        string
+	Repo      string
+	Size      int64 // bytes received and acknowledged so far
+	StartedAt time.Time
+}
+
+// uploadState is the session's record in the store: everything another
+// process needs to continue the upload, including the running SHA-256.
+type uploadState struct {
+	Repo      string    `json:"repo"`
+	Size      int64     `json:"size"`
+	HashState []byte    `json:"hashState"`
+	StartedAt time.Time `json:"startedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// NewUpload opens an upload session for repo.
+func (s *Store) NewUpload(ctx context.Context, repo string) (*Upload, error) {
+	now := time.Now().UTC()
+	st := &uploadState{Repo: repo, StartedAt: now, UpdatedAt: now}
+	h := sha256.New()
+	if err := saveHash(st, h); err != nil {
+		return nil, err
+	}
+	id := uuid.NewString()
+	if err := s.saveUploadState(ctx, id, st); err != nil {
+		return nil, err
+	}
+	return st.upload(id), nil
+}
+
+func (st *uploadState) upload(id string) *Upload {
+	return &Upload{ID: id, Repo: st.Repo, Size: st.Size, StartedAt: st.StartedAt}
+}
+
+// GetUpload returns the session id of repo, ErrUploadUnknown when there is
+// none (or it expired, or it belongs to another repository).
+func (s *Store) GetUpload(ctx context.Context, repo, id string) (*Upload, error) {
+	st, err := s.loadUploadState(ctx, repo, id)
+	if err != nil {
+		return nil, err
+	}
+	return st.upload(id), nil
+}
+
+// AppendUpload streams r to the end of session id. When offset is not
+// negative it must equal the session's size, else ErrUploadOutOfOrder is
+// returned with the current session. On any error the session keeps what it
+// had before the call.
+func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (*Upload, error) {
+	unlock := s.lockUpload(id)
+	defer unlock()
+	st, err := s.loadUploadState(ctx, repo, id)
+	if err != nil {
+		return nil, err
+	}
+	if offset >= 0 && offset != st.Size {
+		return st.upload(id), ErrUploadOutOfOrder
+	}
+	if err := s.appendData(ctx, id, st, r, false); err != nil {
+		return st.upload(id), err
+	}
+	if err := s.saveUploadState(ctx, id, st); err != nil {
+		return nil, err
+	}
+	return st.upload(id), nil
+}
+
+// FinishUpload appends r (the optional last chunk; may be nil), checks that
+// the whole content has digest d, and moves it into the store under d,
+// linked into repo. On a mismatch the session is removed and
+// ErrDigestMismatch returned.
+func (s *Store) FinishUpload(ctx context.Context, repo, id string, offset int64, r io.Reader, d digest.Digest) (*Upload, error) {
+	if err := checkAlgorithm(d); err != nil {
+		return nil, err
+	}
+	unlock := s.lockUpload(id)
+	defer unlock()
+	st, err := s.loadUploadState(ctx, repo, id)
+	if err != nil {
+		return nil, err
+	}
+	if offset >= 0 && offset != st.Size {
+		return st.upload(id), ErrUploadOutOfOrder
+	}
+	if r == nil {
+		r = eofReader{}
+	}
+	if err := s.appendData(ctx, id, st, r, true); err != nil {
+		return st.upload(id), err
+	}
+	if err := s.commitData(ctx, id, st, d); err != nil {
+		if errors.Is(err, ErrDigestMismatch) {
+			s.driver.Delete(ctx, path.Join(uploadsRoot, id))
+		}
+		return nil, err
+	}
+	return st.upload(id), s.driver.Delete(ctx, path.Join(uploadsRoot, id))
+}
+
+// PutBlob stores the whole content of r as blob d in repo (a monolithic
+// upload), verifying the digest before anything becomes visible.
+func (s *Store) PutBlob(ctx context.Context, repo string, d digest.Digest, r io.Reader) (int64, error) {
+	if err := checkAlgorithm(d); err != nil {
+		return 0, err
+	}
+	id := uuid.NewString()
+	now := time.Now().UTC()
+	st := &uploadState{Repo: repo, StartedAt: now, UpdatedAt: now}
+	defer s.driver.Delete(context.WithoutCancel(ctx), path.Join(uploadsRoot, id))
+	if err := saveHash(st, sha256.New()); err != nil {
+		return 0, err
+	}
+	if err := s.appendData(ctx, id, st, r, true); err != nil {
+		return 0, err
+	}
+	if err := s.commitData(ctx, id, st, d); err != nil {
+		return 0, err
+	}
+	return st.Size, nil
+}
+
+// CancelUpload removes session id and what it received.
+func (s *Store) CancelUpload(ctx context.Context, repo, id string) error {
+	unlock := s.lockUpload(id)
+	defer unlock()
+	if _, err := s.loadUploadState(ctx, repo, id); err != nil {
+		return err
+	}
+	return s.driver.Delete(ctx, path.Join(uploadsRoot, id))
+}
+
+// PurgeUploads removes sessions idle for longer than the store's expiry and
+// returns how many it removed.
+func (s *Store) PurgeUploads(ctx context.Context) (int, error) {
+	entries, err := s.driver.List(ctx, uploadsRoot)
+	if err != nil {
+		if isNotFound(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	cutoff := time.Now().Add(-s.uploadExpiry)
+	purged := 0
+	for _, dir := range entries {
+		id := path.Base(dir)
+		if s.uploadActive(ctx, id, cutoff) {
+			continue
+		}
+		if err := s.driver.Delete(ctx, dir); err == nil {
+			purged++
+		}
+	}
+	return purged, nil
+}
+
+func (s *Store) uploadActive(ctx context.Context, id string, cutoff time.Time) bool {
+	b, err := s.driver.GetContent(ctx, uploadStatePath(id))
+	if err == nil {
+		var st uploadState
+		if json.Unmarshal(b, &st) == nil {
+			return st.UpdatedAt.After(cutoff)
+		}
+		return false
+	}
+	// A monolithic upload has data but no state; its age is the data's.
+	fi, err := s.driver.Stat(ctx, uploadDataPath(id))
+	return err == nil && fi.ModTime().After(cutoff)
+}
+
+func (s *Store) lockUpload(id string) func() {
+	m, _ := s.uploadLocks.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+func (s *Store) loadUploadState(ctx context.Context, repo, id string) (*uploadState, error) {
+	if err := uuid.Validate(id); err != nil {
+		return nil, ErrUploadUnknown
+	}
+	b, err := s.driver.GetContent(ctx, uploadStatePath(id))
+	if err != nil {
+		if isNotFound(err) {
+			return nil, ErrUploadUnknown
+		}
+		return nil, err
+	}
+	var st uploadState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("upload %s: corrupt state: %w", id, err)
+	}
+	if st.Repo != repo || time.Since(st.UpdatedAt) > s.uploadExpiry {
+		return nil, ErrUploadUnknown
+	}
+	return &st, nil
+}
+
+func (s *Store) saveUploadState(ctx context.Context, id string, st *uploadState) error {
+	st.UpdatedAt = time.Now().UTC()
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.driver.PutContent(ctx, uploadStatePath(id), b)
+}
+
+func saveHash(st *uploadState, h hash.Hash) error {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return err
+	}
+	st.HashState = b
+	return nil
+}
+
+func restoreHash(st *uploadState) (hash.Hash, error) {
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.HashState); err != nil {
+		return nil, fmt.Errorf("corrupt hash state: %w", err)
+	}
+	return h, nil
+}
+
+// appendData streams r onto the session's data while hashing it, and makes
+// it durable before returning; st's size and hash state then include it.
+// final marks the last write, after which the data is committed.
+func (s *Store) appendData(ctx context.Context, id string, st *uploadState, r io.Reader, final bool) error {
+	h, err := restoreHash(st)
+	if err != nil {
+		return err
+	}
+	var n int64
+	if s.localRoot != "" {
+		n, err = s.appendLocal(id, st.Size, h, r)
+	} else {
+		n, err = s.appendDriver(ctx, id, st.Size, h, r, final)
+	}
+	if err != nil {
+		return err
+	}
+	st.Size += n
+	return saveHash(st, h)
+}
+
+// appendLocal writes at offset size of the session's file. Bytes past size
+// (left by a write that was never acknowledged) are cut off first, and again
+// if this write fails, so the file always matches the saved state.
+func (s *Store) appendLocal(id string, size int64, h hash.Hash, r io.Reader) (int64, error) {
+	p := s.localPath(uploadDataPath(id))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return 0, err
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := copyHashing(f, h, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Truncate(size)
+		return 0, err
+	}
+	return n, nil
+}
+
+// appendDriver appends through the storage driver's resumable writer.
+func (s *Store) appendDriver(ctx context.Context, id string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error) {
+	w, err := s.driver.Writer(ctx, uploadDataPath(id), size > 0)
+	if err != nil {
+		return 0, err
+	}
+	if w.Size() != size {
+		w.Close()
+		return 0, fmt.Errorf("upload %s: stored %d bytes, state says %d", id, w.Size(), size)
+	}
+	n, err := copyHashing(w, h, r)
+	if err != nil {
+		w.Cancel(ctx)
+		return 0, err
+	}
+	if final {
+		err = w.Commit(ctx)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+	} else {
+		err = w.Close()
+	}
+	return n, err
+}
+
+func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	return io.CopyBuffer(io.MultiWriter(w, h), r, *buf)
+}
+
+// commitData verifies the session's content against d and moves it to the
+// blob store, then links it into the repository.
+func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d digest.Digest) error {
+	var got digest.Digest
+	if d.Algorithm() == digest.SHA256 {
+		h, err := restoreHash(st)
+		if err != nil {
+			return err
+		}
+		got = digest.NewDigest(digest.SHA256, h)
+	} else {
+		// Only SHA-256 is hashed while streaming; others are rare enough
+		// to afford reading the data again.
+		rc, err := s.driver.Reader(ctx, uploadDataPath(id), 0)
+		if err != nil {
+			return err
+		}
+		got, err = d.Algorithm().FromReader(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if got != d {
+		return ErrDigestMismatch
+	}
+	has, err := s.HasBlob(ctx, d)
+	if err != nil {
+		return err
+	}
+	if !has {
+		if err := s.moveIntoPlace(ctx, uploadDataPath(id), blobPath(d)); err != nil {
+			return err
+		}
+	}
+	return s.driver.PutContent(ctx, layerLinkPath(st.Repo, d), []byte(d))
+}
+
+// moveIntoPlace renames a verified file to its final path, durably.
+func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
+	if s.localRoot == "" {
+		return s.driver.Move(ctx, from, to)
+	}
+	dst := s.localPath(to)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(s.localPath(from), dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func checkAlgorithm(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	switch d.Algorithm() {
+	case digest.SHA256, digest.SHA512:
+		return nil
+	}
+	return ErrUnsupportedAlgo
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
