@@ -1,0 +1,38 @@
+package registry
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"kiln/blobs"
+)
+
+func (a *api) blob(w http.ResponseWriter, r *http.Request, name string) error {
+	d, err := blobs.ParseDigest(mux.Vars(r)["digest"])
+	if err != nil {
+		return err
+	}
+	if r.Method == http.MethodDelete {
+		return a.blobs.DeleteBlob(w, r, name, d)
+	}
+	return a.blobs.ServeBlob(w, r, name, d)
+}
+
+func (a *api) startUpload(w http.ResponseWriter, r *http.Request, name string) error {
+	return a.blobs.StartUpload(w, r, name, validName)
+}
+
+func (a *api) upload(w http.ResponseWriter, r *http.Request, name string) error {
+	id := mux.Vars(r)["uuid"]
+	switch r.Method {
+	case http.MethodGet:
+		return a.blobs.UploadStatus(w, r, name, id)
+	case http.MethodPatch:
+		return a.blobs.PatchUpload(w, r, name, id)
+	case http.MethodPut:
+		return a.blobs.FinishUpload(w, r, name, id)
+	default:
+		return a.blobs.CancelUpload(w, r, name, id)
+	}
+}

@@ -1,0 +1,201 @@
+package registry
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
+
+	"kiln/blobs"
+	"kiln/registry/errcode"
+	"kiln/storage"
+)
+
+// maxManifestBytes is the spec's suggested manifest size limit.
+const maxManifestBytes = 4 << 20
+
+// reference is a manifest reference from the URL: a tag or a digest.
+type reference struct {
+	tag    string
+	digest digest.Digest
+}
+
+func parseReference(s string) (reference, error) {
+	if strings.Contains(s, ":") {
+		d, err := blobs.ParseDigest(s)
+		return reference{digest: d}, err
+	}
+	if !validTag(s) {
+		return reference{}, errcode.ManifestInvalid.WithMessage("invalid tag " + quote(s))
+	}
+	return reference{tag: s}, nil
+}
+
+func quote(s string) string { return strconv.Quote(truncate(s)) }
+
+// resolve returns the digest a reference names in repo.
+func (a *api) resolve(r *http.Request, name string, ref reference) (digest.Digest, error) {
+	if ref.digest != "" {
+		return ref.digest, nil
+	}
+	d, err := a.store.ResolveTag(r.Context(), name, ref.tag)
+	if errors.Is(err, storage.ErrTagUnknown) {
+		return "", errcode.ManifestUnknown.WithDetail(map[string]string{"tag": ref.tag})
+	}
+	return d, a.internal(r, err)
+}
+
+func (a *api) getManifest(w http.ResponseWriter, r *http.Request, name string) error {
+	ref, err := parseReference(mux.Vars(r)["reference"])
+	if err != nil {
+		return err
+	}
+	d, err := a.resolve(r, name, ref)
+	if err != nil {
+		return err
+	}
+	m, err := a.store.GetManifest(r.Context(), name, d)
+	if errors.Is(err, storage.ErrManifestUnknown) {
+		return errcode.ManifestUnknown
+	}
+	if err != nil {
+		return a.internal(r, err)
+	}
+	hdr := w.Header()
+	etag := `"` + string(m.Digest) + `"`
+	hdr.Set("Content-Type", m.MediaType)
+	hdr.Set("Docker-Content-Digest", string(m.Digest))
+	hdr.Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(m.Content)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(m.Content)
+	}
+	return nil
+}
+
+func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name string) error {
+	ref, err := parseReference(mux.Vars(r)["reference"])
+	if err != nil {
+		return err
+	}
+	if r.ContentLength > maxManifestBytes {
+		return manifestTooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxManifestBytes+1))
+	if err != nil {
+		return errcode.ManifestInvalid.WithMessage("reading manifest: " + err.Error())
+	}
+	if len(body) > maxManifestBytes {
+		return manifestTooLarge()
+	}
+	contentType := r.Header.Get("Content-Type")
+	if contentType != "" {
+		if mt, _, err := mime.ParseMediaType(contentType); err == nil {
+			contentType = mt
+		}
+	}
+	parsed, err := storage.ParseManifest(contentType, body)
+	if err != nil {
+		return errcode.ManifestInvalid.WithMessage(err.Error())
+	}
+	alg := digest.SHA256
+	if ref.digest != "" {
+		alg = ref.digest.Algorithm()
+	}
+	d := alg.FromBytes(body)
+	if ref.digest != "" && ref.digest != d {
+		return errcode.DigestInvalid.WithMessage("manifest digest " + string(d) + " does not match " + string(ref.digest))
+	}
+	if err := a.checkReferences(r, name, parsed); err != nil {
+		return err
+	}
+	m := storage.Manifest{Digest: d, MediaType: parsed.MediaType, Content: body}
+	if _, err := a.store.PutManifest(r.Context(), name, m, parsed, ref.tag); err != nil {
+		return a.internal(r, err)
+	}
+	hdr := w.Header()
+	hdr.Set("Location", "/v2/"+name+"/manifests/"+string(d))
+	hdr.Set("Docker-Content-Digest", string(d))
+	if parsed.Subject != nil {
+		hdr.Set("OCI-Subject", string(parsed.Subject.Digest))
+	}
+	hdr.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func manifestTooLarge() error {
+	return errcode.ManifestInvalid.WithStatus(http.StatusRequestEntityTooLarge).
+		WithMessage("manifest is larger than " + strconv.Itoa(maxManifestBytes) + " bytes")
+}
+
+// checkReferences makes sure everything the manifest points to is in the
+// repository, so that a pull of what was accepted can never fail.
+func (a *api) checkReferences(r *http.Request, name string, p *storage.ParsedManifest) error {
+	ctx := r.Context()
+	for _, b := range p.Blobs {
+		if _, err := a.store.BlobSize(ctx, name, b.Digest); err != nil {
+			if errors.Is(err, storage.ErrBlobUnknown) {
+				return errcode.ManifestBlobUnknown.WithDetail(map[string]string{"digest": string(b.Digest)})
+			}
+			return a.internal(r, err)
+		}
+	}
+	for _, c := range p.Manifests {
+		ok, err := a.store.HasManifest(ctx, name, c.Digest)
+		if err != nil {
+			return a.internal(r, err)
+		}
+		if !ok {
+			return errcode.ManifestBlobUnknown.WithDetail(map[string]string{"digest": string(c.Digest)})
+		}
+	}
+	return nil
+}
+
+func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name string) error {
+	if !a.opts.DeleteEnabled {
+		return errcode.Unsupported.WithMessage("deletes are disabled (storage.delete.enabled)")
+	}
+	ref, err := parseReference(mux.Vars(r)["reference"])
+	if err != nil {
+		return err
+	}
+	if ref.tag != "" {
+		err = a.store.DeleteTag(r.Context(), name, ref.tag)
+	} else {
+		err = a.store.DeleteManifest(r.Context(), name, ref.digest)
+	}
+	switch {
+	case errors.Is(err, storage.ErrTagUnknown), errors.Is(err, storage.ErrManifestUnknown):
+		return errcode.ManifestUnknown
+	case err != nil:
+		return a.internal(r, err)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// internal logs an unexpected error and hides it from the client.
+func (a *api) internal(r *http.Request, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *errcode.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	a.opts.Logger.Error("store error", "method", r.Method, "path", r.URL.Path, "err", err)
+	return errcode.Internal
+}
