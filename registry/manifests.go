@@ -116,14 +116,23 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name string) e
 	if ref.digest != "" && ref.digest != d {
 		return errcode.DigestInvalid.WithMessage("manifest digest " + string(d) + " does not match " + string(ref.digest))
 	}
+	tags, err := tagsToSet(r, ref)
+	if err != nil {
+		return err
+	}
 	if err := a.checkReferences(r, name, parsed); err != nil {
 		return err
 	}
 	m := storage.Manifest{Digest: d, MediaType: parsed.MediaType, Content: body}
-	if _, err := a.store.PutManifest(r.Context(), name, m, parsed, ref.tag); err != nil {
+	if err := a.store.PutManifest(r.Context(), name, m, parsed, tags...); err != nil {
 		return a.internal(r, err)
 	}
 	hdr := w.Header()
+	if ref.digest != "" {
+		for _, t := range tags {
+			hdr.Add("OCI-Tag", t)
+		}
+	}
 	hdr.Set("Location", "/v2/"+name+"/manifests/"+string(d))
 	hdr.Set("Docker-Content-Digest", string(d))
 	if parsed.Subject != nil {
@@ -132,6 +141,21 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name string) e
 	hdr.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// tagsToSet returns the tags a manifest PUT points at the manifest: the
+// reference when it is a tag, else the ?tag= parameters of a push by digest.
+func tagsToSet(r *http.Request, ref reference) ([]string, error) {
+	if ref.tag != "" {
+		return []string{ref.tag}, nil
+	}
+	tags := r.URL.Query()["tag"]
+	for _, t := range tags {
+		if !validTag(t) {
+			return nil, errcode.ManifestInvalid.WithMessage("invalid tag " + quote(t))
+		}
+	}
+	return tags, nil
 }
 
 func manifestTooLarge() error {

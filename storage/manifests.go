@@ -19,37 +19,50 @@ type Manifest struct {
 }
 
 // PutManifest stores m in repo (parsed is m's ParsedManifest), records it
-// as a referrer of its subject, and points tag at it when tag is not empty.
-// It returns the digest the tag pointed to before ("" if none).
-func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tag string) (previous digest.Digest, err error) {
+// as a referrer of its subject, and points each of tags at it. Every tag
+// whose digest changes is reported to Options.OnTagMoved.
+func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags ...string) error {
 	if err := s.putBlob(ctx, m.Digest, m.Content); err != nil {
-		return "", err
+		return err
 	}
 	// The referrer entry goes first: a manifest visible by digest is then
 	// always already listed under its subject.
 	if parsed.Subject != nil {
 		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
 		if err != nil {
-			return "", err
+			return err
 		}
 		if err := s.driver.PutContent(ctx, referrerPath(repo, parsed.Subject.Digest, m.Digest), desc); err != nil {
-			return "", err
+			return err
 		}
 	}
 	if err := s.driver.PutContent(ctx, manifestLinkPath(repo, m.Digest), []byte(m.MediaType)); err != nil {
-		return "", err
+		return err
 	}
-	if tag == "" {
-		return "", nil
+	for _, tag := range tags {
+		previous, err := s.ResolveTag(ctx, repo, tag)
+		if err != nil && !errors.Is(err, ErrTagUnknown) {
+			return err
+		}
+		if previous == m.Digest {
+			continue
+		}
+		if err := s.driver.PutContent(ctx, tagPath(repo, tag), []byte(m.Digest)); err != nil {
+			return err
+		}
+		if s.onTagMoved != nil {
+			s.onTagMoved(TagMove{Repo: repo, Tag: tag, From: previous, To: m.Digest, MediaType: m.MediaType})
+		}
 	}
-	previous, err = s.ResolveTag(ctx, repo, tag)
-	if err != nil && !errors.Is(err, ErrTagUnknown) {
-		return "", err
-	}
-	if previous == m.Digest {
-		return previous, nil
-	}
-	return previous, s.driver.PutContent(ctx, tagPath(repo, tag), []byte(m.Digest))
+	return nil
+}
+
+// TagMove reports that a tag now points to another manifest.
+type TagMove struct {
+	Repo, Tag string
+	From      digest.Digest // "" when the tag is new
+	To        digest.Digest
+	MediaType string
 }
 
 // HasManifest reports whether repo holds manifest d.

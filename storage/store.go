@@ -29,6 +29,9 @@ var (
 type Options struct {
 	// UploadExpiry is how long an idle upload session is kept; zero means a day.
 	UploadExpiry time.Duration
+	// OnTagMoved, when set, is called after a tag was stored pointing to a
+	// different manifest (build-on-push listens here). It must not block.
+	OnTagMoved func(TagMove)
 }
 
 // Store is the content-addressed store. It is safe for concurrent use.
@@ -40,6 +43,7 @@ type Store struct {
 	localRoot    string
 	uploadExpiry time.Duration
 	uploadLocks  sync.Map // upload id -> *sync.Mutex
+	onTagMoved   func(TagMove)
 }
 
 // New returns a Store on any distribution storage driver.
@@ -47,7 +51,7 @@ func New(driver storagedriver.StorageDriver, opts Options) *Store {
 	if opts.UploadExpiry <= 0 {
 		opts.UploadExpiry = 24 * time.Hour
 	}
-	return &Store{driver: driver, uploadExpiry: opts.UploadExpiry}
+	return &Store{driver: driver, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved}
 }
 
 // NewFilesystem returns a Store on the filesystem driver rooted at dir.
