@@ -299,7 +299,26 @@ func (s *Store) appendLocal(id string, size int64, h hash.Hash, r io.Reader) (in
 }
 
 // appendDriver appends through the storage driver's resumable writer.
+// Drivers cannot cut a file back, so the chunk is first spooled to a local
+// temporary file: a body that breaks off never reaches the store.
 func (s *Store) appendDriver(ctx context.Context, id string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error) {
+	spool, err := os.CreateTemp("", "kiln-chunk-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	hashed, err := restoreHashFrom(h)
+	if err != nil {
+		return 0, err
+	}
+	n, err := copyHashing(spool, hashed, r)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
 	w, err := s.driver.Writer(ctx, uploadDataPath(id), size > 0)
 	if err != nil {
 		return 0, err
@@ -308,20 +327,37 @@ func (s *Store) appendDriver(ctx context.Context, id string, size int64, h hash.
 		w.Close()
 		return 0, fmt.Errorf("upload %s: stored %d bytes, state says %d", id, w.Size(), size)
 	}
-	n, err := copyHashing(w, h, r)
-	if err != nil {
-		w.Cancel(ctx)
+	if _, err := io.Copy(w, spool); err != nil {
+		w.Close()
 		return 0, err
 	}
 	if final {
 		err = w.Commit(ctx)
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-	} else {
-		err = w.Close()
 	}
-	return n, err
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	copyHashState(h, hashed)
+	return n, nil
+}
+
+// restoreHashFrom returns a copy of h to hash into, so h itself only moves
+// on when a chunk was stored whole.
+func restoreHashFrom(h hash.Hash) (hash.Hash, error) {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	c := sha256.New()
+	return c, c.(encoding.BinaryUnmarshaler).UnmarshalBinary(b)
+}
+
+func copyHashState(dst, src hash.Hash) {
+	b, _ := src.(encoding.BinaryMarshaler).MarshalBinary()
+	dst.(encoding.BinaryUnmarshaler).UnmarshalBinary(b)
 }
 
 func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
