@@ -1,0 +1,93 @@
+// Package accesslog is an HTTP middleware that writes one slog line per request.
+package accesslog
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Handler calls next and then logs the request's method, path, status,
+// response bytes, duration and remote address at info level. The query
+// string is left out because it may carry tokens.
+func Handler(next http.Handler, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		// Read before next runs: handlers may rewrite r.URL.
+		method, path, remote := r.Method, r.URL.Path, r.RemoteAddr
+		rw := &responseWriter{ResponseWriter: w}
+		next.ServeHTTP(rw, r)
+		status := rw.status
+		if status == 0 {
+			status = http.StatusOK // net/http's answer when nothing was written
+		}
+		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", method),
+			slog.String("path", path),
+			slog.Int("status", status),
+			slog.Int64("bytes", rw.bytes),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("remote", remote),
+		)
+	})
+}
+
+// responseWriter records the status and body size. It passes ReadFrom and
+// Flush through so wrapping costs neither sendfile nor streaming, and
+// Unwrap lets http.ResponseController reach the connection's writer.
+type responseWriter struct {
+	http.ResponseWriter
+	status int // final status; 0 until the header is written
+	bytes  int64
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	// 1xx other than 101 are informational: the final status comes later.
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom lets io.Copy hand the body source to the connection's ReadFrom,
+// which uses sendfile for files.
+func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		// writerOnly hides this ReadFrom from io.Copy, which would recurse.
+		n, err = io.Copy(writerOnly{w.ResponseWriter}, r)
+	}
+	w.bytes += n
+	return n, err
+}
+
+func (w *responseWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		if w.status == 0 {
+			w.status = http.StatusOK // flushing sends the header
+		}
+		f.Flush()
+	}
+}
+
+// Unwrap is what http.ResponseController uses to find Hijack, deadlines
+// and full-duplex support on the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type writerOnly struct{ io.Writer }

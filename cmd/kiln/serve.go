@@ -1,0 +1,73 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"kiln/config"
+)
+
+// serveFlags are serve's command-line overrides; "" means not given.
+type serveFlags struct {
+	config string
+	addr   string
+	data   string
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the registry API until SIGINT or SIGTERM",
+		Long: `Serve the registry API under /v2/.
+
+Configuration comes from --config, else ./config.yml if present, else the
+built-in defaults; then $KILN_ADDR and $KILN_DATA override the file, and the
+--addr and --data flags override both.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(f)
+			if err != nil {
+				return err
+			}
+			logger := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			slog.SetDefault(logger) // for libraries that log through slog's default
+			return runServe(cmd.Context(), cfg, logger, nil)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "config `file` (default ./config.yml if present, else built-in defaults)")
+	fl.StringVar(&f.addr, "addr", "", "listen address `host:port`; overrides http.addr and $"+config.EnvAddr)
+	fl.StringVar(&f.data, "data", "", "data `dir`ectory; overrides storage.filesystem.root and $"+config.EnvData)
+	return cmd
+}
+
+// loadConfig applies the precedence flags > environment > file > defaults,
+// validating only at the end so a flag can replace a bad environment value.
+func loadConfig(f serveFlags) (*config.Config, error) {
+	cfg, err := config.Read(f.config)
+	if err != nil {
+		return nil, err
+	}
+	if f.addr != "" {
+		cfg.HTTP.Addr = f.addr
+	}
+	if f.data != "" {
+		cfg.Storage.Filesystem.Root = f.data
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// newLogger builds the process logger: text or JSON lines on w.
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

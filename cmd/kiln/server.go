@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"kiln/accesslog"
+	"kiln/config"
+	"kiln/registry"
+	"kiln/storage"
+)
+
+// runServe serves the registry described by cfg until ctx is cancelled,
+// then drains in-flight requests for at most http.shutdown_timeout and
+// returns nil. If ready is not nil it receives the bound address once the
+// listener is up (so callers can use port 0); give it room for one value.
+func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- string) error {
+	store, dataRoot, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w (another process holds the port; choose another with --addr or %s)", err, config.EnvAddr)
+		}
+		return err
+	}
+
+	api := registry.New(store, registry.Options{
+		DeleteEnabled: cfg.Storage.Delete.Enabled,
+		Logger:        logger,
+	})
+	srv := &http.Server{
+		Handler: accesslog.Handler(api, logger),
+		// Slow-header clients must not hold connections forever, but there
+		// is no overall read/write timeout: blob transfers can take hours.
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	// Request contexts deliberately do not derive from ctx: cancelling ctx
+	// starts a graceful drain, it must not abort in-flight uploads.
+
+	// The purge loop ends with ctx, or with stopPurge if Serve fails; either
+	// way runServe waits for it so nothing touches the store afterwards.
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { purgeLoop(purgeCtx, store, cfg.Storage.Uploads.PurgeInterval, logger) })
+	defer wg.Wait()
+	defer stopPurge()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	addr := ln.Addr().String()
+	logger.Info("kiln listening",
+		slog.String("addr", addr),
+		slog.String("driver", cfg.Storage.Driver),
+		slog.String("data", dataRoot),
+		slog.String("config", cfg.Source),
+		slog.String("version", versionString()),
+	)
+	if ready != nil {
+		select {
+		case ready <- addr:
+		case <-ctx.Done():
+		}
+	}
+
+	select {
+	case err := <-serveErr:
+		// Serve only returns on its own when the listener fails.
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down", slog.Duration("timeout", cfg.HTTP.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("requests still running at shutdown timeout; closing their connections", slog.Any("err", err))
+		srv.Close()
+	}
+	<-serveErr // http.ErrServerClosed
+	logger.Info("stopped")
+	return nil
+}
+
+// openStore builds the configured store and says where its data lives.
+func openStore(cfg *config.Config) (*storage.Store, string, error) {
+	opts := storage.Options{UploadExpiry: cfg.Storage.Uploads.Expiry}
+	switch cfg.Storage.Driver {
+	case config.DriverFilesystem:
+		root := cfg.Storage.Filesystem.Root
+		if abs, err := filepath.Abs(root); err == nil {
+			root = abs // log where data really goes, not "./data"
+		}
+		store, err := storage.NewFilesystem(root, opts)
+		if err != nil {
+			return nil, "", fmt.Errorf("storage.filesystem.root %s: %w", root, err)
+		}
+		return store, root, nil
+	case config.DriverInMemory:
+		return storage.NewInMemory(opts), "(memory)", nil
+	}
+	// config.Validate rejects other drivers; this guards callers that skip it.
+	return nil, "", fmt.Errorf("storage.driver: unsupported driver %q", cfg.Storage.Driver)
+}
