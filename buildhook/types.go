@@ -1,0 +1,63 @@
+package buildhook
+
+import (
+	"context"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ImageRef names a tag in this registry.
+type ImageRef struct {
+	Repo string
+	Tag  string
+}
+
+func (r ImageRef) String() string { return r.Repo + ":" + r.Tag }
+
+// Rule is a build rule, resolved: absolute context, parsed bases.
+type Rule struct {
+	Name       string
+	Context    string            // absolute directory
+	Dockerfile string            // path relative to Context
+	Tags       []ImageRef        // what the rule produces
+	Args       map[string]string // build arguments
+	Builder    string            // auto | native | docker | buildah
+	Strategy   string            // build | rebase
+	// Bases are the images of this registry the Dockerfile's FROM lines
+	// name (every stage); a move of any of them triggers the rule.
+	Bases []ImageRef
+	// FinalBase is the base of the last stage: the image's
+	// org.opencontainers.image.base.name. Nil when it is not in this registry.
+	FinalBase *ImageRef
+}
+
+// Trigger says why a build runs.
+type Trigger struct {
+	Ref    ImageRef      // the base tag that moved (zero for a manual trigger)
+	Digest digest.Digest // what it moved to
+	Reason string        // "push", "manual", "resume"
+}
+
+// Job is one build of a rule.
+type Job struct {
+	ID      string
+	Rule    *Rule
+	Trigger Trigger
+	// Registry is kiln's own address on loopback (host:port): builders pull
+	// bases from it and push results to it over HTTP, like any client.
+	Registry string
+	// Staging is where the builder pushes its result; kiln then adds the
+	// provenance annotations and moves the rule's tags, so a failed or
+	// partial build never touches them.
+	Staging ImageRef
+}
+
+// Builder turns a Job into an image pushed to job.Staging.
+type Builder interface {
+	// Name is the builder's config name: native, docker, buildah or rebase.
+	Name() string
+	// Build builds and pushes to job.Staging, streaming progress to log,
+	// and returns the digest it pushed (an image manifest or an index).
+	Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error)
+}
