@@ -47,6 +47,10 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	Log     Log     `yaml:"log"`
 
+	Registry  Registry  `yaml:"registry"`
+	Buildhook Buildhook `yaml:"buildhook"`
+	Builds    []Build   `yaml:"builds"`
+
 	// Source says where the configuration came from: a file path or
 	// "embedded default". It is not part of the file.
 	Source string `yaml:"-"`
@@ -140,6 +144,8 @@ var durationKeys = []string{
 	"http.shutdown_timeout",
 	"storage.uploads.expiry",
 	"storage.uploads.purge_interval",
+	"buildhook.window",
+	"buildhook.timeout",
 }
 
 // decode strictly decodes YAML over cfg: unknown keys are errors, so typos
@@ -164,6 +170,7 @@ func decode(data []byte, cfg *Config) error {
 	if err := yaml.NodeToValue(f.Docs[0].Body, cfg, yaml.Strict()); err != nil {
 		return errors.New(yaml.FormatError(err, false, true))
 	}
+	cfg.applyBuildDefaults()
 	return nil
 }
 
@@ -279,6 +286,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "unknown format %q (want text or json)", c.Log.Format)
 	}
+	c.validateBuilds(bad)
 	return errors.Join(errs...)
 }
 

@@ -62,10 +62,13 @@ func TestLoad(t *testing.T) {
 			Delete:     Delete{Enabled: true},
 			Uploads:    Uploads{Expiry: 24 * time.Hour, PurgeInterval: time.Hour},
 		},
-		Log:    Log{Level: "info", Format: "text"},
-		Source: DefaultSource,
+		Log:       Log{Level: "info", Format: "text"},
+		Registry:  Registry{Hostnames: []string{}},
+		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2},
+		Builds:    []Build{},
+		Source:    DefaultSource,
 	}
-	if *def != want {
+	if !reflect.DeepEqual(*def, want) {
 		t.Fatalf("default config\n got %+v\nwant %+v", *def, want)
 	}
 
@@ -79,7 +82,7 @@ func TestLoad(t *testing.T) {
 		{
 			name: "default",
 			check: func(t *testing.T, c *Config) {
-				if *c != want {
+				if !reflect.DeepEqual(*c, want) {
 					t.Errorf("got %+v, want %+v", *c, want)
 				}
 			},
@@ -95,7 +98,7 @@ func TestLoad(t *testing.T) {
 				w.Storage.Uploads.Expiry = 90 * time.Minute
 				w.Log.Format = "json"
 				w.Source = c.Source
-				if *c != w {
+				if !reflect.DeepEqual(*c, w) {
 					t.Errorf("got %+v, want %+v", *c, w)
 				}
 				if !strings.HasSuffix(c.Source, "kiln.yml") {

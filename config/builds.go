@@ -1,0 +1,102 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Registry describes how clients name this registry.
+type Registry struct {
+	// Hostnames are extra host[:port] names clients use for kiln, besides
+	// its listen address, localhost:PORT and 127.0.0.1:PORT. A Dockerfile
+	// FROM naming one of them is watched by build-on-push.
+	Hostnames []string `yaml:"hostnames"`
+}
+
+// Buildhook tunes build-on-push.
+type Buildhook struct {
+	Concurrency int           `yaml:"concurrency"` // builds running at once
+	Window      time.Duration `yaml:"window"`      // optional wait after a trigger so bursts coalesce; 0 = off
+	Timeout     time.Duration `yaml:"timeout"`     // per build
+	Retries     int           `yaml:"retries"`     // extra attempts after a transient failure
+}
+
+// Build is one build rule: an image kiln rebuilds when a base it is built
+// FROM moves.
+type Build struct {
+	Name       string            `yaml:"name"`
+	Context    string            `yaml:"context"`    // directory holding the Dockerfile; relative to the config file
+	Dockerfile string            `yaml:"dockerfile"` // relative to context; default Dockerfile
+	Tags       []string          `yaml:"tags"`       // repo:tag in this registry
+	Args       map[string]string `yaml:"args"`
+	Builder    string            `yaml:"builder"`  // auto | native | docker | buildah
+	Strategy   string            `yaml:"strategy"` // build | rebase
+}
+
+var (
+	ruleNameRegexp = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
+	repoTagRegexp  = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*:[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+)
+
+// applyBuildDefaults fills what a rule may leave out.
+func (c *Config) applyBuildDefaults() {
+	for i := range c.Builds {
+		b := &c.Builds[i]
+		if b.Dockerfile == "" {
+			b.Dockerfile = "Dockerfile"
+		}
+		if b.Builder == "" {
+			b.Builder = "auto"
+		}
+		if b.Strategy == "" {
+			b.Strategy = "build"
+		}
+	}
+}
+
+func (c *Config) validateBuilds(bad func(key, format string, args ...any)) {
+	if c.Buildhook.Concurrency < 1 {
+		bad("buildhook.concurrency", "must be at least 1, got %d", c.Buildhook.Concurrency)
+	}
+	if c.Buildhook.Window < 0 {
+		bad("buildhook.window", "must not be negative")
+	}
+	if c.Buildhook.Timeout <= 0 {
+		bad("buildhook.timeout", "must be a positive duration")
+	}
+	if c.Buildhook.Retries < 0 {
+		bad("buildhook.retries", "must not be negative")
+	}
+	names := map[string]bool{}
+	for i, b := range c.Builds {
+		key := fmt.Sprintf("builds[%d]", i)
+		if !ruleNameRegexp.MatchString(b.Name) {
+			bad(key+".name", "%q is not a valid rule name", b.Name)
+		} else if names[b.Name] {
+			bad(key+".name", "%q is used by another rule", b.Name)
+		}
+		names[b.Name] = true
+		if b.Context == "" {
+			bad(key+".context", "must be set")
+		}
+		if len(b.Tags) == 0 {
+			bad(key+".tags", "must list at least one repo:tag")
+		}
+		for _, t := range b.Tags {
+			if !repoTagRegexp.MatchString(t) {
+				bad(key+".tags", "%q is not repo:tag (lowercase repository, a tag)", t)
+			}
+		}
+		switch b.Builder {
+		case "auto", "native", "docker", "buildah":
+		default:
+			bad(key+".builder", "unknown builder %q (want auto, native, docker or buildah)", b.Builder)
+		}
+		switch b.Strategy {
+		case "build", "rebase":
+		default:
+			bad(key+".strategy", "unknown strategy %q (want build or rebase)", b.Strategy)
+		}
+	}
+}
