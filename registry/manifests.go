@@ -66,6 +66,9 @@ func (a *api) getManifest(w http.ResponseWriter, r *http.Request, name string) e
 	if err != nil {
 		return a.internal(r, err)
 	}
+	if m, err = a.negotiate(r, name, m); err != nil {
+		return err
+	}
 	hdr := w.Header()
 	etag := `"` + string(m.Digest) + `"`
 	hdr.Set("Content-Type", m.MediaType)

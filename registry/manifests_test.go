@@ -203,3 +203,35 @@ func TestTagsAndCatalogPagination(t *testing.T) {
 		}
 	})
 }
+
+func TestManifestAcceptNegotiation(t *testing.T) {
+	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
+		const schema2 = "application/vnd.docker.distribution.manifest.v2+json"
+		const list = "application/vnd.docker.distribution.manifest.list.v2+json"
+		cfg := pushBlob(t, srv, "neg", []byte("{}"))
+		child := []byte(`{"schemaVersion":2,"mediaType":"` + schema2 + `","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"` + string(cfg) + `","size":2},"layers":[]}`)
+		if r := do(t, srv, "PUT", "/v2/neg/manifests/amd64", child, "Content-Type", schema2); r.status != 201 {
+			t.Fatalf("child: %d %s", r.status, r.body)
+		}
+		cd := digest.FromBytes(child)
+		ml := []byte(`{"schemaVersion":2,"mediaType":"` + list + `","manifests":[{"mediaType":"` + schema2 + `","digest":"` + string(cd) + `","size":` + itoa(len(child)) + `,"platform":{"architecture":"amd64","os":"linux"}}]}`)
+		if r := do(t, srv, "PUT", "/v2/neg/manifests/multi", ml, "Content-Type", list); r.status != 201 {
+			t.Fatalf("list: %d %s", r.status, r.body)
+		}
+		for _, tc := range []struct {
+			accept, wantType string
+			status           int
+		}{
+			{"", list, 200},
+			{"*/*", list, 200},
+			{list + ", " + schema2, list, 200},
+			{schema2 + "; q=0.5", schema2, 200}, // an old client gets the linux/amd64 manifest
+			{"application/vnd.oci.image.index.v1+json", "", 404},
+		} {
+			r := do(t, srv, "GET", "/v2/neg/manifests/multi", nil, "Accept", tc.accept)
+			if r.status != tc.status || (tc.status == 200 && r.header.Get("Content-Type") != tc.wantType) {
+				t.Errorf("Accept %q: %d %q", tc.accept, r.status, r.header.Get("Content-Type"))
+			}
+		}
+	})
+}
