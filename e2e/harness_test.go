@@ -200,36 +200,62 @@ type kilnServer struct {
 }
 
 func startKiln(runID string) (*kilnServer, error) {
-	bin := filepath.Join(suiteTmp, "kiln")
-	fmt.Printf("e2e: building kiln (go build -race ./cmd/kiln)\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, goBin(), "build", "-race", "-o", bin, "./cmd/kiln")
-	build.Dir = moduleRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build -race ./cmd/kiln: %v\n%s", err, tail(string(out), 40))
-	}
-
-	port, err := freePort()
+	bin, err := buildKiln()
 	if err != nil {
 		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	data := filepath.Join(suiteTmp, "data")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		return nil, err
+	// From an empty directory, so no stray ./config.yml is read.
+	return launchKiln(bin, runID, suiteTmp, "kiln.stderr", nil, "", "--data", data)
+}
+
+var (
+	kilnBinOnce sync.Once
+	kilnBin     string
+	kilnBinErr  error
+)
+
+// buildKiln builds kiln with the race detector, once per suite.
+func buildKiln() (string, error) {
+	kilnBinOnce.Do(func() {
+		bin := filepath.Join(suiteTmp, "kiln")
+		fmt.Printf("e2e: building kiln (go build -race ./cmd/kiln)\n")
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		build := exec.CommandContext(ctx, goBin(), "build", "-race", "-o", bin, "./cmd/kiln")
+		build.Dir = moduleRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			kilnBinErr = fmt.Errorf("go build -race ./cmd/kiln: %v\n%s", err, tail(string(out), 40))
+			return
+		}
+		kilnBin = bin
+	})
+	return kilnBin, kilnBinErr
+}
+
+// launchKiln starts `kiln serve --addr ADDR ARGS...` in dir, with env added
+// to its environment, and waits until it answers /v2/. An empty addr means
+// a free port on 127.0.0.1. Its output goes to dir/logName.
+func launchKiln(bin, runID, dir, logName string, env []string, addr string, args ...string) (*kilnServer, error) {
+	if addr == "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	s := &kilnServer{
 		env:    &registryEnv{Addr: addr, URL: "http://" + addr, Kiln: true, RunID: runID},
-		stderr: filepath.Join(suiteTmp, "kiln.stderr"),
+		stderr: filepath.Join(dir, logName),
 		done:   make(chan struct{}),
 	}
 	errf, err := os.Create(s.stderr)
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, "serve", "--addr", addr, "--data", data)
-	s.cmd.Dir = suiteTmp // no stray ./config.yml
+	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr}, args...)...)
+	s.cmd.Dir = dir
+	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout = errf
 	s.cmd.Stderr = errf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -242,7 +268,7 @@ func startKiln(runID string) (*kilnServer, error) {
 		errf.Close()
 		close(s.done)
 	}()
-	fmt.Printf("e2e: kiln serve --addr %s --data %s (pid %d)\n", addr, data, s.cmd.Process.Pid)
+	fmt.Printf("e2e: kiln serve --addr %s %s (pid %d)\n", addr, strings.Join(args, " "), s.cmd.Process.Pid)
 	if err := waitForV2(s.env.URL, 60*time.Second, s.done); err != nil {
 		s.kill()
 		return s, fmt.Errorf("kiln did not come up: %w", err)

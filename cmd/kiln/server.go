@@ -40,8 +40,17 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
 		Logger:        logger,
 	})
+	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
+	buildCtx, stopBuilds := context.WithCancel(ctx)
+	defer stopBuilds()
+	builds, err := startBuildhook(buildCtx, cfg, store, ln.Addr().String(), logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer builds.Wait()
 	srv := &http.Server{
-		Handler: accesslog.Handler(api, logger),
+		Handler: accesslog.Handler(routes(api, builds.Handler()), logger),
 		// Slow-header clients must not hold connections forever, but there
 		// is no overall read/write timeout: blob transfers can take hours.
 		ReadHeaderTimeout: 30 * time.Second,
@@ -85,6 +94,8 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	}
 
 	logger.Info("shutting down", slog.Duration("timeout", cfg.HTTP.ShutdownTimeout))
+	stopBuilds()
+	builds.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -1,0 +1,153 @@
+package buildhook
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gorilla/mux"
+)
+
+// Handler serves the build API under /kiln/v1/: builds (list, one, log),
+// rules with their graph, and manual triggers.
+func (s *Service) Handler() http.Handler {
+	r := mux.NewRouter()
+	v1 := r.PathPrefix("/kiln/v1").Subrouter()
+	v1.HandleFunc("/builds", s.listBuilds).Methods(http.MethodGet)
+	v1.HandleFunc("/builds/{id}", s.getBuild).Methods(http.MethodGet)
+	v1.HandleFunc("/builds/{id}/log", s.buildLog).Methods(http.MethodGet)
+	v1.HandleFunc("/rules", s.listRules).Methods(http.MethodGet)
+	v1.HandleFunc("/rules/{name}/trigger", s.triggerRule).Methods(http.MethodPost)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "no such endpoint")
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+	return r
+}
+
+func apiError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// listBuilds answers GET /kiln/v1/builds?rule=&status=&limit=.
+func (s *Service) listBuilds(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			apiError(w, http.StatusBadRequest, "limit must be a positive integer")
+			return
+		}
+		limit = n
+	}
+	all, err := s.records.List(r.Context())
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	out := []*Record{}
+	for _, rec := range all {
+		if (q.Get("rule") == "" || rec.Rule == q.Get("rule")) && (q.Get("status") == "" || rec.Status == q.Get("status")) {
+			out = append(out, rec)
+		}
+		if len(out) == limit {
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) getBuild(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.records.Get(r.Context(), mux.Vars(r)["id"])
+	if errors.Is(err, ErrNoBuild) {
+		apiError(w, http.StatusNotFound, "no such build")
+		return
+	}
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// buildLog answers GET /kiln/v1/builds/{id}/log[?follow=1], streaming while
+// the build runs when following.
+func (s *Service) buildLog(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if _, err := s.records.Get(r.Context(), id); err != nil {
+		apiError(w, http.StatusNotFound, "no such build")
+		return
+	}
+	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	s.records.FollowLog(r.Context(), id, flushWriter{w}, follow)
+}
+
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
+func (f flushWriter) Flush()                      { http.NewResponseController(f.w).Flush() }
+
+// ruleView is a rule as the API shows it.
+type ruleView struct {
+	Name       string            `json:"name"`
+	Context    string            `json:"context"`
+	Dockerfile string            `json:"dockerfile"`
+	Tags       []string          `json:"tags"`
+	Bases      []string          `json:"bases"`
+	Args       map[string]string `json:"args,omitempty"`
+	Builder    string            `json:"builder"`
+	Strategy   string            `json:"strategy"`
+	// Dependents are the rules built on this rule's tags.
+	Dependents []string `json:"dependents"`
+}
+
+func (s *Service) listRules(w http.ResponseWriter, r *http.Request) {
+	out := []ruleView{}
+	for _, rule := range s.graph.Rules() {
+		v := ruleView{Name: rule.Name, Context: rule.Context, Dockerfile: rule.Dockerfile, Args: rule.Args,
+			Builder: rule.Builder, Strategy: rule.Strategy, Tags: []string{}, Bases: []string{}, Dependents: []string{}}
+		seen := map[string]bool{}
+		for _, t := range rule.Tags {
+			v.Tags = append(v.Tags, t.String())
+			for _, d := range s.graph.Dependents(t) {
+				if !seen[d.Name] {
+					seen[d.Name] = true
+					v.Dependents = append(v.Dependents, d.Name)
+				}
+			}
+		}
+		for _, b := range rule.Bases {
+			v.Bases = append(v.Bases, b.String())
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) triggerRule(w http.ResponseWriter, r *http.Request) {
+	name := mux.Vars(r)["name"]
+	if s.graph.Rule(name) == nil {
+		apiError(w, http.StatusNotFound, "no such rule")
+		return
+	}
+	job, err := s.Trigger(name)
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": job.ID, "rule": name})
+}

@@ -1,0 +1,142 @@
+package buildhook
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+)
+
+// liveLog is the log of a running build: kept in memory for followers and
+// copied to the store every flushInterval and when the build ends.
+type liveLog struct {
+	mu      sync.Mutex
+	buf     []byte
+	done    bool
+	changed chan struct{} // closed and replaced on every write
+	dirty   bool
+}
+
+const flushInterval = time.Second
+
+func newLiveLog() *liveLog { return &liveLog{changed: make(chan struct{})} }
+
+func (l *liveLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	l.dirty = true
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return len(p), nil
+}
+
+// snapshot returns the log from offset, whether the build ended, and a
+// channel closed on the next write.
+func (l *liveLog) snapshot(offset int) ([]byte, bool, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if offset > len(l.buf) {
+		offset = len(l.buf)
+	}
+	return append([]byte(nil), l.buf[offset:]...), l.done, l.changed
+}
+
+// OpenLog starts the live log of build id; close it with CloseLog.
+func (rs *Records) OpenLog(ctx context.Context, id string) io.Writer {
+	l := newLiveLog()
+	rs.mu.Lock()
+	rs.live[id] = l
+	rs.mu.Unlock()
+	go func() {
+		t := time.NewTicker(flushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				l.mu.Lock()
+				done, dirty := l.done, l.dirty
+				content := append([]byte(nil), l.buf...)
+				l.dirty = false
+				l.mu.Unlock()
+				if done {
+					return
+				}
+				if dirty {
+					rs.driver.PutContent(context.WithoutCancel(ctx), logPath(id), content)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return l
+}
+
+// CloseLog stores the whole log of build id and ends following.
+func (rs *Records) CloseLog(ctx context.Context, id string) error {
+	rs.mu.Lock()
+	l := rs.live[id]
+	delete(rs.live, id)
+	rs.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	l.done = true
+	content := append([]byte(nil), l.buf...)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+	return rs.driver.PutContent(ctx, logPath(id), content)
+}
+
+// FollowLog writes the log of build id to w; with follow it keeps writing
+// until the build ends or ctx is done.
+func (rs *Records) FollowLog(ctx context.Context, id string, w io.Writer, follow bool) error {
+	if !validBuildID(id) {
+		return ErrNoBuild
+	}
+	rs.mu.Lock()
+	l := rs.live[id]
+	rs.mu.Unlock()
+	if l == nil {
+		b, err := rs.driver.GetContent(ctx, logPath(id))
+		if err != nil {
+			var nf storagedriver.PathNotFoundError
+			if !errors.As(err, &nf) {
+				return err
+			}
+			if _, err := rs.Get(ctx, id); err != nil {
+				return err
+			}
+			return nil // queued: no log yet
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	offset := 0
+	for {
+		chunk, done, changed := l.snapshot(offset)
+		if len(chunk) > 0 {
+			if _, err := w.Write(chunk); err != nil {
+				return err
+			}
+			if f, ok := w.(interface{ Flush() }); ok {
+				f.Flush()
+			}
+			offset += len(chunk)
+		}
+		if done || !follow {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package buildhook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/moby/go-archive"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
+	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/opencontainers/go-digest"
+)
+
+// DockerBuilder builds with a Docker Engine (DOCKER_HOST): the daemon pulls
+// the fresh base from kiln, builds, and pushes the result to kiln.
+type DockerBuilder struct{}
+
+// Name implements Builder.
+func (DockerBuilder) Name() string { return "docker" }
+
+func dockerClient() (*client.Client, error) {
+	return client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+}
+
+// dockerAvailable reports whether a Docker daemon answers.
+func dockerAvailable(ctx context.Context) error {
+	c, err := dockerClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	return err
+}
+
+// Build implements Builder.
+func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+	c, err := dockerClient()
+	if err != nil {
+		return "", transient(err)
+	}
+	defer c.Close()
+	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return "", transient(fmt.Errorf("docker daemon: %w", err))
+	}
+	tarball, err := contextTar(job.Rule)
+	if err != nil {
+		return "", err
+	}
+	defer tarball.Close()
+	image := job.Registry + "/" + job.Staging.String()
+	args := map[string]*string{}
+	for k, v := range job.Rule.Args {
+		args[k] = &v
+	}
+	res, err := c.ImageBuild(ctx, tarball, client.ImageBuildOptions{
+		Tags:        []string{image},
+		Dockerfile:  job.Rule.Dockerfile,
+		BuildArgs:   args,
+		PullParent:  true, // the base just moved: never build on a stale local copy
+		Remove:      true,
+		ForceRemove: true,
+		NetworkMode: "none",
+		Version:     build.BuilderV1,
+	})
+	if err != nil {
+		return "", daemonError("docker build", err)
+	}
+	if err := streamMessages(res.Body, log); err != nil {
+		res.Body.Close()
+		return "", fmt.Errorf("docker build: %w", err)
+	}
+	res.Body.Close()
+	fmt.Fprintf(log, "pushing %s\n", image)
+	// The daemon insists on an auth header; kiln on loopback needs none.
+	push, err := c.ImagePush(ctx, image, client.ImagePushOptions{RegistryAuth: noAuth})
+	if err != nil {
+		return "", daemonError("docker push", err)
+	}
+	defer push.Close()
+	if err := streamMessages(push, log); err != nil {
+		return "", fmt.Errorf("docker push: %w", err)
+	}
+	// The image stays in the daemon's cache for the next build's layers,
+	// but its staging tag would only pile up.
+	c.ImageRemove(context.WithoutCancel(ctx), image, client.ImageRemoveOptions{})
+	return resolveStaging(ctx, job)
+}
+
+// noAuth is an empty X-Registry-Auth: base64 of "{}".
+const noAuth = "e30="
+
+// daemonError wraps an error of the Docker Engine API, marking it worth a
+// retry when the daemon could not be reached at all.
+func daemonError(what string, err error) error {
+	err = fmt.Errorf("%s: %w", what, err)
+	if client.IsErrConnectionFailed(err) {
+		return transient(err)
+	}
+	return err
+}
+
+// streamMessages copies a daemon's JSON message stream to log as text and
+// returns the first error message in it.
+func streamMessages(r io.Reader, log io.Writer) error {
+	dec := jsonDecoder(r)
+	for {
+		var m jsonstream.Message
+		if err := dec.Decode(&m); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		switch {
+		case m.Error != nil:
+			fmt.Fprintf(log, "error: %s\n", m.Error.Message)
+			return fmt.Errorf("%s", m.Error.Message)
+		case m.Stream != "":
+			io.WriteString(log, m.Stream)
+		case m.Status != "" && m.Progress == nil:
+			if m.ID != "" {
+				fmt.Fprintf(log, "%s: %s\n", m.ID, m.Status)
+			} else {
+				fmt.Fprintln(log, m.Status)
+			}
+		}
+	}
+}
+
+// contextTar packs the rule's context directory, leaving out what its
+// .dockerignore excludes, as the docker CLI does.
+func contextTar(r *Rule) (io.ReadCloser, error) {
+	var excludes []string
+	if f, err := os.Open(filepath.Join(r.Context, ".dockerignore")); err == nil {
+		excludes, err = ignorefile.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf(".dockerignore: %w", err)
+		}
+	}
+	if len(excludes) > 0 {
+		// As the docker CLI does: the Dockerfile and .dockerignore always
+		// reach the daemon, whatever .dockerignore says.
+		excludes = append(excludes, "!"+r.Dockerfile, "!.dockerignore")
+	}
+	return archive.TarWithOptions(r.Context, &archive.TarOptions{ExcludePatterns: excludes})
+}

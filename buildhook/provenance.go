@@ -1,0 +1,243 @@
+package buildhook
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+)
+
+// Annotations BuildKit puts on the attestation manifests of an index,
+// naming the image they describe.
+const (
+	provRefType   = "vnd.docker.reference.type"
+	provRefDigest = "vnd.docker.reference.digest"
+)
+
+// Finalize reads the image or index the builder pushed to job.Staging,
+// adds provenance annotations to every manifest, pushes the result to every
+// tag in job.Rule.Tags, deletes the staging tag, and returns the final digest.
+//
+// The annotations: org.opencontainers.image.base.name (Registry/FinalBase,
+// else what the staged manifest or its config label already said),
+// org.opencontainers.image.base.digest (on each image the digest of the
+// base image of its platform, on an index baseDigest), created (now, RFC
+// 3339 UTC), dev.kiln.build.id and dev.kiln.build.trigger. Attestation
+// manifests of an index are kept, pointed at the annotated images. A tag
+// moves only once everything it points to is pushed.
+func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Writer) (digest.Digest, error) {
+	if log == nil {
+		log = io.Discard
+	}
+	opts := []remote.Option{remote.WithContext(ctx)}
+	if len(job.Rule.Tags) == 0 {
+		return "", fmt.Errorf("rule %s has no tags", job.Rule.Name)
+	}
+	staging, err := name.NewTag(job.Registry+"/"+job.Staging.String(), name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	desc, err := remote.Get(staging, opts...)
+	if err != nil {
+		return "", regTransient(fmt.Errorf("reading the staged image %s: %w", staging, err))
+	}
+
+	common := map[string]string{
+		AnnotationCreated:      time.Now().UTC().Format(time.RFC3339),
+		AnnotationBuildID:      job.ID,
+		AnnotationBuildTrigger: provTrigger(job.Trigger),
+	}
+	baseName := ""
+	if fb := job.Rule.FinalBase; fb != nil {
+		baseName = job.Registry + "/" + fb.String()
+	}
+
+	// The base's images by platform, for per-platform base digests.
+	var baseIndex *v1.IndexManifest
+	if fb := job.Rule.FinalBase; fb != nil && baseDigest != "" {
+		ref, err := name.NewDigest(job.Registry+"/"+fb.Repo+"@"+baseDigest.String(), name.Insecure)
+		if err != nil {
+			return "", err
+		}
+		bd, err := remote.Get(ref, opts...)
+		if err != nil {
+			return "", regTransient(fmt.Errorf("reading the base %s: %w", ref, err))
+		}
+		if bd.MediaType.IsIndex() {
+			if baseIndex, err = v1.ParseIndexManifest(bytes.NewReader(bd.Manifest)); err != nil {
+				return "", err
+			}
+		}
+	}
+	annotate := func(img v1.Image, platform *v1.Platform) (v1.Image, error) {
+		m, err := img.Manifest()
+		if err != nil {
+			return nil, regTransient(err)
+		}
+		ann := maps.Clone(common)
+		bn := baseName
+		if bn == "" {
+			bn = m.Annotations[AnnotationBaseName]
+		}
+		if bn == "" {
+			if cf, err := img.ConfigFile(); err == nil {
+				bn = cf.Config.Labels[AnnotationBaseName]
+			}
+		}
+		if bn != "" {
+			ann[AnnotationBaseName] = bn
+		}
+		if platform == nil {
+			cf, err := img.ConfigFile()
+			if err != nil {
+				return nil, regTransient(err)
+			}
+			platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+		}
+		if d := provBaseDigest(baseDigest, baseIndex, platform); d != "" {
+			ann[AnnotationBaseDigest] = d
+		}
+		return mutate.Annotations(img, ann).(v1.Image), nil
+	}
+
+	var out interface {
+		Digest() (v1.Hash, error)
+	}
+	var push func(ref name.Tag) error
+	if !desc.MediaType.IsIndex() {
+		img, err := desc.Image()
+		if err != nil {
+			return "", regTransient(err)
+		}
+		final, err := annotate(img, nil)
+		if err != nil {
+			return "", err
+		}
+		out = final
+		push = func(ref name.Tag) error { return remote.Write(ref, final, opts...) }
+	} else {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return "", regTransient(err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return "", regTransient(err)
+		}
+		moved := map[string]string{} // old child digest → annotated
+		var adds []mutate.IndexAddendum
+		var rest []v1.Descriptor
+		for _, m := range im.Manifests {
+			if !ncIsImageType(m.MediaType) || m.Annotations[provRefType] != "" || (m.Platform != nil && m.Platform.OS == "unknown") {
+				rest = append(rest, m)
+				continue
+			}
+			img, err := idx.Image(m.Digest)
+			if err != nil {
+				return "", regTransient(err)
+			}
+			final, err := annotate(img, m.Platform)
+			if err != nil {
+				return "", err
+			}
+			d, err := final.Digest()
+			if err != nil {
+				return "", err
+			}
+			moved[m.Digest.String()] = d.String()
+			adds = append(adds, mutate.IndexAddendum{Add: final, Descriptor: v1.Descriptor{
+				Platform: m.Platform, Annotations: m.Annotations, URLs: m.URLs, ArtifactType: m.ArtifactType,
+			}})
+		}
+		for _, m := range rest {
+			ann := maps.Clone(m.Annotations)
+			if nd, ok := moved[ann[provRefDigest]]; ok {
+				ann[provRefDigest] = nd
+			}
+			var add mutate.Appendable
+			if m.MediaType.IsIndex() {
+				if add, err = idx.ImageIndex(m.Digest); err != nil {
+					return "", regTransient(err)
+				}
+			} else if add, err = idx.Image(m.Digest); err != nil {
+				return "", regTransient(err)
+			}
+			adds = append(adds, mutate.IndexAddendum{Add: add, Descriptor: v1.Descriptor{
+				Platform: m.Platform, Annotations: ann, URLs: m.URLs, ArtifactType: m.ArtifactType,
+			}})
+		}
+		ann := maps.Clone(common)
+		if baseName != "" {
+			ann[AnnotationBaseName] = baseName
+		} else if old, err := rbAnnotations(desc.Manifest); err == nil && old[AnnotationBaseName] != "" {
+			ann[AnnotationBaseName] = old[AnnotationBaseName]
+		}
+		if baseDigest != "" {
+			ann[AnnotationBaseDigest] = baseDigest.String()
+		}
+		final := mutate.Annotations(mutate.AppendManifests(mutate.IndexMediaType(empty.Index, desc.MediaType), adds...), ann).(v1.ImageIndex)
+		out = final
+		push = func(ref name.Tag) error { return remote.WriteIndex(ref, final, opts...) }
+	}
+
+	d, err := out.Digest()
+	if err != nil {
+		return "", err
+	}
+	for _, t := range job.Rule.Tags {
+		ref, err := name.NewTag(job.Registry+"/"+t.String(), name.Insecure)
+		if err != nil {
+			return "", err
+		}
+		if err := push(ref); err != nil {
+			return "", regTransient(fmt.Errorf("pushing %s: %w", t, err))
+		}
+		fmt.Fprintf(log, "tagged %s -> %s\n", t, d)
+	}
+	if err := remote.Delete(staging, opts...); err != nil {
+		fmt.Fprintf(log, "warning: deleting the staging tag %s: %v\n", job.Staging, err)
+	}
+	return digest.Digest(d.String()), nil
+}
+
+func provTrigger(t Trigger) string {
+	if t.Ref.Repo == "" {
+		return t.Reason
+	}
+	s := t.Reason + " " + t.Ref.String()
+	if t.Digest != "" {
+		s += "@" + t.Digest.String()
+	}
+	return s
+}
+
+// provBaseDigest is the digest of the base image for platform: the
+// matching child of the base index, or the base itself.
+func provBaseDigest(baseDigest digest.Digest, baseIndex *v1.IndexManifest, platform *v1.Platform) string {
+	if baseIndex == nil {
+		return baseDigest.String()
+	}
+	best, score := "", 0
+	for _, m := range baseIndex.Manifests {
+		if !ncIsImageType(m.MediaType) || platform == nil {
+			continue
+		}
+		if s := ncPlatformMatch(*platform, m.Platform); s > score {
+			best, score = m.Digest.String(), s
+		}
+	}
+	if best == "" {
+		// No image of that platform: say at least which index it was.
+		return baseDigest.String()
+	}
+	return best
+}

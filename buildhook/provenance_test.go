@@ -1,0 +1,143 @@
+package buildhook
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+)
+
+func pvtStagingGone(t *testing.T, host string, job *Job) {
+	t.Helper()
+	ref, _ := name.NewTag(host+"/"+job.Staging.String(), name.Insecure)
+	if _, err := remote.Head(ref); err == nil || !rbIsNotFound(err) {
+		t.Errorf("staging tag %s still there (err %v)", job.Staging, err)
+	}
+}
+
+func pvtCheckCommon(t *testing.T, ann map[string]string, host string, job *Job) {
+	t.Helper()
+	if ann[AnnotationBaseName] != host+"/python:3.8" {
+		t.Errorf("base.name %q", ann[AnnotationBaseName])
+	}
+	if ann[AnnotationBuildID] != job.ID {
+		t.Errorf("build.id %q", ann[AnnotationBuildID])
+	}
+	if want := "push python:3.8@" + job.Trigger.Digest.String(); ann[AnnotationBuildTrigger] != want {
+		t.Errorf("build.trigger %q, want %q", ann[AnnotationBuildTrigger], want)
+	}
+	created, err := time.Parse(time.RFC3339, ann[AnnotationCreated])
+	if err != nil || time.Since(created) > time.Minute || !strings.HasSuffix(ann[AnnotationCreated], "Z") {
+		t.Errorf("created %q (%v)", ann[AnnotationCreated], err)
+	}
+}
+
+func TestFinalizeImage(t *testing.T) {
+	host := nbtRegistry(t)
+	bd := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
+	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "x"})
+	job := nbtJob(host, dir, "f1", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	staged, _ := nbtBuild(t, &NativeBuilder{}, job)
+
+	var log bytes.Buffer
+	final, err := Finalize(context.Background(), job, bd, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final == staged {
+		t.Error("the annotations did not change the digest")
+	}
+	for _, tag := range []string{"app:v1", "app:latest"} {
+		if d := nbtGet(t, host, tag).Digest.String(); d != final.String() {
+			t.Errorf("%s is %s, want %s", tag, d, final)
+		}
+		if !strings.Contains(log.String(), "tagged "+tag+" -> "+final.String()) {
+			t.Errorf("log lacks the tag of %s:\n%s", tag, log.String())
+		}
+	}
+	pvtStagingGone(t, host, job)
+	img := nbtImage(t, host, "app:v1")
+	m, _ := img.Manifest()
+	pvtCheckCommon(t, m.Annotations, host, job)
+	if m.Annotations[AnnotationBaseDigest] != bd.String() {
+		t.Errorf("base.digest %q, want %s", m.Annotations[AnnotationBaseDigest], bd)
+	}
+	// The content is the staged image's.
+	stagedImg := nbtImage(t, host, "app@"+staged.String())
+	if a, b := nbtDigests(t, nbtLayers(t, img)), nbtDigests(t, nbtLayers(t, stagedImg)); strings.Join(a, ",") != strings.Join(b, ",") {
+		t.Error("layers changed")
+	}
+}
+
+func TestFinalizeIndex(t *testing.T) {
+	host := nbtRegistry(t)
+	amd := nbtBase(t, nbtBaseOpts{arch: "amd64", version: "3.8.1"})
+	arm := nbtBase(t, nbtBaseOpts{arch: "arm64", version: "3.8.1"})
+	bd := nbtPush(t, host, "python:3.8", nbtIndex(t, amd, arm))
+	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "x"})
+	job := nbtJob(host, dir, "f2", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	nbtBuild(t, &NativeBuilder{}, job)
+
+	// Like a buildx push, add an attestation naming the arm64 image.
+	stagedIdx, err := nbtGet(t, host, job.Staging.String()).ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, _ := stagedIdx.IndexManifest()
+	var children []v1.Image
+	for _, m := range sim.Manifests {
+		img, _ := stagedIdx.Image(m.Digest)
+		children = append(children, img)
+	}
+	withAtt := nbtIndex(t, children[1], children[0]) // attestation of children[1] (arm64)
+	nbtPush(t, host, job.Staging.String(), withAtt)
+
+	final, err := Finalize(context.Background(), job, bd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pvtStagingGone(t, host, job)
+	for _, tag := range []string{"app:v1", "app:latest"} {
+		if d := nbtGet(t, host, tag).Digest.String(); d != final.String() {
+			t.Errorf("%s is %s, want %s", tag, d, final)
+		}
+	}
+	desc := nbtGet(t, host, "app:v1")
+	idx, _ := desc.ImageIndex()
+	if err := validate.Index(idx); err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	pvtCheckCommon(t, im.Annotations, host, job)
+	if im.Annotations[AnnotationBaseDigest] != bd.String() {
+		t.Errorf("index base.digest %q, want the base index %s", im.Annotations[AnnotationBaseDigest], bd)
+	}
+	if len(im.Manifests) != 3 {
+		t.Fatalf("%d manifests, want 3", len(im.Manifests))
+	}
+	byArch := map[string]string{}
+	for _, m := range im.Manifests {
+		if m.Platform.OS == "unknown" {
+			continue
+		}
+		img, _ := idx.Image(m.Digest)
+		mf, _ := img.Manifest()
+		pvtCheckCommon(t, mf.Annotations, host, job)
+		base := map[string]v1.Image{"amd64": amd, "arm64": arm}[m.Platform.Architecture]
+		want, _ := base.Digest()
+		if mf.Annotations[AnnotationBaseDigest] != want.String() {
+			t.Errorf("%s: base.digest %q, want its platform's %s", m.Platform.Architecture, mf.Annotations[AnnotationBaseDigest], want)
+		}
+		byArch[m.Platform.Architecture] = m.Digest.String()
+	}
+	att := im.Manifests[2]
+	if att.Annotations[provRefDigest] != byArch["arm64"] {
+		t.Errorf("attestation names %q, want the annotated arm64 image %s", att.Annotations[provRefDigest], byArch["arm64"])
+	}
+}

@@ -1,0 +1,395 @@
+package buildhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// ErrQueueStopped is returned by Trigger once the queue's context has ended.
+var ErrQueueStopped = errors.New("build queue stopped")
+
+// QueueHooks connect the queue to the service. Every hook gets its own
+// copy of the job (its ID is stable across hooks).
+type QueueHooks struct {
+	// Queued is called when a job is created (status queued). Updated when
+	// a queued job's trigger is replaced by a newer one (latest wins).
+	// They are called one at a time, in order, from the dispatcher
+	// goroutine (so after Start), and a job never starts before its
+	// Queued/Updated calls have returned.
+	Queued  func(*Job)
+	Updated func(*Job)
+	// Run builds the job; the queue calls it in a goroutine, at most
+	// `concurrency` at once. The job is Run's to fill in (Registry,
+	// Staging); Done gets the same pointer. Run should move the rule's tags
+	// (which calls TagMoved) before it returns: rules built on this one are
+	// held until it returns, so they build once, on the new image.
+	Run func(ctx context.Context, job *Job) error
+	// Done is called after Run returns (err is Run's error); also called
+	// for a job that was cancelled before running (err is the context's
+	// error).
+	Done func(*Job, error)
+}
+
+// Queue turns triggers into jobs: one running and one queued job per rule
+// at most, newer triggers replacing a queued job's, a concurrency limit
+// across rules, jobs started in trigger order, and cascades that build each
+// level once.
+type Queue struct {
+	g           *Graph
+	concurrency int
+	window      time.Duration
+	newID       func() string
+	hooks       QueueHooks
+
+	kick chan struct{} // wakes the dispatcher; buffered 1
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	states   []ruleState  // by rule config index
+	order    []*queuedJob // queued jobs, oldest first: they start first-in first-out
+	events   []hookEvent  // Queued/Updated calls not yet made
+	running  int
+	ids      uint64
+	started  bool
+	stopped  bool
+	idle     chan struct{} // closed while nothing is queued or running
+	idleDone bool          // idle is closed
+}
+
+type ruleState struct {
+	queued  *queuedJob
+	running bool // a job of the rule is in Run or Done
+}
+
+type queuedJob struct {
+	job     Job
+	idx     int       // rule config index
+	readyAt time.Time // last trigger + window
+}
+
+type hookEvent struct {
+	updated bool
+	job     Job // as it was when the event happened
+}
+
+// NewQueue returns a queue over g's rules. concurrency (at least 1) bounds
+// the builds running at once; window > 0 makes a queued job wait that long
+// after its last trigger before it may start (bursts coalesce), 0 starts it
+// at once. newID names jobs (nil: a counter).
+func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() string, hooks QueueHooks) *Queue {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	if window < 0 {
+		window = 0
+	}
+	idle := make(chan struct{})
+	close(idle)
+	return &Queue{
+		g:           g,
+		concurrency: concurrency,
+		window:      window,
+		newID:       newID,
+		hooks:       hooks,
+		kick:        make(chan struct{}, 1),
+		states:      make([]ruleState, len(g.rules)),
+		idle:        idle,
+		idleDone:    true,
+	}
+}
+
+// TagMoved queues the rules built on ref with a push trigger. It never
+// waits for a build, nor for a hook. A rule that also builds on another
+// rule affected by the same move is left for that rule's push, so each
+// level of a cascade builds once. After the queue stopped, it does nothing.
+func (q *Queue) TagMoved(ref ImageRef, d digest.Digest) {
+	deps := q.g.dependents[ref]
+	if len(deps) == 0 {
+		return
+	}
+	affected := make([]bool, len(q.g.rules))
+	for _, i := range deps {
+		affected[i] = true
+	}
+	for _, i := range q.g.closure(q.g.children, deps) {
+		affected[i] = true
+	}
+	t := Trigger{Ref: ref, Digest: d, Reason: "push"}
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return
+	}
+	for _, i := range deps {
+		if slices.ContainsFunc(q.g.upstream[i], func(u int) bool { return affected[u] }) {
+			continue // triggered when that upstream rule pushes
+		}
+		q.enqueue(i, t)
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+// Trigger queues a build of the named rule (manual trigger, resume), or
+// updates the trigger of its queued job, and returns the job. An empty
+// Reason means "manual".
+func (q *Queue) Trigger(rule string, t Trigger) (*Job, error) {
+	i, ok := q.g.byName[rule]
+	if !ok {
+		return nil, fmt.Errorf("unknown build rule %q", rule)
+	}
+	if t.Reason == "" {
+		t.Reason = "manual"
+	}
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return nil, ErrQueueStopped
+	}
+	job := q.enqueue(i, t).job
+	q.mu.Unlock()
+	q.signal()
+	return &job, nil
+}
+
+// enqueue records a trigger of rule i: a new queued job, or the queued
+// job's trigger replaced. q.mu is held.
+func (q *Queue) enqueue(i int, t Trigger) *queuedJob {
+	st := &q.states[i]
+	readyAt := time.Now().Add(q.window)
+	if qj := st.queued; qj != nil {
+		qj.job.Trigger = t
+		qj.readyAt = readyAt
+		q.events = append(q.events, hookEvent{updated: true, job: qj.job})
+		return qj
+	}
+	qj := &queuedJob{
+		job:     Job{ID: q.id(), Rule: q.g.rules[i], Trigger: t},
+		idx:     i,
+		readyAt: readyAt,
+	}
+	st.queued = qj
+	q.order = append(q.order, qj)
+	q.events = append(q.events, hookEvent{job: qj.job})
+	if q.idleDone {
+		q.idle = make(chan struct{})
+		q.idleDone = false
+	}
+	return qj
+}
+
+func (q *Queue) id() string {
+	if q.newID != nil {
+		return q.newID()
+	}
+	q.ids++
+	return "job-" + strconv.FormatUint(q.ids, 10)
+}
+
+func (q *Queue) signal() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Start starts the dispatcher. Jobs run with ctx; once it ends no job
+// starts, queued jobs are cancelled (Done with ctx's error) and Wait waits
+// for running ones. Start is a no-op the second time.
+func (q *Queue) Start(ctx context.Context) {
+	q.mu.Lock()
+	if q.started {
+		q.mu.Unlock()
+		return
+	}
+	q.started = true
+	q.wg.Add(1)
+	q.mu.Unlock()
+	go q.loop(ctx)
+}
+
+// Wait returns when the dispatcher has stopped (after Start's ctx ended)
+// and every running build has returned. Without Start it returns at once.
+func (q *Queue) Wait() { q.wg.Wait() }
+
+// Idle returns a channel closed while nothing is queued or running (its
+// Done hook included). Get a new one after queueing more.
+func (q *Queue) Idle() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.idle
+}
+
+// WaitIdle waits until nothing is queued or running, or ctx ends.
+func (q *Queue) WaitIdle(ctx context.Context) error {
+	select {
+	case <-q.Idle():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Counts returns the number of queued and running jobs.
+func (q *Queue) Counts() (queued, running int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.order), q.running
+}
+
+// updateIdle closes the idle channel when nothing is queued or running.
+// q.mu is held.
+func (q *Queue) updateIdle() {
+	if !q.idleDone && len(q.order) == 0 && q.running == 0 {
+		close(q.idle)
+		q.idleDone = true
+	}
+}
+
+func (q *Queue) loop(ctx context.Context) {
+	defer q.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		// Hooks first, so that no job starts before its Queued and
+		// Updated calls have returned: the check that none are pending
+		// and the start happen under one lock.
+		q.mu.Lock()
+		if evs := q.events; len(evs) > 0 {
+			q.events = nil
+			q.mu.Unlock()
+			q.deliver(evs)
+			continue
+		}
+		if ctx.Err() != nil {
+			q.mu.Unlock()
+			q.shutdown(ctx.Err())
+			return
+		}
+		wait := q.startReady(ctx)
+		q.mu.Unlock()
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+		case <-q.kick:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// deliver makes Queued/Updated calls, in order.
+func (q *Queue) deliver(evs []hookEvent) {
+	for _, ev := range evs {
+		hook := q.hooks.Queued
+		if ev.updated {
+			hook = q.hooks.Updated
+		}
+		if hook != nil {
+			job := ev.job
+			hook(&job)
+		}
+	}
+}
+
+// startReady starts the queued jobs that may start, oldest first, and
+// returns how long until a job held by the window may start (0: none).
+// q.mu is held.
+func (q *Queue) startReady(ctx context.Context) time.Duration {
+	now := time.Now()
+	var wait time.Duration
+	for k := 0; k < len(q.order) && q.running < q.concurrency; {
+		qj := q.order[k]
+		st := &q.states[qj.idx]
+		if st.running || q.held(qj.idx) {
+			k++
+			continue
+		}
+		if now.Before(qj.readyAt) {
+			if d := qj.readyAt.Sub(now); wait == 0 || d < wait {
+				wait = d
+			}
+			k++
+			continue
+		}
+		q.order = slices.Delete(q.order, k, k+1)
+		st.queued = nil
+		st.running = true
+		q.running++
+		job := qj.job
+		q.wg.Add(1)
+		go q.run(ctx, qj.idx, &job)
+	}
+	return wait
+}
+
+// held reports whether a rule that rule i builds on (transitively) has a
+// job queued or running: i's job then waits, as that build's push will
+// trigger i again.
+func (q *Queue) held(i int) bool {
+	for _, a := range q.g.ancestors[i] {
+		if q.states[a].queued != nil || q.states[a].running {
+			return true
+		}
+	}
+	return false
+}
+
+func (q *Queue) run(ctx context.Context, i int, job *Job) {
+	defer q.wg.Done()
+	err := q.callRun(ctx, job)
+	if q.hooks.Done != nil {
+		q.hooks.Done(job, err)
+	}
+	q.mu.Lock()
+	q.states[i].running = false
+	q.running--
+	q.updateIdle()
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *Queue) callRun(ctx context.Context, job *Job) (err error) {
+	if q.hooks.Run == nil {
+		return errors.New("build queue has no Run hook")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("build panicked: %v", r)
+		}
+	}()
+	return q.hooks.Run(ctx, job)
+}
+
+// shutdown cancels the queued jobs once ctx ended.
+func (q *Queue) shutdown(cause error) {
+	q.mu.Lock()
+	q.stopped = true // no more events nor jobs
+	cancelled := slices.Clone(q.order)
+	evs := q.events
+	q.events = nil
+	q.mu.Unlock()
+	q.deliver(evs) // Queued before Done
+	for _, qj := range cancelled {
+		if q.hooks.Done != nil {
+			job := qj.job
+			q.hooks.Done(&job, cause)
+		}
+	}
+	q.mu.Lock()
+	for _, qj := range cancelled {
+		q.states[qj.idx].queued = nil
+	}
+	q.order = nil
+	q.updateIdle()
+	q.mu.Unlock()
+}

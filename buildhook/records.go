@@ -1,0 +1,141 @@
+package buildhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+)
+
+// Build statuses.
+const (
+	StatusQueued    = "queued"
+	StatusRunning   = "running"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+)
+
+// Record is the stored account of one build.
+type Record struct {
+	ID            string        `json:"id"`
+	Rule          string        `json:"rule"`
+	TriggerRef    string        `json:"triggerRef,omitempty"`
+	TriggerDigest digest.Digest `json:"triggerDigest,omitempty"`
+	Reason        string        `json:"reason"`
+	Builder       string        `json:"builder,omitempty"`
+	Status        string        `json:"status"`
+	Error         string        `json:"error,omitempty"`
+	Result        digest.Digest `json:"result,omitempty"`
+	Queued        time.Time     `json:"queued"`
+	Started       *time.Time    `json:"started,omitempty"`
+	Finished      *time.Time    `json:"finished,omitempty"`
+	Attempts      int           `json:"attempts,omitempty"`
+}
+
+// Done reports whether the build has ended.
+func (r *Record) Done() bool { return r.Status == StatusSucceeded || r.Status == StatusFailed }
+
+// buildsRoot holds /builds/<id>/record (JSON) and /builds/<id>/log.
+const buildsRoot = "/builds"
+
+// Records keeps build records and logs in the store, so they outlive the
+// process, and the logs of running builds in memory for followers.
+type Records struct {
+	driver storagedriver.StorageDriver
+	mu     sync.Mutex
+	live   map[string]*liveLog
+}
+
+// NewRecords returns the records kept on driver.
+func NewRecords(driver storagedriver.StorageDriver) *Records {
+	return &Records{driver: driver, live: map[string]*liveLog{}}
+}
+
+func recordPath(id string) string { return path.Join(buildsRoot, id, "record") }
+func logPath(id string) string    { return path.Join(buildsRoot, id, "log") }
+
+// Save writes r.
+func (rs *Records) Save(ctx context.Context, r *Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return rs.driver.PutContent(ctx, recordPath(r.ID), b)
+}
+
+// ErrNoBuild is returned for an unknown build id.
+var ErrNoBuild = errors.New("no such build")
+
+// Get reads the record of build id.
+func (rs *Records) Get(ctx context.Context, id string) (*Record, error) {
+	if !validBuildID(id) {
+		return nil, ErrNoBuild
+	}
+	b, err := rs.driver.GetContent(ctx, recordPath(id))
+	if err != nil {
+		var nf storagedriver.PathNotFoundError
+		if errors.As(err, &nf) {
+			return nil, ErrNoBuild
+		}
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("build %s: corrupt record: %w", id, err)
+	}
+	return &r, nil
+}
+
+// List returns every record, newest first.
+func (rs *Records) List(ctx context.Context) ([]*Record, error) {
+	entries, err := rs.driver.List(ctx, buildsRoot)
+	if err != nil {
+		var nf storagedriver.PathNotFoundError
+		if errors.As(err, &nf) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		ids = append(ids, path.Base(e))
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	out := make([]*Record, 0, len(ids))
+	for _, id := range ids {
+		r, err := rs.Get(ctx, id)
+		if err != nil {
+			continue // half-created; nothing to show
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+var buildSeq atomic.Uint32
+
+// newBuildID returns an id that sorts by creation time.
+func newBuildID() string {
+	now := time.Now().UTC()
+	return fmt.Sprintf("%s-%06d-%04d", now.Format("20060102T150405"), now.Nanosecond()/1000, buildSeq.Add(1)%10000)
+}
+
+func validBuildID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,287 @@
+package buildhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"kiln/storage"
+)
+
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	Store       *storage.Store
+	Rules       []*Rule
+	Registry    string   // kiln's own host:port on loopback
+	Hosts       []string // every name clients use for kiln (see RegistryHosts)
+	Concurrency int
+	Window      time.Duration
+	Timeout     time.Duration
+	Retries     int
+	Logger      *slog.Logger
+	// Builders overrides the builders by name (tests); nil means the real ones.
+	Builders map[string]Builder
+}
+
+// Service runs build-on-push: it turns tag moves into queued builds, runs
+// them with the chosen builder, and keeps their records.
+type Service struct {
+	opts     ServiceOptions
+	graph    *Graph
+	queue    *Queue
+	records  *Records
+	builders map[string]Builder
+	log      *slog.Logger
+	stopping atomic.Bool // set when Start's context ends
+}
+
+// NewService checks the rules' graph and prepares the queue; Start runs it.
+func NewService(opts ServiceOptions) (*Service, error) {
+	g, err := NewGraph(opts.Rules)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Minute
+	}
+	s := &Service{
+		opts:     opts,
+		graph:    g,
+		records:  NewRecords(opts.Store.Driver()),
+		builders: opts.Builders,
+		log:      opts.Logger,
+	}
+	if s.builders == nil {
+		s.builders = defaultBuilders(opts.Hosts)
+	}
+	s.queue = NewQueue(g, opts.Concurrency, opts.Window, newBuildID, QueueHooks{
+		Queued:  s.queued,
+		Updated: s.queued,
+		Run:     s.run,
+		Done:    s.done,
+	})
+	return s, nil
+}
+
+// Graph returns the rules' graph.
+func (s *Service) Graph() *Graph { return s.graph }
+
+// Records returns the build records.
+func (s *Service) Records() *Records { return s.records }
+
+// TagMoved is the store's hook: a moved tag queues the rules built on it.
+func (s *Service) TagMoved(m storage.TagMove) {
+	s.queue.TagMoved(ImageRef{Repo: m.Repo, Tag: m.Tag}, m.To)
+}
+
+// Trigger queues a build of rule by hand.
+func (s *Service) Trigger(rule string) (*Job, error) {
+	return s.queue.Trigger(rule, Trigger{Reason: "manual"})
+}
+
+// Start re-queues builds a previous run left queued or running, then
+// starts the queue. Builds stop when ctx ends; Wait waits for them.
+func (s *Service) Start(ctx context.Context) error {
+	recs, err := s.records.List(ctx)
+	if err != nil {
+		return err
+	}
+	s.queue.Start(ctx)
+	context.AfterFunc(ctx, func() { s.stopping.Store(true) })
+	for _, r := range recs {
+		if r.Done() || s.graph.Rule(r.Rule) == nil {
+			continue
+		}
+		t := Trigger{Digest: r.TriggerDigest, Reason: "resume"}
+		t.Ref, _ = parseImageRef(r.TriggerRef)
+		job, err := s.queue.Trigger(r.Rule, t)
+		now := time.Now().UTC()
+		r.Status, r.Finished = StatusFailed, &now
+		r.Error = "interrupted by a restart"
+		if err == nil {
+			r.Error += "; run again as build " + job.ID
+		}
+		s.records.Save(ctx, r)
+		s.log.Info("build resumed after restart", "rule", r.Rule, "old", r.ID)
+	}
+	return nil
+}
+
+// Wait waits for running builds after Start's context ended.
+func (s *Service) Wait() { s.queue.Wait() }
+
+// WaitIdle waits until no build is queued or running.
+func (s *Service) WaitIdle(ctx context.Context) error { return s.queue.WaitIdle(ctx) }
+
+func (s *Service) queued(job *Job) {
+	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC()}
+	if old, err := s.records.Get(context.Background(), job.ID); err == nil {
+		r.Queued = old.Queued
+	}
+	if job.Trigger.Ref.Repo != "" {
+		r.TriggerRef = job.Trigger.Ref.String()
+		r.TriggerDigest = job.Trigger.Digest
+	}
+	if err := s.records.Save(context.Background(), r); err != nil {
+		s.log.Error("saving build record", "build", job.ID, "err", err)
+	}
+}
+
+func (s *Service) update(id string, f func(*Record)) {
+	ctx := context.Background()
+	r, err := s.records.Get(ctx, id)
+	if err != nil {
+		s.log.Error("reading build record", "build", id, "err", err)
+		return
+	}
+	f(r)
+	if err := s.records.Save(ctx, r); err != nil {
+		s.log.Error("saving build record", "build", id, "err", err)
+	}
+}
+
+func (s *Service) done(job *Job, err error) {
+	if err != nil && s.stopping.Load() {
+		// Cut off by shutdown: left queued, so the next start runs it again.
+		s.update(job.ID, func(r *Record) { r.Status, r.Error = StatusQueued, "interrupted by shutdown: "+err.Error() })
+		return
+	}
+	now := time.Now().UTC()
+	s.update(job.ID, func(r *Record) {
+		r.Finished = &now
+		if err != nil {
+			r.Status, r.Error = StatusFailed, err.Error()
+		} else {
+			r.Status = StatusSucceeded
+		}
+	})
+	if err != nil {
+		s.log.Warn("build failed", "build", job.ID, "rule", job.Rule.Name, "err", err)
+	} else {
+		s.log.Info("build succeeded", "build", job.ID, "rule", job.Rule.Name)
+	}
+}
+
+// run is one build: choose the builder, build to the staging tag, add
+// provenance and move the rule's tags.
+func (s *Service) run(ctx context.Context, job *Job) error {
+	job.Registry = s.opts.Registry
+	job.Staging = ImageRef{Repo: job.Rule.Tags[0].Repo, Tag: "kiln-build-" + job.ID}
+	started := time.Now().UTC()
+	s.update(job.ID, func(r *Record) { r.Status, r.Started = StatusRunning, &started })
+	log := s.records.OpenLog(ctx, job.ID)
+	defer s.records.CloseLog(context.WithoutCancel(ctx), job.ID)
+
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	fmt.Fprintf(log, "build %s of rule %s (%s)\n", job.ID, job.Rule.Name, describeTrigger(job.Trigger))
+
+	baseDigest, err := s.baseDigest(ctx, job)
+	if err != nil {
+		fmt.Fprintf(log, "error: %v\n", err)
+		return err
+	}
+	result, err := s.buildWithRetries(ctx, job, log)
+	if err != nil {
+		fmt.Fprintf(log, "error: %v\n", err)
+		return err
+	}
+	fmt.Fprintf(log, "built %s; adding provenance and tagging\n", result)
+	final, err := Finalize(ctx, job, baseDigest, log)
+	if err != nil {
+		fmt.Fprintf(log, "error: %v\n", err)
+		return err
+	}
+	s.update(job.ID, func(r *Record) { r.Result = final })
+	fmt.Fprintf(log, "done: %s in %s\n", final, time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// baseDigest is the digest the final base's tag has as the build starts.
+func (s *Service) baseDigest(ctx context.Context, job *Job) (digest.Digest, error) {
+	fb := job.Rule.FinalBase
+	if fb == nil {
+		return "", nil
+	}
+	d, err := s.opts.Store.ResolveTag(ctx, fb.Repo, fb.Tag)
+	if errors.Is(err, storage.ErrTagUnknown) {
+		return "", fmt.Errorf("base %s is not in the registry", fb)
+	}
+	return d, err
+}
+
+// buildWithRetries runs the rule's builder, retrying transient failures
+// with backoff and falling back from rebase to a full build when rebase
+// does not apply.
+func (s *Service) buildWithRetries(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+	var lastErr error
+	for attempt := 0; attempt <= s.opts.Retries; attempt++ {
+		if attempt > 0 {
+			wait := time.Duration(1<<(attempt-1)) * time.Second
+			fmt.Fprintf(log, "transient error, retrying in %s (attempt %d of %d)\n", wait, attempt+1, s.opts.Retries+1)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		s.update(job.ID, func(r *Record) { r.Attempts = attempt + 1 })
+		d, err := s.buildOnce(ctx, job, log)
+		if err == nil || !IsTransient(err) {
+			return d, err
+		}
+		lastErr = err
+	}
+	return "", lastErr
+}
+
+func (s *Service) buildOnce(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+	if job.Rule.Strategy == "rebase" {
+		rb := s.builders["rebase"]
+		s.update(job.ID, func(r *Record) { r.Builder = "rebase" })
+		fmt.Fprintln(log, "strategy rebase: swapping base layers")
+		d, err := rb.Build(ctx, job, log)
+		if !errors.Is(err, ErrRebaseNotApplicable) {
+			return d, err
+		}
+		fmt.Fprintf(log, "rebase does not apply (%v); falling back to a full build\n", err)
+	}
+	b, why, err := s.chooseBuilder(ctx, job.Rule)
+	if err != nil {
+		return "", err
+	}
+	s.update(job.ID, func(r *Record) { r.Builder = b.Name() })
+	fmt.Fprintf(log, "builder %s: %s\n", b.Name(), why)
+	return b.Build(ctx, job, log)
+}
+
+func describeTrigger(t Trigger) string {
+	if t.Ref.Repo == "" {
+		return t.Reason
+	}
+	return fmt.Sprintf("%s of %s@%s", t.Reason, t.Ref, t.Digest)
+}
+
+func parseImageRef(s string) (ImageRef, bool) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == ':' {
+			return ImageRef{Repo: s[:i], Tag: s[i+1:]}, true
+		}
+		if s[i] == '/' {
+			break
+		}
+	}
+	return ImageRef{}, false
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"kiln/buildhook"
+	"kiln/config"
+	"kiln/storage"
+)
+
+// startBuildhook loads the build rules and starts build-on-push on store.
+// addr is the bound listen address: builders reach kiln through it.
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, addr string, logger *slog.Logger) (*buildhook.Service, error) {
+	self := loopbackAddr(addr)
+	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
+	hosts = append(hosts, self)
+	rules, err := buildhook.LoadRules(cfg.Builds, configDir(cfg), hosts)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := buildhook.NewService(buildhook.ServiceOptions{
+		Store:       store,
+		Rules:       rules,
+		Registry:    self,
+		Hosts:       hosts,
+		Concurrency: cfg.Buildhook.Concurrency,
+		Window:      cfg.Buildhook.Window,
+		Timeout:     cfg.Buildhook.Timeout,
+		Retries:     cfg.Buildhook.Retries,
+		Logger:      logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	store.SetTagMovedHook(svc.TagMoved)
+	for _, r := range rules {
+		logger.Info("build rule", "name", r.Name, "bases", r.Bases, "tags", r.Tags, "builder", r.Builder, "strategy", r.Strategy)
+	}
+	return svc, svc.Start(ctx)
+}
+
+// loopbackAddr turns a bound address into one kiln's own builders can dial:
+// a wildcard host becomes 127.0.0.1.
+func loopbackAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// configDir is where relative build contexts start: the config file's
+// directory, or the working directory for the embedded default.
+func configDir(cfg *config.Config) string {
+	if cfg.Source == config.DefaultSource {
+		wd, _ := os.Getwd()
+		return wd
+	}
+	return filepath.Dir(cfg.Source)
+}
+
+// routes sends /kiln/ to the build API and everything else to the registry.
+// It is not an http.ServeMux on purpose: ServeMux cleans paths, turning
+// "/v2/../x" into a redirect where the registry must answer NAME_INVALID.
+func routes(registryAPI, kilnAPI http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/kiln/") {
+			kilnAPI.ServeHTTP(w, r)
+			return
+		}
+		registryAPI.ServeHTTP(w, r)
+	})
+}

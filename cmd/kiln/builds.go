@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kiln/buildhook"
+)
+
+// newBuildsCmd is `kiln builds`: the build API of a running kiln.
+func newBuildsCmd() *cobra.Command {
+	server := os.Getenv("KILN_SERVER")
+	if server == "" {
+		server = "http://localhost:5000"
+	}
+	cmd := &cobra.Command{
+		Use:   "builds",
+		Short: "List, inspect and trigger the builds of a running kiln",
+	}
+	cmd.PersistentFlags().StringVar(&server, "server", server, "kiln `URL` ($KILN_SERVER)")
+	api := func(path string) string { return strings.TrimSuffix(server, "/") + "/kiln/v1" + path }
+
+	var rule, status string
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List builds, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			if rule != "" {
+				q.Set("rule", rule)
+			}
+			if status != "" {
+				q.Set("status", status)
+			}
+			var recs []buildhook.Record
+			if err := getJSON(api("/builds?"+q.Encode()), &recs); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tRULE\tSTATUS\tBUILDER\tTRIGGER\tQUEUED\tDURATION")
+			for _, r := range recs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Rule, r.Status, r.Builder,
+					orDash(r.TriggerRef), r.Queued.Local().Format(time.DateTime), duration(r))
+			}
+			return tw.Flush()
+		},
+	}
+	ls.Flags().StringVar(&rule, "rule", "", "only builds of this rule")
+	ls.Flags().StringVar(&status, "status", "", "only builds with this status (queued, running, succeeded, failed)")
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one build's record",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rec json.RawMessage
+			if err := getJSON(api("/builds/"+url.PathEscape(args[0])), &rec); err != nil {
+				return err
+			}
+			_, err := cmd.OutOrStdout().Write(append(rec, '\n'))
+			return err
+		},
+	}
+
+	var follow bool
+	logs := &cobra.Command{
+		Use:   "logs ID",
+		Short: "Print a build's log",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u := api("/builds/" + url.PathEscape(args[0]) + "/log")
+			if follow {
+				u += "?follow=1"
+			}
+			resp, err := http.Get(u)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return apiFailure(resp)
+			}
+			_, err = io.Copy(cmd.OutOrStdout(), resp.Body)
+			return err
+		},
+	}
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the build ends")
+
+	trigger := &cobra.Command{
+		Use:   "trigger RULE",
+		Short: "Queue a build of a rule now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := http.Post(api("/rules/"+url.PathEscape(args[0])+"/trigger"), "application/json", nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				return apiFailure(resp)
+			}
+			var out struct{ ID string }
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out.ID)
+			return nil
+		},
+	}
+	cmd.AddCommand(ls, show, logs, trigger)
+	return cmd
+}
+
+func getJSON(u string, v any) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiFailure(resp)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func apiFailure(resp *http.Response) error {
+	var e struct{ Error string }
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s: %s", resp.Status, e.Error)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func duration(r buildhook.Record) string {
+	if r.Started == nil {
+		return "-"
+	}
+	end := time.Now()
+	if r.Finished != nil {
+		end = *r.Finished
+	}
+	return end.Sub(*r.Started).Round(time.Millisecond).String()
+}

@@ -1,0 +1,367 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// buildRecord is what /kiln/v1/builds lists.
+type buildRecord struct {
+	ID, Rule, Status, Builder, Error, Result string
+	TriggerDigest                            string `json:"triggerDigest"`
+}
+
+// buildKilnEnv is a kiln started with build rules for the example chain,
+// and the dockerd its docker builder uses.
+type buildKilnEnv struct {
+	srv    *kilnServer
+	addr   string
+	docker *dockerEnv
+	dir    string
+}
+
+// startBuildKiln copies examples/ into a temporary directory, writes a
+// config with the chain's rules (every builder and the rebase strategy),
+// and starts kiln on it with DOCKER_HOST set.
+func startBuildKiln(t *testing.T) *buildKilnEnv {
+	t.Helper()
+	busybox := staticBusybox(t)
+	ensureTool(t, "buildah", "buildah")
+	docker := startDockerd(t)
+	bin, err := buildKiln()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	copyTree(t, filepath.Join(moduleRoot, "examples"), dir)
+	b, _ := os.ReadFile(busybox)
+	os.WriteFile(filepath.Join(dir, "python-base", "busybox"), b, 0o755)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// A RUN-less copy of flask-app for the native builder and the rebase
+	// strategy.
+	os.MkdirAll(filepath.Join(dir, "flask-native"), 0o755)
+	os.WriteFile(filepath.Join(dir, "flask-native", "app.py"), []byte("print('native')\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "flask-native", "Dockerfile"), []byte(
+		"ARG REGISTRY\nFROM ${REGISTRY}/python:3.8\nENV APP=native\nWORKDIR /app\nCOPY app.py /app/app.py\nCMD [\"/bin/busybox\", \"cat\", \"/etc/python-version\"]\n"), 0o644)
+	cfg := fmt.Sprintf(`http:
+  addr: %q
+storage:
+  filesystem:
+    root: ./data
+buildhook:
+  concurrency: 2
+builds:
+  - name: flask-app
+    context: ./flask-app
+    tags: [flask-app:v1.0]
+    args: {REGISTRY: %q, APP_ENV: dev}
+    builder: docker
+  - name: flask-app-tests
+    context: ./flask-app-tests
+    tags: [flask-app-tests:v1.0]
+    args: {REGISTRY: %q}
+  - name: flask-buildah
+    context: ./flask-app
+    tags: [flask-buildah:v1.0]
+    args: {REGISTRY: %q}
+    builder: buildah
+  - name: flask-native
+    context: ./flask-native
+    tags: [flask-native:v1.0]
+    args: {REGISTRY: %q}
+    builder: native
+  - name: flask-rebase
+    context: ./flask-native
+    tags: [flask-rebase:v1.0]
+    args: {REGISTRY: %q}
+    strategy: rebase
+`, addr, addr, addr, addr, addr, addr)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Only DOCKER_HOST: the test client's DOCKER_CONFIG has no config.json,
+	// which buildah would refuse as an auth file.
+	var env []string
+	for _, v := range docker.env {
+		if strings.HasPrefix(v, "DOCKER_HOST=") {
+			env = append(env, v)
+		}
+	}
+	srv, err := launchKiln(bin, "build", dir, "kiln.log", env, addr, "--config", "config.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			srv.printTail(os.Stdout, 120)
+		}
+	})
+	return &buildKilnEnv{srv: srv, addr: addr, docker: docker, dir: dir}
+}
+
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		dst := filepath.Join(to, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, fi.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// builds lists the build records, newest first.
+func (e *buildKilnEnv) builds(t *testing.T) []buildRecord {
+	t.Helper()
+	resp, body := doHTTP(t, "GET", "http://"+e.addr+"/kiln/v1/builds?limit=1000", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /kiln/v1/builds: %s %s", resp.Status, body)
+	}
+	var recs []buildRecord
+	if err := json.Unmarshal(body, &recs); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// waitBuilds waits until there are at least n builds and none is queued or
+// running, and returns them. It gives up when nothing changed for 20s.
+func (e *buildKilnEnv) waitBuilds(t *testing.T, n int) []buildRecord {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	lastChange, lastCount := time.Now(), -1
+	for {
+		recs := e.builds(t)
+		busy := 0
+		for _, r := range recs {
+			if r.Status == "queued" || r.Status == "running" {
+				busy++
+			}
+		}
+		if len(recs) >= n && busy == 0 {
+			return recs
+		}
+		if len(recs) != lastCount || busy > 0 {
+			lastChange, lastCount = time.Now(), len(recs)
+		}
+		if time.Now().After(deadline) || time.Since(lastChange) > 20*time.Second {
+			for _, r := range recs {
+				if r.Status == "failed" {
+					_, log := doHTTP(t, "GET", "http://"+e.addr+"/kiln/v1/builds/"+r.ID+"/log", nil, nil)
+					t.Logf("failed build %s of %s:\n%s", r.ID, r.Rule, tail(string(log), 150))
+				}
+			}
+			t.Fatalf("waiting for %d builds: have %d, %d busy: %+v", n, len(recs), busy, recs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// pushBase pushes a python:3.8 stand-in: busybox plus /etc/python-version.
+func (e *buildKilnEnv) pushBase(t *testing.T, version string) string {
+	t.Helper()
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, mode int64, content []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(content)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
+		tw.Write(content)
+	}
+	tw.WriteHeader(&tar.Header{Name: "bin/", Mode: 0o755, Typeflag: tar.TypeDir})
+	tw.WriteHeader(&tar.Header{Name: "etc/", Mode: 0o755, Typeflag: tar.TypeDir})
+	add("bin/busybox", 0o755, busybox)
+	add("bin/sh", 0o755, busybox)
+	add("etc/python-version", 0o644, []byte(version+"\n"))
+	tw.Close()
+	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Env = []string{"PATH=/bin", "PYTHON_VERSION=" + version}
+	cf.Config.Cmd = []string{"/bin/sh"}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(e.addr+"/python:3.8", name.Insecure)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return d.String()
+}
+
+func (e *buildKilnEnv) manifestAnnotations(t *testing.T, repoTag string) map[string]string {
+	t.Helper()
+	ref, _ := name.ParseReference(e.addr+"/"+repoTag, name.Insecure)
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("%s: %v", repoTag, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Annotations
+}
+
+func (e *buildKilnEnv) configOf(t *testing.T, repoTag string) *v1.ConfigFile {
+	t.Helper()
+	ref, _ := name.ParseReference(e.addr+"/"+repoTag, name.Insecure)
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("%s: %v", repoTag, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cf
+}
+
+// TestBuildOnPush: a base pushed with docker builds the whole chain with
+// every builder; a new base rebuilds it, each rule once and in order; a
+// burst of pushes coalesces.
+func TestBuildOnPush(t *testing.T) {
+	needRegistry(t)
+	e := startBuildKiln(t)
+	const rules = 5
+
+	// First base: built and pushed by docker, as a user would.
+	os.WriteFile(filepath.Join(e.dir, "python-base", "version"), []byte("3.8.1\n"), 0o644)
+	baseRef := e.addr + "/python:3.8"
+	e.docker.must(t, "build", "--build-arg", "BASE_VERSION=3.8.1", "-t", baseRef, filepath.Join(e.dir, "python-base"))
+	out := e.docker.must(t, "push", baseRef)
+	m := pushDigestRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("docker push printed no digest:\n%s", out)
+	}
+	base1 := m[1]
+	recs := e.waitBuilds(t, rules)
+	checkRound(t, e, recs, rules, base1, "3.8.1")
+
+	// A patched base: every rule rebuilds once, flask-app-tests after flask-app.
+	base2 := e.pushBase(t, "3.8.2")
+	recs = e.waitBuilds(t, 2*rules)
+	checkRound(t, e, recs, 2*rules, base2, "3.8.2")
+	rebase := e.configOf(t, "flask-rebase:v1.0")
+	if !containsString(rebase.Config.Env, "PYTHON_VERSION=3.8.2") || !containsString(rebase.Config.Env, "APP=native") {
+		t.Errorf("rebased image's Env %v: want the new base's PYTHON_VERSION and its own APP", rebase.Config.Env)
+	}
+	for _, r := range recs[:rules] {
+		if r.Rule == "flask-rebase" && r.Builder != "rebase" {
+			t.Errorf("second build of flask-rebase used %q, want rebase", r.Builder)
+		}
+	}
+
+	// The new image runs and shows the new base's content.
+	e.docker.must(t, "pull", e.addr+"/flask-app-tests:v1.0")
+	run := e.docker.must(t, "run", "--rm", "--network", "none", e.addr+"/flask-app-tests:v1.0")
+	if !strings.Contains(run, "built on python 3.8.2") {
+		t.Errorf("flask-app-tests printed %q, want the new base's version", run)
+	}
+
+	// Five rapid pushes: each rule builds at most twice more.
+	before := len(e.builds(t))
+	var last string
+	for i := 3; i <= 7; i++ {
+		last = e.pushBase(t, fmt.Sprintf("3.8.%d", i))
+	}
+	recs = e.waitBuilds(t, before+rules)
+	perRule := map[string]int{}
+	for _, r := range recs[:len(recs)-before] {
+		perRule[r.Rule]++
+	}
+	for rule, n := range perRule {
+		if n > 2 {
+			t.Errorf("rule %s built %d times for five rapid base pushes, want at most 2", rule, n)
+		}
+	}
+	if got := e.manifestAnnotations(t, "flask-app:v1.0")["org.opencontainers.image.base.digest"]; got != last {
+		t.Errorf("after the burst flask-app is built on %s, want the last base %s", got, last)
+	}
+}
+
+// checkRound checks the newest `rules` records (of total) all succeeded and
+// that every image now says it is built on base.
+func checkRound(t *testing.T, e *buildKilnEnv, recs []buildRecord, total int, base, version string) {
+	t.Helper()
+	const rules = 5
+	if len(recs) != total {
+		t.Fatalf("%d builds, want %d: %+v", len(recs), total, recs)
+	}
+	var order []string
+	for i := rules - 1; i >= 0; i-- {
+		r := recs[i]
+		order = append(order, r.Rule)
+		if r.Status != "succeeded" {
+			resp, log := doHTTP(t, "GET", "http://"+e.addr+"/kiln/v1/builds/"+r.ID+"/log", nil, nil)
+			t.Errorf("build %s of %s: %s %s (log %s):\n%s", r.ID, r.Rule, r.Status, r.Error, resp.Status, tail(string(log), 40))
+		}
+	}
+	if idx(order, "flask-app-tests") < idx(order, "flask-app") {
+		t.Errorf("build order %v: flask-app-tests before flask-app", order)
+	}
+	for _, tag := range []string{"flask-app:v1.0", "flask-buildah:v1.0", "flask-native:v1.0", "flask-rebase:v1.0"} {
+		ann := e.manifestAnnotations(t, tag)
+		if ann["org.opencontainers.image.base.digest"] != base {
+			t.Errorf("%s: base.digest %q, want %s (python %s)", tag, ann["org.opencontainers.image.base.digest"], base, version)
+		}
+		if !strings.HasSuffix(ann["org.opencontainers.image.base.name"], "/python:3.8") || ann["dev.kiln.build.id"] == "" {
+			t.Errorf("%s: provenance annotations %v", tag, ann)
+		}
+	}
+}
+
+func idx(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func containsString(list []string, s string) bool { return idx(list, s) >= 0 }
