@@ -74,6 +74,10 @@ func NewInMemory(opts Options) *Store {
 	return New(inmemory.New(), opts)
 }
 
+// SetTagMovedHook sets the function told of every tag move (see
+// Options.OnTagMoved). Call it before the store serves requests.
+func (s *Store) SetTagMovedHook(f func(TagMove)) { s.onTagMoved = f }
+
 // Driver returns the storage driver under the store.
 func (s *Store) Driver() storagedriver.StorageDriver { return s.driver }
 

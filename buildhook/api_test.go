@@ -1,0 +1,115 @@
+package buildhook
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestBuildAPI(t *testing.T) {
+	c := newChain(t)
+	api := httptest.NewServer(c.svc.Handler())
+	defer api.Close()
+	get := func(path string, v any) int {
+		t.Helper()
+		resp, err := http.Get(api.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil {
+			json.NewDecoder(resp.Body).Decode(v)
+		}
+		return resp.StatusCode
+	}
+
+	var rules []ruleView
+	if get("/kiln/v1/rules", &rules) != 200 || len(rules) != 2 || rules[0].Name != "app" ||
+		strings.Join(rules[0].Dependents, ",") != "tests" || !strings.HasSuffix(rules[0].Bases[0], "base:1") {
+		t.Fatalf("rules: %+v", rules)
+	}
+
+	c.pushBase(t)
+	c.waitIdle(t)
+
+	// A manual trigger of app cascades to tests.
+	resp, err := http.Post(api.URL+"/kiln/v1/rules/app/trigger", "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("trigger: %v %v", resp.Status, err)
+	}
+	var trig struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&trig)
+	resp.Body.Close()
+	c.waitIdle(t)
+
+	var one Record
+	if get("/kiln/v1/builds/"+trig.ID, &one) != 200 || one.Rule != "app" || one.Reason != "manual" || one.Status != StatusSucceeded {
+		t.Errorf("triggered build: %+v", one)
+	}
+	var all []Record
+	if get("/kiln/v1/builds", &all) != 200 || len(all) < 3 {
+		t.Errorf("builds: %d", len(all))
+	}
+	var apps []Record
+	get("/kiln/v1/builds?rule=app&status=succeeded", &apps)
+	for _, r := range apps {
+		if r.Rule != "app" || r.Status != StatusSucceeded {
+			t.Errorf("filter let through %+v", r)
+		}
+	}
+	if len(apps) != 2 {
+		t.Errorf("%d succeeded app builds, want 2", len(apps))
+	}
+	lr, _ := http.Get(api.URL + "/kiln/v1/builds/" + trig.ID + "/log?follow=1")
+	log, _ := io.ReadAll(lr.Body)
+	lr.Body.Close()
+	if !strings.Contains(string(log), "done: sha256:") {
+		t.Errorf("log: %q", log)
+	}
+	for _, p := range []string{"/kiln/v1/builds/nope", "/kiln/v1/builds/../../x/log", "/kiln/v1/other"} {
+		if code := get(p, nil); code != 404 {
+			t.Errorf("GET %s: %d, want 404", p, code)
+		}
+	}
+	if r, _ := http.Post(api.URL+"/kiln/v1/rules/nope/trigger", "", nil); r.StatusCode != 404 {
+		t.Errorf("trigger unknown rule: %d", r.StatusCode)
+	}
+	if code := get("/kiln/v1/builds?limit=x", nil); code != 400 {
+		t.Errorf("bad limit: %d", code)
+	}
+}
+
+// Builds queued or running when kiln stopped run again at the next start.
+func TestServiceResumesInterruptedBuilds(t *testing.T) {
+	c := newChain(t)
+	c.pushBase(t)
+	c.waitIdle(t)
+	// A record left running by a process that died.
+	stale := &Record{ID: newBuildID(), Rule: "app", Reason: "push", Status: StatusRunning}
+	if err := c.svc.Records().Save(t.Context(), stale); err != nil {
+		t.Fatal(err)
+	}
+	svc2, err := NewService(ServiceOptions{Store: c.store, Rules: c.svc.Graph().Rules(), Registry: c.host, Hosts: []string{c.host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.store.SetTagMovedHook(svc2.TagMoved)
+	if err := svc2.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc2.Wait)
+	c.svc = svc2
+	c.waitIdle(t)
+	old, _ := svc2.Records().Get(t.Context(), stale.ID)
+	if old.Status != StatusFailed || !strings.Contains(old.Error, "run again as build") {
+		t.Fatalf("stale record: %+v", old)
+	}
+	id := old.Error[strings.LastIndex(old.Error, " ")+1:]
+	again, err := svc2.Records().Get(t.Context(), id)
+	if err != nil || again.Status != StatusSucceeded || again.Reason != "resume" {
+		t.Errorf("resumed build %s: %+v %v", id, again, err)
+	}
+}
