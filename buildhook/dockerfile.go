@@ -35,6 +35,10 @@ type StageInfo struct {
 	Line      int    // line of the FROM instruction (1-based)
 }
 
+// errParserPanic is what ParseDockerfile returns when BuildKit's parser
+// panics (FuzzParseDockerfile looks for it).
+var errParserPanic = errors.New("Dockerfile parser panicked")
+
 // automatic platform args BuildKit defines from the build's platforms; kiln
 // does not know them when it reads a Dockerfile.
 var platformArgs = map[string]bool{
@@ -111,7 +115,7 @@ func ParseDockerfile(content []byte, args map[string]string) (info *DockerfileIn
 	// take the process down.
 	defer func() {
 		if r := recover(); r != nil {
-			info, err = nil, lineError(0, fmt.Errorf("parser panic: %v", r))
+			info, err = nil, lineError(0, fmt.Errorf("%w: %v", errParserPanic, r))
 		}
 	}()
 

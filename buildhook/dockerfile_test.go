@@ -302,6 +302,9 @@ func FuzzParseDockerfile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, content []byte, k, v string) {
 		info, err := ParseDockerfile(content, map[string]string{k: v})
+		if errors.Is(err, errParserPanic) {
+			t.Fatalf("the parser panicked on %q: %v", content, err)
+		}
 		if err != nil {
 			if info != nil {
 				t.Fatal("info with an error")

@@ -32,6 +32,8 @@ type buildKilnEnv struct {
 	addr   string
 	docker *dockerEnv
 	dir    string
+	env    []string // kiln's extra environment
+	starts int
 }
 
 // startBuildKiln copies examples/ into a temporary directory, writes a
@@ -42,10 +44,6 @@ func startBuildKiln(t *testing.T) *buildKilnEnv {
 	busybox := staticBusybox(t)
 	ensureTool(t, "buildah", "buildah")
 	docker := startDockerd(t)
-	bin, err := buildKiln()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	copyTree(t, filepath.Join(moduleRoot, "examples"), dir)
 	b, _ := os.ReadFile(busybox)
@@ -105,19 +103,32 @@ builds:
 			env = append(env, v)
 		}
 	}
-	srv, err := launchKiln(bin, "build", dir, "kiln.log", env, addr, "--config", "config.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := &buildKilnEnv{addr: addr, docker: docker, dir: dir, env: env}
+	e.launch(t)
 	t.Cleanup(func() {
-		if err := srv.stop(); err != nil {
+		if err := e.srv.stop(); err != nil {
 			t.Error(err)
 		}
 		if t.Failed() {
-			srv.printTail(os.Stdout, 120)
+			e.srv.printTail(os.Stdout, 120)
 		}
 	})
-	return &buildKilnEnv{srv: srv, addr: addr, docker: docker, dir: dir}
+	return e
+}
+
+// launch starts kiln on the environment's directory, address and config.
+func (e *buildKilnEnv) launch(t *testing.T) {
+	t.Helper()
+	bin, err := buildKiln()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.starts++
+	srv, err := launchKiln(bin, "build", e.dir, fmt.Sprintf("kiln-%d.log", e.starts), e.env, e.addr, "--config", "config.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
 }
 
 func copyTree(t *testing.T, from, to string) {
@@ -189,30 +200,36 @@ func (e *buildKilnEnv) waitBuilds(t *testing.T, n int) []buildRecord {
 	}
 }
 
-// pushBase pushes a python:3.8 stand-in: busybox plus /etc/python-version.
-func (e *buildKilnEnv) pushBase(t *testing.T, version string) string {
+// baseImage builds a python:3.8 stand-in: a busybox layer (the same for
+// every version) and a small layer with /etc/python-version.
+func baseImage(t *testing.T, version string) v1.Image {
 	t.Helper()
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(name string, mode int64, content []byte) {
-		tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(content)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
-		tw.Write(content)
+	layer := func(files map[string][]byte) v1.Layer {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, dir := range []string{"bin/", "etc/"} {
+			tw.WriteHeader(&tar.Header{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Unix(0, 0)})
+		}
+		for _, name := range []string{"bin/busybox", "bin/sh", "etc/python-version"} {
+			if content, ok := files[name]; ok {
+				tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)})
+				tw.Write(content)
+			}
+		}
+		tw.Close()
+		l, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
 	}
-	tw.WriteHeader(&tar.Header{Name: "bin/", Mode: 0o755, Typeflag: tar.TypeDir})
-	tw.WriteHeader(&tar.Header{Name: "etc/", Mode: 0o755, Typeflag: tar.TypeDir})
-	add("bin/busybox", 0o755, busybox)
-	add("bin/sh", 0o755, busybox)
-	add("etc/python-version", 0o644, []byte(version+"\n"))
-	tw.Close()
-	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	img, err := mutate.AppendLayers(empty.Image,
+		layer(map[string][]byte{"bin/busybox": busybox, "bin/sh": busybox}),
+		layer(map[string][]byte{"etc/python-version": []byte(version + "\n")}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +242,42 @@ func (e *buildKilnEnv) pushBase(t *testing.T, version string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// pushBase pushes a python:3.8 stand-in of version and returns its digest.
+func (e *buildKilnEnv) pushBase(t *testing.T, version string) string {
+	t.Helper()
+	img := baseImage(t, version)
 	ref, _ := name.ParseReference(e.addr+"/python:3.8", name.Insecure)
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
+	return d.String()
+}
+
+// pushBaseBurst uploads one base per version by digest, then moves the
+// tag through them back to back: a burst of tag pushes, a few ms apart.
+func (e *buildKilnEnv) pushBaseBurst(t *testing.T, versions ...string) string {
+	t.Helper()
+	var imgs []v1.Image
+	for _, v := range versions {
+		img := baseImage(t, v)
+		d, _ := img.Digest()
+		byDigest, _ := name.ParseReference(e.addr+"/python@"+d.String(), name.Insecure)
+		if err := remote.Write(byDigest, img); err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	tag, _ := name.NewTag(e.addr+"/python:3.8", name.Insecure)
+	for _, img := range imgs {
+		if err := remote.Tag(tag, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, _ := imgs[len(imgs)-1].Digest()
 	return d.String()
 }
 
@@ -305,10 +353,7 @@ func TestBuildOnPush(t *testing.T) {
 
 	// Five rapid pushes: each rule builds at most twice more.
 	before := len(e.builds(t))
-	var last string
-	for i := 3; i <= 7; i++ {
-		last = e.pushBase(t, fmt.Sprintf("3.8.%d", i))
-	}
+	last := e.pushBaseBurst(t, "3.8.3", "3.8.4", "3.8.5", "3.8.6", "3.8.7")
 	recs = e.waitBuilds(t, before+rules)
 	perRule := map[string]int{}
 	for _, r := range recs[:len(recs)-before] {
@@ -365,3 +410,44 @@ func idx(list []string, s string) int {
 }
 
 func containsString(list []string, s string) bool { return idx(list, s) >= 0 }
+
+// TestBuildSurvivesSIGKILL kills kiln with SIGKILL while a docker build
+// runs; after a restart the build runs again and completes.
+func TestBuildSurvivesSIGKILL(t *testing.T) {
+	needRegistry(t)
+	e := startBuildKiln(t)
+	base := e.pushBase(t, "3.9.1")
+	var running string
+	deadline := time.Now().Add(2 * time.Minute)
+	for running == "" {
+		for _, r := range e.builds(t) {
+			if r.Rule == "flask-app" && r.Status == "running" {
+				running = r.ID
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flask-app never ran: %+v", e.builds(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.srv.kill()
+	t.Logf("killed kiln with SIGKILL while build %s ran", running)
+	e.launch(t)
+
+	recs := e.waitBuilds(t, 6)
+	var resumed *buildRecord
+	for i, r := range recs {
+		if r.ID == running && (r.Status != "failed" || !strings.Contains(r.Error, "run again as build")) {
+			t.Errorf("interrupted build %s: %s %q", r.ID, r.Status, r.Error)
+		}
+		if r.Rule == "flask-app" && r.ID != running && r.Status == "succeeded" {
+			resumed = &recs[i]
+		}
+	}
+	if resumed == nil {
+		t.Fatalf("no flask-app build completed after the restart: %+v", recs)
+	}
+	if got := e.manifestAnnotations(t, "flask-app:v1.0")["org.opencontainers.image.base.digest"]; got != base {
+		t.Errorf("flask-app built on %s after the restart, want %s", got, base)
+	}
+}
