@@ -38,6 +38,7 @@ const (
 const (
 	DriverFilesystem = "filesystem"
 	DriverInMemory   = "inmemory"
+	DriverS3         = "s3"
 )
 
 // Config is the whole configuration file.
@@ -66,8 +67,33 @@ type HTTP struct {
 type Storage struct {
 	Driver     string     `yaml:"driver"`
 	Filesystem Filesystem `yaml:"filesystem"`
-	Delete     Delete     `yaml:"delete"`
-	Uploads    Uploads    `yaml:"uploads"`
+	S3         S3         `yaml:"s3"`
+	// Redirect lets blob GETs answer with a redirect to the backend (a
+	// presigned S3 URL) when the driver can hand out URLs.
+	Redirect bool    `yaml:"redirect"`
+	Delete   Delete  `yaml:"delete"`
+	Uploads  Uploads `yaml:"uploads"`
+	GC       GC      `yaml:"gc"`
+}
+
+// S3 configures the S3 driver (distribution v3's s3-aws).
+type S3 struct {
+	Endpoint      string `yaml:"endpoint"` // e.g. http://127.0.0.1:9000; empty means AWS
+	Region        string `yaml:"region"`
+	Bucket        string `yaml:"bucket"`
+	AccessKey     string `yaml:"accesskey"` // or $KILN_S3_ACCESS_KEY
+	SecretKey     string `yaml:"secretkey"` // or $KILN_S3_SECRET_KEY
+	PathStyle     bool   `yaml:"path_style"`
+	Insecure      bool   `yaml:"insecure"` // plain HTTP to the endpoint
+	RootDirectory string `yaml:"root"`     // key prefix inside the bucket
+	ChunkSize     int64  `yaml:"chunksize"`
+}
+
+// GC configures garbage collection.
+type GC struct {
+	Interval       time.Duration `yaml:"interval"`        // 0: only on demand
+	Grace          time.Duration `yaml:"grace"`           // blobs younger than this are never swept
+	DeleteUntagged bool          `yaml:"delete_untagged"` // also delete manifests no tag reaches
 }
 
 // Filesystem configures the filesystem driver.
@@ -144,6 +170,8 @@ var durationKeys = []string{
 	"http.shutdown_timeout",
 	"storage.uploads.expiry",
 	"storage.uploads.purge_interval",
+	"storage.gc.interval",
+	"storage.gc.grace",
 	"buildhook.window",
 	"buildhook.timeout",
 }
@@ -272,10 +300,23 @@ func (c *Config) Validate() error {
 			bad("storage.filesystem.root", "must be set for the filesystem driver")
 		}
 	case DriverInMemory:
+	case DriverS3:
+		if c.Storage.S3.Bucket == "" {
+			bad("storage.s3.bucket", "must be set for the s3 driver")
+		}
+		if c.Storage.S3.Region == "" {
+			bad("storage.s3.region", "must be set for the s3 driver")
+		}
 	case "":
-		bad("storage.driver", "must be set (filesystem or inmemory)")
+		bad("storage.driver", "must be set (filesystem, s3 or inmemory)")
 	default:
-		bad("storage.driver", "unsupported driver %q (want filesystem or inmemory)", c.Storage.Driver)
+		bad("storage.driver", "unsupported driver %q (want filesystem, s3 or inmemory)", c.Storage.Driver)
+	}
+	if c.Storage.GC.Interval < 0 {
+		bad("storage.gc.interval", "must not be negative")
+	}
+	if c.Storage.GC.Grace <= 0 {
+		bad("storage.gc.grace", "must be a positive duration")
 	}
 	positive(&errs, "storage.uploads.expiry", c.Storage.Uploads.Expiry)
 	positive(&errs, "storage.uploads.purge_interval", c.Storage.Uploads.PurgeInterval)

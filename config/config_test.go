@@ -61,6 +61,8 @@ func TestLoad(t *testing.T) {
 			Filesystem: Filesystem{Root: "./data"},
 			Delete:     Delete{Enabled: true},
 			Uploads:    Uploads{Expiry: 24 * time.Hour, PurgeInterval: time.Hour},
+			S3:         S3{Region: "us-east-1", ChunkSize: 10 << 20},
+			GC:         GC{Grace: time.Hour},
 		},
 		Log:       Log{Level: "info", Format: "text"},
 		Registry:  Registry{Hostnames: []string{}},
@@ -166,8 +168,13 @@ func TestLoad(t *testing.T) {
 		},
 		{
 			name:    "bad driver",
+			file:    "storage:\n  driver: gcs\n",
+			wantErr: []string{"storage.driver", `"gcs"`, "filesystem, s3 or inmemory"},
+		},
+		{
+			name:    "s3 needs a bucket",
 			file:    "storage:\n  driver: s3\n",
-			wantErr: []string{"storage.driver", `"s3"`, "filesystem or inmemory"},
+			wantErr: []string{"storage.s3.bucket: must be set"},
 		},
 		{
 			name:    "filesystem needs a root",
