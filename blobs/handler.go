@@ -17,7 +17,10 @@ import (
 type Handler struct {
 	Store         *storage.Store
 	DeleteEnabled bool
-	Logger        *slog.Logger
+	// Redirect answers a blob GET with 307 to a URL the store hands out
+	// (a presigned S3 URL), so the bytes bypass kiln; HEAD stays local.
+	Redirect bool
+	Logger   *slog.Logger
 }
 
 // ParseDigest parses a digest from a URL, accepting only the algorithms kiln

@@ -28,6 +28,22 @@ func (h *Handler) ServeBlob(w http.ResponseWriter, r *http.Request, repo string,
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
+	if h.Redirect && r.Method == http.MethodGet {
+		url, err := h.Store.BlobURL(r, d)
+		if err != nil {
+			// Serving the bytes ourselves still works.
+			h.Logger.Warn("blob redirect URL", "digest", d, "err", err)
+		} else if url != "" {
+			// The client asks the backend again, Range header included.
+			for _, k := range []string{"ETag", "Accept-Ranges", "Cache-Control", "Content-Type"} {
+				hdr.Del(k)
+			}
+			hdr.Set("Location", url)
+			hdr.Set("Content-Length", "0")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return nil
+		}
+	}
 	start, length, status := int64(0), size, http.StatusOK
 	if rh := r.Header.Get("Range"); rh != "" {
 		s, n, ok, err := parseByteRange(rh, size)

@@ -14,10 +14,10 @@ import (
 )
 
 // defaultBuilders returns every builder by name. hosts are the names under
-// which a FROM line reaches kiln itself.
-func defaultBuilders(hosts []string) map[string]Builder {
+// which a FROM line reaches kiln itself; upstreams the mirrored registries.
+func defaultBuilders(hosts, upstreams []string) map[string]Builder {
 	return map[string]Builder{
-		"native":  &NativeBuilder{Hosts: hosts},
+		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams},
 		"rebase":  &RebaseBuilder{},
 		"docker":  DockerBuilder{},
 		"buildah": BuildahBuilder{Root: filepath.Join(os.TempDir(), "kiln-buildah")},

@@ -40,7 +40,7 @@ func benchBuildOnPush(b *testing.B, builder, strategy string) {
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG REGISTRY\nFROM ${REGISTRY}/base:1\nENV APP=1\nCOPY app.py /app/app.py\nCMD [\"/app/app.py\"]\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "app.py"), []byte("print('hi')\n"), 0o644)
 	rules, err := LoadRules([]config.Build{{Name: "app", Context: dir, Dockerfile: "Dockerfile", Tags: []string{"app:v1"},
-		Args: map[string]string{"REGISTRY": host}, Builder: builder, Strategy: strategy}}, dir, []string{host})
+		Args: map[string]string{"REGISTRY": host}, Builder: builder, Strategy: strategy}}, dir, []string{host}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

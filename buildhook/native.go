@@ -55,6 +55,10 @@ type NativeBuilder struct {
 	// with Job.Registry's port, always are. When Hosts is empty, a FROM
 	// whose repository and tag are one of the rule's Bases is too.
 	Hosts []string
+	// Upstreams are the registries kiln mirrors (e.g. docker.io): a FROM
+	// naming one is pulled through kiln's cache, where the tag watcher
+	// keeps it current, as <upstream>/<repo>.
+	Upstreams []string
 	// Keychain authenticates pulls from other registries; nil means
 	// anonymous.
 	Keychain authn.Keychain
@@ -451,6 +455,11 @@ func (nb *nativeBuild) imageRef(s string) (name.Reference, error) {
 		}
 	}
 	if !local {
+		if cached, ok := nb.throughCache(host, repo); ok {
+			repo, local = cached, true
+		}
+	}
+	if !local {
 		return ref, nil
 	}
 	if isTag {
@@ -460,6 +469,20 @@ func (nb *nativeBuild) imageRef(s string) (name.Reference, error) {
 		return name.NewTag(job.Registry+"/"+repo+":"+tag.TagStr(), name.Insecure)
 	}
 	return name.NewDigest(job.Registry+"/"+repo+"@"+ref.Identifier(), name.Insecure)
+}
+
+// throughCache maps an image of a mirrored registry to the repository kiln
+// caches it under.
+func (nb *nativeBuild) throughCache(host, repo string) (string, bool) {
+	if host == name.DefaultRegistry {
+		host = "docker.io"
+	}
+	for _, u := range nb.b.Upstreams {
+		if strings.EqualFold(u, host) {
+			return u + "/" + repo, true
+		}
+	}
+	return "", false
 }
 
 func (nb *nativeBuild) descriptor(s string) (*remote.Descriptor, error) {

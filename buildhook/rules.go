@@ -6,16 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/distribution/reference"
+
 	"kiln/config"
 )
 
 // LoadRules resolves the configured build rules: contexts relative to
 // baseDir, each Dockerfile read for the bases it names. hosts are the names
-// under which clients reach this registry (see LocalRef).
-func LoadRules(builds []config.Build, baseDir string, hosts []string) ([]*Rule, error) {
+// under which clients reach this registry (see LocalRef); upstreams are the
+// names of the mirrored registries (see UpstreamRef).
+func LoadRules(builds []config.Build, baseDir string, hosts, upstreams []string) ([]*Rule, error) {
 	rules := make([]*Rule, 0, len(builds))
 	for _, b := range builds {
-		r, err := loadRule(b, baseDir, hosts)
+		r, err := loadRule(b, baseDir, hosts, upstreams)
 		if err != nil {
 			return nil, fmt.Errorf("build rule %s: %w", b.Name, err)
 		}
@@ -24,7 +27,7 @@ func LoadRules(builds []config.Build, baseDir string, hosts []string) ([]*Rule, 
 	return rules, nil
 }
 
-func loadRule(b config.Build, baseDir string, hosts []string) (*Rule, error) {
+func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*Rule, error) {
 	ctxDir := b.Context
 	if !filepath.IsAbs(ctxDir) {
 		ctxDir = filepath.Join(baseDir, ctxDir)
@@ -50,8 +53,14 @@ func loadRule(b config.Build, baseDir string, hosts []string) (*Rule, error) {
 		return nil, err
 	}
 	seen := map[ImageRef]bool{}
+	resolve := func(name string) (ImageRef, bool) {
+		if ref, ok := LocalRef(name, hosts); ok {
+			return ref, true
+		}
+		return UpstreamRef(name, upstreams)
+	}
 	addBase := func(name string) {
-		if ref, ok := LocalRef(name, hosts); ok && !seen[ref] {
+		if ref, ok := resolve(name); ok && !seen[ref] {
 			seen[ref] = true
 			r.Bases = append(r.Bases, ref)
 		}
@@ -65,7 +74,7 @@ func loadRule(b config.Build, baseDir string, hosts []string) (*Rule, error) {
 		addBase(img)
 	}
 	if final := finalImage(info); final != "" {
-		if ref, ok := LocalRef(final, hosts); ok {
+		if ref, ok := resolve(final); ok {
 			r.FinalBase = &ref
 		}
 	}
@@ -106,4 +115,32 @@ func RegistryHosts(addr string, extra []string) []string {
 		}
 	}
 	return hosts
+}
+
+// UpstreamRef returns the repository under which kiln caches a reference
+// to one of the mirrored registries: "python:3.8" and
+// "docker.io/library/python:3.8" are both docker.io/library/python:3.8
+// when docker.io is mirrored. Digest references are never watched.
+func UpstreamRef(ref string, upstreams []string) (ImageRef, bool) {
+	if len(upstreams) == 0 || strings.EqualFold(ref, "scratch") {
+		return ImageRef{}, false
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ImageRef{}, false
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return ImageRef{}, false
+	}
+	domain := reference.Domain(named)
+	for _, u := range upstreams {
+		if strings.EqualFold(u, domain) {
+			tag := "latest"
+			if t, ok := named.(reference.Tagged); ok {
+				tag = t.Tag()
+			}
+			return ImageRef{Repo: u + "/" + reference.Path(named), Tag: tag}, true
+		}
+	}
+	return ImageRef{}, false
 }

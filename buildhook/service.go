@@ -20,6 +20,7 @@ type ServiceOptions struct {
 	Rules       []*Rule
 	Registry    string   // kiln's own host:port on loopback
 	Hosts       []string // every name clients use for kiln (see RegistryHosts)
+	Upstreams   []string // names of the mirrored registries (see UpstreamRef)
 	Concurrency int
 	Window      time.Duration
 	Timeout     time.Duration
@@ -64,7 +65,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		log:      opts.Logger,
 	}
 	if s.builders == nil {
-		s.builders = defaultBuilders(opts.Hosts)
+		s.builders = defaultBuilders(opts.Hosts, opts.Upstreams)
 	}
 	s.queue = NewQueue(g, opts.Concurrency, opts.Window, newBuildID, QueueHooks{
 		Queued:  s.queued,

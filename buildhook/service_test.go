@@ -51,7 +51,7 @@ func newChain(t *testing.T) *chain {
 		{Name: "app", Context: "app", Dockerfile: "Dockerfile", Tags: []string{"app:v1"}, Args: map[string]string{"REGISTRY": host}, Builder: "native", Strategy: "build"},
 		{Name: "tests", Context: "tests", Dockerfile: "Dockerfile", Tags: []string{"tests:v1"}, Args: map[string]string{"REGISTRY": host}, Builder: "auto", Strategy: "build"},
 	}
-	rules, err := LoadRules(builds, dir, []string{host})
+	rules, err := LoadRules(builds, dir, []string{host}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

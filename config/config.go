@@ -32,6 +32,9 @@ const DefaultPath = "config.yml"
 const (
 	EnvAddr = "KILN_ADDR" // http.addr
 	EnvData = "KILN_DATA" // storage.filesystem.root
+
+	EnvS3AccessKey = "KILN_S3_ACCESS_KEY" // storage.s3.accesskey
+	EnvS3SecretKey = "KILN_S3_SECRET_KEY" // storage.s3.secretkey
 )
 
 // Storage drivers.
@@ -48,9 +51,10 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	Log     Log     `yaml:"log"`
 
-	Registry  Registry  `yaml:"registry"`
-	Buildhook Buildhook `yaml:"buildhook"`
-	Builds    []Build   `yaml:"builds"`
+	Registry  Registry   `yaml:"registry"`
+	Proxy     []Upstream `yaml:"proxy"`
+	Buildhook Buildhook  `yaml:"buildhook"`
+	Builds    []Build    `yaml:"builds"`
 
 	// Source says where the configuration came from: a file path or
 	// "embedded default". It is not part of the file.
@@ -199,6 +203,7 @@ func decode(data []byte, cfg *Config) error {
 		return errors.New(yaml.FormatError(err, false, true))
 	}
 	cfg.applyBuildDefaults()
+	cfg.applyProxyDefaults()
 	return nil
 }
 
@@ -274,6 +279,13 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
 	if v, ok := lookup(EnvData); ok && v != "" {
 		c.Storage.Filesystem.Root = v
 	}
+	// S3 credentials are better kept out of config files.
+	if v, ok := lookup(EnvS3AccessKey); ok && v != "" {
+		c.Storage.S3.AccessKey = v
+	}
+	if v, ok := lookup(EnvS3SecretKey); ok && v != "" {
+		c.Storage.S3.SecretKey = v
+	}
 }
 
 // Validate reports every invalid key, each error naming its key.
@@ -328,6 +340,7 @@ func (c *Config) Validate() error {
 		bad("log.format", "unknown format %q (want text or json)", c.Log.Format)
 	}
 	c.validateBuilds(bad)
+	c.validateProxy(bad)
 	return errors.Join(errs...)
 }
 

@@ -68,6 +68,7 @@ func TestLoad(t *testing.T) {
 		Registry:  Registry{Hostnames: []string{}},
 		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2},
 		Builds:    []Build{},
+		Proxy:     []Upstream{},
 		Source:    DefaultSource,
 	}
 	if !reflect.DeepEqual(*def, want) {

@@ -21,20 +21,7 @@ func TestConformance(t *testing.T) {
 	ensureTool(t, "bash", "bash")
 
 	report := t.TempDir()
-	env := []string{"OCI_CONFORMANCE_PREFIX=e2e/" + reg.RunID + "/conformance",
-		// The suite's optional workflows, on too. Only "sparse" manifests
-		// stay off: kiln refuses a manifest whose blobs or children are not
-		// in the repository (MANIFEST_BLOB_UNKNOWN), so a pull of anything
-		// it accepted cannot fail.
-		"OCI_API_BLOBS_UPLOAD_CANCEL=true",
-		"OCI_API_BLOBS_DIGEST_HEADER=true",
-		"OCI_API_MANIFESTS_DIGEST_HEADER=true",
-		"OCI_API_MANIFESTS_TAG_PARAM=true",
-		"OCI_DATA_EMPTY_BLOB=true",
-	}
-	if os.Getenv("HOME") == "" && os.Getenv("XDG_CACHE_HOME") == "" && os.Getenv("OCI_CONFORMANCE_CACHE") == "" {
-		env = append(env, "OCI_CONFORMANCE_CACHE="+filepath.Join(os.TempDir(), "oci-conformance-cache"))
-	}
+	env := conformanceEnv("e2e/" + reg.RunID + "/conformance")
 	// The first run builds the suite (cached in $HOME/.cache).
 	r := runCmd(t, cmdOpts{Timeout: 20 * time.Minute, Env: env}, "bash", script, reg.URL, report)
 
@@ -49,6 +36,26 @@ func TestConformance(t *testing.T) {
 	if r.Err != nil {
 		t.Errorf("conformance suite failed (%v): %s\nfailed checks:\n%s", r.Err, counts, failedChecks(filepath.Join(report, "conformance.log"), 300))
 	}
+}
+
+// conformanceEnv is the environment of shared/conformance/run.sh: the
+// repository prefix and which optional areas are on.
+func conformanceEnv(prefix string) []string {
+	env := []string{"OCI_CONFORMANCE_PREFIX=" + prefix,
+		// The suite's optional workflows, on too. Only "sparse" manifests
+		// stay off: kiln refuses a manifest whose blobs or children are not
+		// in the repository (MANIFEST_BLOB_UNKNOWN), so a pull of anything
+		// it accepted cannot fail.
+		"OCI_API_BLOBS_UPLOAD_CANCEL=true",
+		"OCI_API_BLOBS_DIGEST_HEADER=true",
+		"OCI_API_MANIFESTS_DIGEST_HEADER=true",
+		"OCI_API_MANIFESTS_TAG_PARAM=true",
+		"OCI_DATA_EMPTY_BLOB=true",
+	}
+	if os.Getenv("HOME") == "" && os.Getenv("XDG_CACHE_HOME") == "" && os.Getenv("OCI_CONFORMANCE_CACHE") == "" {
+		env = append(env, "OCI_CONFORMANCE_CACHE="+filepath.Join(os.TempDir(), "oci-conformance-cache"))
+	}
+	return env
 }
 
 // failedChecks lists the failed leaf checks of the suite's result tree, each

@@ -1,11 +1,13 @@
 package registry
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/gorilla/mux"
 
 	"kiln/blobs"
+	"kiln/storage"
 )
 
 func (a *api) blob(w http.ResponseWriter, r *http.Request, name string) error {
@@ -15,6 +17,13 @@ func (a *api) blob(w http.ResponseWriter, r *http.Request, name string) error {
 	}
 	if r.Method == http.MethodDelete {
 		return a.blobs.DeleteBlob(w, r, name, d)
+	}
+	if a.opts.Upstream != nil {
+		if _, err := a.store.BlobSize(r.Context(), name, d); errors.Is(err, storage.ErrBlobUnknown) {
+			if handled, err := a.opts.Upstream.ServeBlob(w, r, name, d); handled {
+				return err
+			}
+		}
 	}
 	return a.blobs.ServeBlob(w, r, name, d)
 }

@@ -55,16 +55,9 @@ func (a *api) getManifest(w http.ResponseWriter, r *http.Request, name string) e
 	if err != nil {
 		return err
 	}
-	d, err := a.resolve(r, name, ref)
+	m, err := a.lookupManifest(r, name, ref)
 	if err != nil {
 		return err
-	}
-	m, err := a.store.GetManifest(r.Context(), name, d)
-	if errors.Is(err, storage.ErrManifestUnknown) {
-		return errcode.ManifestUnknown
-	}
-	if err != nil {
-		return a.internal(r, err)
 	}
 	if m, err = a.negotiate(r, name, m); err != nil {
 		return err
@@ -84,6 +77,29 @@ func (a *api) getManifest(w http.ResponseWriter, r *http.Request, name string) e
 		w.Write(m.Content)
 	}
 	return nil
+}
+
+// lookupManifest finds a manifest for a pull: through the pull-through
+// cache for proxied repositories, else in the store.
+func (a *api) lookupManifest(r *http.Request, name string, ref reference) (*storage.Manifest, error) {
+	if a.opts.Upstream != nil {
+		m, handled, err := a.opts.Upstream.Manifest(r.Context(), name, ref.tag, ref.digest)
+		if handled {
+			if errors.Is(err, storage.ErrTagUnknown) || errors.Is(err, storage.ErrManifestUnknown) {
+				return nil, errcode.ManifestUnknown
+			}
+			return m, a.internal(r, err)
+		}
+	}
+	d, err := a.resolve(r, name, ref)
+	if err != nil {
+		return nil, err
+	}
+	m, err := a.store.GetManifest(r.Context(), name, d)
+	if errors.Is(err, storage.ErrManifestUnknown) {
+		return nil, errcode.ManifestUnknown
+	}
+	return m, a.internal(r, err)
 }
 
 func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name string) error {
@@ -170,6 +186,19 @@ func manifestTooLarge() error {
 // repository, so that a pull of what was accepted can never fail.
 func (a *api) checkReferences(r *http.Request, name string, p *storage.ParsedManifest) error {
 	ctx := r.Context()
+	// Refresh the links first, then check: a garbage collection running
+	// meanwhile then sees them younger than its grace period and keeps (or
+	// puts back) what this manifest is about to reference.
+	for _, b := range p.Blobs {
+		if err := a.store.TouchBlobLink(ctx, name, b.Digest); err != nil {
+			return a.internal(r, err)
+		}
+	}
+	for _, c := range p.Manifests {
+		if err := a.store.TouchManifestLink(ctx, name, c.Digest); err != nil {
+			return a.internal(r, err)
+		}
+	}
 	for _, b := range p.Blobs {
 		if _, err := a.store.BlobSize(ctx, name, b.Digest); err != nil {
 			if errors.Is(err, storage.ErrBlobUnknown) {

@@ -14,6 +14,11 @@ import (
 type Options struct {
 	// DeleteEnabled allows DELETE of manifests, tags and blobs.
 	DeleteEnabled bool
+	// RedirectBlobs answers blob GETs with a redirect to the storage
+	// backend when it can hand out URLs (presigned S3 URLs).
+	RedirectBlobs bool
+	// Upstream, when set, fills proxied repositories on a miss.
+	Upstream Upstream
 	// Logger receives errors the client cannot see; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -24,7 +24,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, name string) error
 func newRouter(store *storage.Store, opts Options) http.Handler {
 	a := &api{
 		store: store,
-		blobs: &blobs.Handler{Store: store, DeleteEnabled: opts.DeleteEnabled, Logger: opts.Logger},
+		blobs: &blobs.Handler{Store: store, DeleteEnabled: opts.DeleteEnabled, Redirect: opts.RedirectBlobs, Logger: opts.Logger},
 		opts:  opts,
 	}
 	r := mux.NewRouter()

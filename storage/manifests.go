@@ -6,6 +6,9 @@ import (
 	"errors"
 	"path"
 	"sort"
+	"strings"
+
+	"github.com/google/uuid"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -22,6 +25,12 @@ type Manifest struct {
 // as a referrer of its subject, and points each of tags at it. Every tag
 // whose digest changes is reported to Options.OnTagMoved.
 func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags ...string) error {
+	// Crash ordering: the manifest's bytes, then its referrer entry, then
+	// its link, then its tags; each one is durable before the next is
+	// written, so a link or tag never points to something missing.
+	if err := s.prepareDir(blobPath(m.Digest)); err != nil {
+		return err
+	}
 	if err := s.putBlob(ctx, m.Digest, m.Content); err != nil {
 		return err
 	}
@@ -32,11 +41,11 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed
 		if err != nil {
 			return err
 		}
-		if err := s.driver.PutContent(ctx, referrerPath(repo, parsed.Subject.Digest, m.Digest), desc); err != nil {
+		if err := s.putContent(ctx, referrerPath(repo, parsed.Subject.Digest, m.Digest), desc); err != nil {
 			return err
 		}
 	}
-	if err := s.driver.PutContent(ctx, manifestLinkPath(repo, m.Digest), []byte(m.MediaType)); err != nil {
+	if err := s.putContent(ctx, manifestLinkPath(repo, m.Digest), []byte(m.MediaType)); err != nil {
 		return err
 	}
 	for _, tag := range tags {
@@ -47,7 +56,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed
 		if previous == m.Digest {
 			continue
 		}
-		if err := s.driver.PutContent(ctx, tagPath(repo, tag), []byte(m.Digest)); err != nil {
+		if err := s.putContent(ctx, tagPath(repo, tag), []byte(m.Digest)); err != nil {
 			return err
 		}
 		if s.onTagMoved != nil {
@@ -106,7 +115,7 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	if _, err := s.ResolveTag(ctx, repo, tag); err != nil {
 		return err
 	}
-	return s.driver.Delete(ctx, tagPath(repo, tag))
+	return s.deleteContent(ctx, tagPath(repo, tag))
 }
 
 // DeleteManifest removes manifest d from repo, with every tag pointing to it
@@ -122,12 +131,12 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 	}
 	for _, t := range tags {
 		if td, err := s.ResolveTag(ctx, repo, t); err == nil && td == d {
-			if err := s.driver.Delete(ctx, tagPath(repo, t)); err != nil && !isNotFound(err) {
+			if err := s.deleteContent(ctx, tagPath(repo, t)); err != nil && !isNotFound(err) {
 				return err
 			}
 		}
 	}
-	if err := s.driver.Delete(ctx, manifestLinkPath(repo, d)); err != nil && !isNotFound(err) {
+	if err := s.deleteContent(ctx, manifestLinkPath(repo, d)); err != nil && !isNotFound(err) {
 		return err
 	}
 	if parsed, err := ParseManifest(m.MediaType, m.Content); err == nil && parsed.Subject != nil {
@@ -155,6 +164,9 @@ func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
 	}
 	tags := make([]string, 0, len(entries))
 	for _, e := range entries {
+		if isTempName(path.Base(e)) {
+			continue // a PutContent interrupted by a crash
+		}
 		tags = append(tags, path.Base(e))
 	}
 	sort.Strings(tags)
@@ -174,6 +186,9 @@ func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest) ([]
 	sort.Strings(entries)
 	out := make([]v1.Descriptor, 0, len(entries))
 	for _, e := range entries {
+		if isTempName(path.Base(e)) {
+			continue // a PutContent interrupted by a crash
+		}
 		b, err := s.driver.GetContent(ctx, e)
 		if err != nil {
 			if isNotFound(err) {
@@ -182,10 +197,31 @@ func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest) ([]
 			return nil, err
 		}
 		var desc v1.Descriptor
-		if err := json.Unmarshal(b, &desc); err != nil {
+		if err := json.Unmarshal(b, &desc); err != nil || desc.Digest.Validate() != nil {
+			continue
+		}
+		// The entry is written before the manifest's link, and removed
+		// after it: a crash in between leaves an entry for a manifest the
+		// repository does not hold, which must not be listed.
+		if held, err := s.HasManifest(ctx, repo, desc.Digest); err != nil {
+			return nil, err
+		} else if !held {
 			continue
 		}
 		out = append(out, desc)
 	}
 	return out, nil
+}
+
+// isTempName reports whether name is a temporary file of the filesystem
+// driver's PutContent ("<name>.<uuid>.tmp"), left behind when the process
+// died between writing it and renaming it into place.
+func isTempName(name string) bool {
+	const suffix = ".tmp"
+	if !strings.HasSuffix(name, suffix) {
+		return false
+	}
+	rest := strings.TrimSuffix(name, suffix)
+	i := strings.LastIndexByte(rest, '.')
+	return i > 0 && uuid.Validate(rest[i+1:]) == nil && len(rest)-i-1 == 36
 }

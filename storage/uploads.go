@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -218,6 +219,17 @@ func (s *Store) loadUploadState(ctx context.Context, repo, id string) (*uploadSt
 	if st.Repo != repo || time.Since(st.UpdatedAt) > s.uploadExpiry {
 		return nil, ErrUploadUnknown
 	}
+	// Durability: a session whose data holds fewer bytes than it
+	// acknowledged cannot be continued. This is what a crash leaves between
+	// FinishUpload moving the data into the blob store and removing the
+	// session; appending to it would write zeros up to the old size under
+	// a hash state that claims the real bytes.
+	if s.localRoot != "" && st.Size > 0 {
+		fi, err := os.Stat(s.localPath(uploadDataPath(id)))
+		if err != nil || fi.Size() < st.Size {
+			return nil, ErrUploadUnknown
+		}
+	}
 	return &st, nil
 }
 
@@ -227,7 +239,7 @@ func (s *Store) saveUploadState(ctx context.Context, id string, st *uploadState)
 	if err != nil {
 		return err
 	}
-	return s.driver.PutContent(ctx, uploadStatePath(id), b)
+	return s.putContent(ctx, uploadStatePath(id), b)
 }
 
 func saveHash(st *uploadState, h hash.Hash) error {
@@ -316,6 +328,12 @@ func (s *Store) appendDriver(ctx context.Context, id string, size int64, h hash.
 	if err != nil {
 		return 0, err
 	}
+	if n == 0 && !final {
+		// Nothing to store. On S3 a writer opened at size 0 would start a
+		// second, empty multipart upload that a later append may resume
+		// instead of the real one.
+		return 0, nil
+	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
@@ -401,7 +419,7 @@ func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d di
 			return err
 		}
 	}
-	return s.driver.PutContent(ctx, layerLinkPath(st.Repo, d), []byte(d))
+	return s.putContent(ctx, layerLinkPath(st.Repo, d), []byte(d))
 }
 
 // moveIntoPlace renames a verified file to its final path, durably.
@@ -410,13 +428,73 @@ func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
 		return s.driver.Move(ctx, from, to)
 	}
 	dst := s.localPath(to)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := mkdirDurable(filepath.Dir(dst)); err != nil {
 		return err
 	}
 	if err := os.Rename(s.localPath(from), dst); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(dst))
+}
+
+// putContent is driver.PutContent (on the filesystem: temporary file,
+// fsync, rename, fsync of the directory) whose parent directories, when it
+// has to create them, are themselves durable: the driver creates them with
+// os.MkdirAll, whose new entries only reach the disk with their parent's
+// next fsync.
+func (s *Store) putContent(ctx context.Context, p string, content []byte) error {
+	if err := s.prepareDir(p); err != nil {
+		return err
+	}
+	return s.driver.PutContent(ctx, p, content)
+}
+
+// prepareDir durably creates the directory that will hold p on the
+// filesystem store; elsewhere there are no directories to create.
+func (s *Store) prepareDir(p string) error {
+	if s.localRoot == "" {
+		return nil
+	}
+	return mkdirDurable(filepath.Dir(s.localPath(p)))
+}
+
+// deleteContent removes p and, on the filesystem store, fsyncs the
+// directory that held it, so an acknowledged delete survives a power loss.
+func (s *Store) deleteContent(ctx context.Context, p string) error {
+	if err := s.driver.Delete(ctx, p); err != nil {
+		return err
+	}
+	if s.localRoot == "" {
+		return nil
+	}
+	return syncDir(filepath.Dir(s.localPath(p)))
+}
+
+// mkdirDurable creates dir and any missing parent, fsyncing the parent of
+// each directory it creates. Existing directories cost one stat.
+func mkdirDurable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	// Also when another request created it meanwhile: it may not have
+	// synced the parent yet.
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {

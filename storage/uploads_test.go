@@ -21,6 +21,8 @@ func eachStore(t *testing.T, f func(t *testing.T, s *Store)) {
 	for name, s := range map[string]*Store{"filesystem": fs, "inmemory": NewInMemory(Options{})} {
 		t.Run(name, func(t *testing.T) { f(t, s) })
 	}
+	// On a fresh prefix of the S3 test bucket (see main_test.go).
+	t.Run("s3", func(t *testing.T) { f(t, newS3Store(t, Options{})) })
 }
 
 func readBlob(t *testing.T, s *Store, d digest.Digest) []byte {

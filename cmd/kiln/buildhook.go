@@ -20,7 +20,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)
-	rules, err := buildhook.LoadRules(cfg.Builds, configDir(cfg), hosts)
+	rules, err := buildhook.LoadRules(cfg.Builds, configDir(cfg), hosts, upstreamNames(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -29,6 +29,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Rules:       rules,
 		Registry:    self,
 		Hosts:       hosts,
+		Upstreams:   upstreamNames(cfg),
 		Concurrency: cfg.Buildhook.Concurrency,
 		Window:      cfg.Buildhook.Window,
 		Timeout:     cfg.Buildhook.Timeout,
@@ -68,11 +69,16 @@ func configDir(cfg *config.Config) string {
 	return filepath.Dir(cfg.Source)
 }
 
-// routes sends /kiln/ to the build API and everything else to the registry.
+// routes sends /kiln/v1/gc to the admin API, the rest of /kiln/ to the build
+// API and everything else to the registry.
 // It is not an http.ServeMux on purpose: ServeMux cleans paths, turning
 // "/v2/../x" into a redirect where the registry must answer NAME_INVALID.
-func routes(registryAPI, kilnAPI http.Handler) http.Handler {
+func routes(registryAPI, kilnAPI, adminAPI http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == adminGCPath {
+			adminAPI.ServeHTTP(w, r)
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/kiln/") {
 			kilnAPI.ServeHTTP(w, r)
 			return

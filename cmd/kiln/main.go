@@ -36,6 +36,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBuildsCmd())
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBuildsCmd(), newFsckCmd(), newBenchCmd(), newGCCmd())
 	return root
 }

@@ -193,7 +193,7 @@ func TestRunServeBusyPort(t *testing.T) {
 
 func TestServeCommandConfigError(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yml")
-	if err := os.WriteFile(bad, []byte("storage:\n  driver: s3\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("storage:\n  driver: gcs\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := newRootCmd()

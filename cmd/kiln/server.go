@@ -36,8 +36,15 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 
+	mirror, upstream, err := newUpstream(cfg, store, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	api := registry.New(store, registry.Options{
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
+		RedirectBlobs: cfg.Storage.Redirect,
+		Upstream:      upstream,
 		Logger:        logger,
 	})
 	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
@@ -49,8 +56,9 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 	defer builds.Wait()
+	go watchUpstreamBases(buildCtx, mirror, builds)
 	srv := &http.Server{
-		Handler: accesslog.Handler(routes(api, builds.Handler()), logger),
+		Handler: accesslog.Handler(routes(api, builds.Handler(), adminHandler(store, cfg, logger)), logger),
 		// Slow-header clients must not hold connections forever, but there
 		// is no overall read/write timeout: blob transfers can take hours.
 		ReadHeaderTimeout: 30 * time.Second,
@@ -65,6 +73,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { purgeLoop(purgeCtx, store, cfg.Storage.Uploads.PurgeInterval, logger) })
+	wg.Go(func() { gcLoop(purgeCtx, store, cfg.Storage.GC, logger) })
 	defer wg.Wait()
 	defer stopPurge()
 
@@ -123,6 +132,23 @@ func openStore(cfg *config.Config) (*storage.Store, string, error) {
 		return store, root, nil
 	case config.DriverInMemory:
 		return storage.NewInMemory(opts), "(memory)", nil
+	case config.DriverS3:
+		s := cfg.Storage.S3
+		store, err := storage.NewS3(storage.S3Params{
+			Endpoint:      s.Endpoint,
+			Region:        s.Region,
+			Bucket:        s.Bucket,
+			AccessKey:     s.AccessKey,
+			SecretKey:     s.SecretKey,
+			PathStyle:     s.PathStyle,
+			Insecure:      s.Insecure,
+			RootDirectory: s.RootDirectory,
+			ChunkSize:     s.ChunkSize,
+		}, opts)
+		if err != nil {
+			return nil, "", fmt.Errorf("storage.s3: %w", err)
+		}
+		return store, fmt.Sprintf("s3 bucket %q root %q endpoint %q", s.Bucket, s.RootDirectory, s.Endpoint), nil
 	}
 	// config.Validate rejects other drivers; this guards callers that skip it.
 	return nil, "", fmt.Errorf("storage.driver: unsupported driver %q", cfg.Storage.Driver)

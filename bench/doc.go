@@ -1,0 +1,2 @@
+// Package bench drives a registry over HTTP and measures it.
+package bench

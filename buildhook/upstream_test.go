@@ -1,0 +1,90 @@
+package buildhook
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"kiln/config"
+	"kiln/proxy"
+	"kiln/registry"
+	"kiln/storage"
+)
+
+// A rule FROM an upstream image rebuilds when the upstream tag moves, found
+// by the proxy's poll: nobody pushes to kiln.
+func TestUpstreamBaseWatched(t *testing.T) {
+	upstream := httptest.NewServer(registry.New(storage.NewInMemory(storage.Options{}), registry.Options{}))
+	defer upstream.Close()
+	upHost := strings.TrimPrefix(upstream.URL, "http://")
+
+	store := storage.NewInMemory(storage.Options{})
+	p, err := proxy.New(store, []config.Upstream{{Name: "up.example", URL: upstream.URL, TTL: time.Hour, Timeout: 2 * time.Second, WatchInterval: 20 * time.Millisecond}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(registry.New(store, registry.Options{Upstream: p}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM up.example/team/base:1\nCOPY a.txt /a.txt\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644)
+	rules, err := LoadRules([]config.Build{{Name: "app", Context: dir, Dockerfile: "Dockerfile", Tags: []string{"app:v1"}, Builder: "auto", Strategy: "build"}},
+		dir, []string{host}, []string{"up.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules[0].Bases) != 1 || rules[0].Bases[0].String() != "up.example/team/base:1" {
+		t.Fatalf("bases %v", rules[0].Bases)
+	}
+	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: []string{"up.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.SetTagMovedHook(svc.TagMoved)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); svc.Wait() }()
+	svc.Start(ctx)
+
+	pushUpstream := func() string {
+		img, _ := random.Image(512, 1)
+		ref, _ := name.ParseReference(upHost+"/team/base:1", name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return d.String()
+	}
+	var watched []proxy.WatchedTag
+	for _, b := range svc.Graph().Watched() {
+		watched = append(watched, proxy.WatchedTag{Repo: b.Repo, Tag: b.Tag})
+	}
+	first := pushUpstream()
+	go p.Watch(ctx, watched)
+
+	builtOn := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			ref, _ := name.ParseReference(host+"/app:v1", name.Insecure)
+			if img, err := remote.Image(ref); err == nil {
+				if m, err := img.Manifest(); err == nil && m.Annotations[AnnotationBaseDigest] == want {
+					return
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("app:v1 never built on upstream base %s", want)
+	}
+	builtOn(first)
+	builtOn(pushUpstream())
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"kiln/config"
+	"kiln/storage"
+)
+
+// adminGCPath is the admin endpoint that runs a garbage collection.
+const adminGCPath = "/kiln/v1/gc"
+
+// adminHandler serves the admin API: POST /kiln/v1/gc[?dry_run=1] runs a
+// garbage collection with the configured grace period and delete_untagged
+// setting, and answers with its report (JSON). The collection is safe while
+// the registry serves pushes; it stops (putting back whatever it had taken
+// out) if the client goes away. 409 when one is already running.
+func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != adminGCPath {
+			adminError(w, http.StatusNotFound, "not found")
+			return
+		}
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			adminError(w, http.StatusMethodNotAllowed, "use POST")
+			return
+		}
+		dryRun := false
+		if v := r.URL.Query().Get("dry_run"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				adminError(w, http.StatusBadRequest, "dry_run: "+err.Error())
+				return
+			}
+			dryRun = b
+		}
+		opts := storage.GCOptions{DryRun: dryRun, Grace: cfg.Storage.GC.Grace, DeleteUntagged: cfg.Storage.GC.DeleteUntagged}
+		report, err := runGC(r.Context(), store, opts, logger, "api")
+		switch {
+		case errors.Is(err, storage.ErrGCRunning):
+			adminError(w, http.StatusConflict, err.Error())
+			return
+		case err != nil:
+			adminError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(report)
+	})
+}
+
+func adminError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

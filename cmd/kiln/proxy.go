@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"kiln/buildhook"
+	"kiln/config"
+	"kiln/proxy"
+	"kiln/registry"
+	"kiln/storage"
+)
+
+// newUpstream builds the pull-through cache for the configured upstreams;
+// nil (and a nil registry.Upstream) when there are none.
+func newUpstream(cfg *config.Config, store *storage.Store, logger *slog.Logger) (*proxy.Proxy, registry.Upstream, error) {
+	p, err := proxy.New(store, cfg.Proxy, logger)
+	if err != nil || p == nil {
+		return nil, nil, err
+	}
+	for _, u := range cfg.Proxy {
+		logger.Info("mirroring upstream", "name", u.Name, "url", u.URL, "ttl", u.TTL)
+	}
+	return p, p, nil
+}
+
+// upstreamNames lists the configured upstreams' names.
+func upstreamNames(cfg *config.Config) []string {
+	var names []string
+	for _, u := range cfg.Proxy {
+		names = append(names, u.Name)
+	}
+	return names
+}
+
+// watchUpstreamBases polls the upstream tags build rules are FROM until ctx
+// ends, so a new upstream base rebuilds them.
+func watchUpstreamBases(ctx context.Context, p *proxy.Proxy, builds *buildhook.Service) {
+	if p == nil {
+		return
+	}
+	var tags []proxy.WatchedTag
+	for _, b := range builds.Graph().Watched() {
+		if p.Prefixed(b.Repo) {
+			tags = append(tags, proxy.WatchedTag{Repo: b.Repo, Tag: b.Tag})
+		}
+	}
+	if len(tags) > 0 {
+		p.Watch(ctx, tags)
+	}
+}

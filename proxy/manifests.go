@@ -1,0 +1,220 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"kiln/registry/errcode"
+	"kiln/storage"
+)
+
+// manifestAccept is every manifest type kiln stores.
+var manifestAccept = strings.Join(storage.ManifestMediaTypes, ", ")
+
+// Manifest returns manifest tag (or digest d when tag is "") of repo for a
+// pull. handled is false when repo is not proxied. A cached tag younger
+// than its upstream's TTL is served as is; an older one is revalidated
+// with a HEAD; when the upstream is down the cache answers.
+func (p *Proxy) Manifest(ctx context.Context, repo, tag string, d digest.Digest) (m *storage.Manifest, handled bool, err error) {
+	u, upRepo, ok, err := p.serves(ctx, repo)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	if tag == "" {
+		m, err = p.store.GetManifest(ctx, repo, d)
+		if err == nil || !errors.Is(err, storage.ErrManifestUnknown) {
+			return m, true, err // a digest never needs the upstream again
+		}
+		m, err = p.fetchMissingManifest(ctx, u, repo, upRepo, string(d), "")
+		return m, true, err
+	}
+	age, err := p.store.TagAge(ctx, repo, tag)
+	cached := err == nil
+	if cached && time.Since(age) < u.cfg.TTL {
+		m, err = p.local(ctx, repo, tag)
+		return m, true, err
+	}
+	if cached {
+		m, err = p.revalidate(ctx, u, repo, upRepo, tag)
+		return m, true, err
+	}
+	m, err = p.fetchMissingManifest(ctx, u, repo, upRepo, tag, tag)
+	return m, true, err
+}
+
+func (p *Proxy) local(ctx context.Context, repo, tag string) (*storage.Manifest, error) {
+	d, err := p.store.ResolveTag(ctx, repo, tag)
+	if err != nil {
+		return nil, err
+	}
+	return p.store.GetManifest(ctx, repo, d)
+}
+
+// revalidate asks the upstream with a HEAD whether a cached tag moved.
+func (p *Proxy) revalidate(ctx context.Context, u *upstream, repo, upRepo, tag string) (*storage.Manifest, error) {
+	key := "tag " + repo + ":" + tag
+	f, leader := p.join(key)
+	if !leader {
+		<-f.done
+		return p.local(ctx, repo, tag)
+	}
+	var err error
+	defer func() { p.finish(key, f, err) }()
+	// Another revalidation may have finished since the caller saw the tag
+	// stale: it is fresh again, no HEAD needed.
+	if age, aerr := p.store.TagAge(ctx, repo, tag); aerr == nil && time.Since(age) < u.cfg.TTL {
+		return p.local(ctx, repo, tag)
+	}
+	cur, _ := p.store.ResolveTag(ctx, repo, tag)
+	hctx, cancel := u.withTimeout(context.WithoutCancel(ctx))
+	resp, herr := u.do(hctx, http.MethodHead, upRepo, "manifests/"+tag, http.Header{"Accept": {manifestAccept}})
+	cancel()
+	switch {
+	case herr != nil:
+		p.log.Warn("serving cached tag: upstream did not confirm it", "repo", repo, "tag", tag, "err", herr)
+	case digest.Digest(resp.Header.Get("Docker-Content-Digest")) == cur:
+		resp.Body.Close()
+		err = p.store.RefreshTag(ctx, repo, tag)
+	default:
+		resp.Body.Close()
+		var m *storage.Manifest
+		m, err = p.fetchManifestLocked(ctx, u, repo, upRepo, tag, tag)
+		if err == nil {
+			return m, nil
+		}
+		if isDown(err) {
+			p.log.Warn("serving cached tag: upstream failed", "repo", repo, "tag", tag, "err", err)
+			err = nil
+		} else {
+			return nil, err
+		}
+	}
+	return p.local(ctx, repo, tag)
+}
+
+// fetchManifest fetches ref from upstream and stores it (as tag, when set),
+// once for concurrent callers.
+func (p *Proxy) fetchManifest(ctx context.Context, u *upstream, repo, upRepo, ref, tag string) (*storage.Manifest, error) {
+	return p.fetchManifestOnce(ctx, u, repo, upRepo, ref, tag, false)
+}
+
+// fetchMissingManifest is fetchManifest for a pull that found ref missing
+// from the store: its leader first looks again, since a fetch of the same
+// reference may have finished between that look and the join.
+func (p *Proxy) fetchMissingManifest(ctx context.Context, u *upstream, repo, upRepo, ref, tag string) (*storage.Manifest, error) {
+	return p.fetchManifestOnce(ctx, u, repo, upRepo, ref, tag, true)
+}
+
+func (p *Proxy) fetchManifestOnce(ctx context.Context, u *upstream, repo, upRepo, ref, tag string, recheck bool) (*storage.Manifest, error) {
+	key := "manifest " + repo + ":" + ref
+	f, leader := p.join(key)
+	if !leader {
+		<-f.done
+		if f.err != nil {
+			return nil, f.err
+		}
+		if tag != "" {
+			return p.local(ctx, repo, tag)
+		}
+		return p.store.GetManifest(ctx, repo, digest.Digest(ref))
+	}
+	if recheck {
+		if m := p.cachedAfterJoin(ctx, u, repo, ref, tag); m != nil {
+			p.finish(key, f, nil)
+			return m, nil
+		}
+	}
+	m, err := p.fetchManifestLocked(ctx, u, repo, upRepo, ref, tag)
+	p.finish(key, f, err)
+	return m, err
+}
+
+// cachedAfterJoin returns ref from the store when it is there and, for a
+// tag, still inside its TTL; nil when the upstream must be asked.
+func (p *Proxy) cachedAfterJoin(ctx context.Context, u *upstream, repo, ref, tag string) *storage.Manifest {
+	if tag == "" {
+		m, err := p.store.GetManifest(ctx, repo, digest.Digest(ref))
+		if err != nil {
+			return nil
+		}
+		return m
+	}
+	age, err := p.store.TagAge(ctx, repo, tag)
+	if err != nil || time.Since(age) >= u.cfg.TTL {
+		return nil
+	}
+	m, err := p.local(ctx, repo, tag)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+func (p *Proxy) fetchManifestLocked(ctx context.Context, u *upstream, repo, upRepo, ref, tag string) (*storage.Manifest, error) {
+	fctx, cancel := u.withTimeout(context.WithoutCancel(ctx))
+	defer cancel()
+	resp, err := u.do(fctx, http.MethodGet, upRepo, "manifests/"+ref, http.Header{"Accept": {manifestAccept}})
+	if err != nil {
+		return nil, upstreamError(u, ref, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20+1))
+	if err != nil {
+		return nil, upstreamError(u, ref, &downError{u.cfg.Name, err})
+	}
+	if len(body) > 4<<20 {
+		return nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream manifest larger than 4 MiB")
+	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	parsed, err := storage.ParseManifest(ct, body)
+	if err != nil {
+		return nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent a manifest kiln cannot store: " + err.Error())
+	}
+	alg := digest.SHA256
+	if want, err := digest.Parse(ref); err == nil {
+		alg = want.Algorithm()
+	}
+	d := alg.FromBytes(body)
+	if want, err := digest.Parse(ref); err == nil && want != d {
+		return nil, errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s sent %s for %s", u.cfg.Name, d, want))
+	}
+	m := storage.Manifest{Digest: d, MediaType: parsed.MediaType, Content: body}
+	if err := p.store.MarkProxied(ctx, repo); err != nil {
+		return nil, err
+	}
+	var tags []string
+	if tag != "" {
+		tags = append(tags, tag)
+	}
+	if err := p.store.PutManifest(ctx, repo, m, parsed, tags...); err != nil {
+		return nil, err
+	}
+	if tag != "" {
+		// PutManifest leaves an unchanged tag alone; its age must restart.
+		if err := p.store.RefreshTag(ctx, repo, tag); err != nil {
+			return nil, err
+		}
+	}
+	p.log.Info("cached from upstream", "upstream", u.cfg.Name, "repo", repo, "ref", ref, "digest", d)
+	return &m, nil
+}
+
+// upstreamError turns an upstream failure for content never cached into
+// the API error a client sees.
+func upstreamError(u *upstream, ref string, err error) error {
+	if errors.Is(err, errNotFound) {
+		return errcode.ManifestUnknown.WithMessage("not found in upstream " + u.cfg.Name + ": " + ref)
+	}
+	if isDown(err) {
+		return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error() + "; " + ref + " is not cached")
+	}
+	return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error())
+}

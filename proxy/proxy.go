@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"kiln/config"
+	"kiln/storage"
+)
+
+// Proxy serves proxied repositories from the store, filling it from the
+// upstreams on a miss. It is safe for concurrent use.
+type Proxy struct {
+	store     *storage.Store
+	upstreams map[string]*upstream
+	mirror    *upstream // serves un-prefixed names (registry-mirrors)
+	log       *slog.Logger
+
+	requests    atomic.Int64 // every request sent upstream
+	blobFetches atomic.Int64 // blob GETs sent upstream
+
+	mu       sync.Mutex
+	inflight map[string]*flight // blob and manifest fetches in progress
+}
+
+// mirrorName is the upstream that also serves names without a registry
+// prefix, the way a Docker daemon's registry-mirrors asks for them.
+const mirrorName = "docker.io"
+
+// New returns a proxy for the configured upstreams; nil when there are none.
+func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Proxy, error) {
+	if len(ups) == 0 {
+		return nil, nil
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	p := &Proxy{store: store, upstreams: map[string]*upstream{}, log: logger, inflight: map[string]*flight{}}
+	for _, c := range ups {
+		u, err := newUpstream(c, &p.requests)
+		if err != nil {
+			return nil, err
+		}
+		p.upstreams[c.Name] = u
+		if c.Name == mirrorName {
+			p.mirror = u
+		}
+	}
+	return p, nil
+}
+
+// serves reports whether p answers for repo: a name with an upstream's
+// prefix always; an un-prefixed name (the docker.io mirror) unless it is a
+// repository users pushed to.
+func (p *Proxy) serves(ctx context.Context, repo string) (*upstream, string, bool, error) {
+	u, upRepo, ok := p.Route(repo)
+	if !ok {
+		return nil, "", false, nil
+	}
+	if u == p.mirror && !strings.HasPrefix(repo, mirrorName+"/") {
+		proxied, exists, err := p.store.IsProxied(ctx, repo)
+		if err != nil {
+			return nil, "", false, err
+		}
+		if exists && !proxied {
+			return nil, "", false, nil
+		}
+	}
+	return u, upRepo, true, nil
+}
+
+// Route maps a repository name to its upstream and the name there:
+// "docker.io/library/python" → docker.io, "library/python". Un-prefixed
+// names go to the docker.io upstream, if there is one, as Docker Hub
+// names them ("python" is "library/python").
+func (p *Proxy) Route(repo string) (*upstream, string, bool) {
+	if first, rest, ok := strings.Cut(repo, "/"); ok {
+		if u, found := p.upstreams[first]; found {
+			return u, hubName(u, rest), true
+		}
+	}
+	if p.mirror != nil {
+		return p.mirror, hubName(p.mirror, repo), true
+	}
+	return nil, "", false
+}
+
+// Prefixed reports whether repo names an upstream explicitly
+// ("docker.io/library/python"), as build rules' upstream bases do.
+func (p *Proxy) Prefixed(repo string) bool {
+	first, _, ok := strings.Cut(repo, "/")
+	return ok && p.upstreams[first] != nil
+}
+
+// hubName adds Docker Hub's implicit "library/" to one-component names.
+func hubName(u *upstream, repo string) string {
+	if u.cfg.Name == mirrorName && !strings.Contains(repo, "/") {
+		return "library/" + repo
+	}
+	return repo
+}
+
+// UpstreamRequests returns how many requests were sent upstream in all.
+func (p *Proxy) UpstreamRequests() int64 { return p.requests.Load() }
+
+// BlobFetches returns how many blob GETs were sent upstream.
+func (p *Proxy) BlobFetches() int64 { return p.blobFetches.Load() }
+
+// flight is one upstream fetch that concurrent requests wait for.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// join returns the flight for key and whether the caller leads it (and
+// must call finish).
+func (p *Proxy) join(key string) (*flight, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f, ok := p.inflight[key]; ok {
+		return f, false
+	}
+	f := &flight{done: make(chan struct{})}
+	p.inflight[key] = f
+	return f, true
+}
+
+func (p *Proxy) finish(key string, f *flight, err error) {
+	p.mu.Lock()
+	delete(p.inflight, key)
+	p.mu.Unlock()
+	f.err = err
+	close(f.done)
+}

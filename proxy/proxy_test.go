@@ -1,0 +1,236 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"kiln/config"
+	"kiln/registry"
+	"kiln/storage"
+)
+
+// upstreamServer is a kiln registry behind bearer-token auth, counting the
+// requests it serves.
+type upstreamServer struct {
+	srv      *httptest.Server
+	host     string
+	requests atomic.Int64
+	blobGets atomic.Int64
+}
+
+const token = "test-token"
+
+func newUpstreamServer(t *testing.T) *upstreamServer {
+	t.Helper()
+	u := &upstreamServer{}
+	reg := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{DeleteEnabled: true})
+	var realm string
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			// The token endpoint wants the upstream's credentials.
+			if user, pass, ok := r.BasicAuth(); !ok || user != "kiln" || pass != "secret" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.Write([]byte(`{"token":"` + token + `"}`))
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`",service="upstream"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		u.requests.Add(1)
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			u.blobGets.Add(1)
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	realm = u.srv.URL + "/token"
+	u.host = strings.TrimPrefix(u.srv.URL, "http://")
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// push writes img to the upstream as repo:tag, authenticating as a client.
+func (u *upstreamServer) push(t *testing.T, repo, tag string, img v1.Image) v1.Hash {
+	t.Helper()
+	ref, _ := name.ParseReference(u.host+"/"+repo+":"+tag, name.Insecure)
+	if err := remote.Write(ref, img, remote.WithAuth(&basicAuth{})); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return d
+}
+
+type basicAuth struct{}
+
+func (basicAuth) Authorization() (*authn.AuthConfig, error) {
+	return &authn.AuthConfig{Username: "kiln", Password: "secret"}, nil
+}
+
+// kilnProxy is kiln with the upstream configured as "up.example" and as the
+// docker.io mirror.
+type kilnProxy struct {
+	proxy *Proxy
+	host  string
+}
+
+func newKilnProxy(t *testing.T, up *upstreamServer, ttl time.Duration) *kilnProxy {
+	t.Helper()
+	store := storage.NewInMemory(storage.Options{})
+	ups := []config.Upstream{
+		{Name: "up.example", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: 2 * time.Second},
+		{Name: "docker.io", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: 2 * time.Second},
+	}
+	p, err := New(store, ups, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true}))
+	t.Cleanup(srv.Close)
+	return &kilnProxy{proxy: p, host: strings.TrimPrefix(srv.URL, "http://")}
+}
+
+// pull pulls and verifies repo:tag through kiln.
+func (k *kilnProxy) pull(t *testing.T, repoTag string) v1.Hash {
+	t.Helper()
+	ref, _ := name.ParseReference(k.host+"/"+repoTag, name.Insecure)
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("pull %s: %v", repoTag, err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("pull %s: %v", repoTag, err)
+	}
+	d, _ := img.Digest()
+	return d
+}
+
+func TestPullThroughCachesOnce(t *testing.T) {
+	up := newUpstreamServer(t)
+	img, _ := random.Image(4096, 3)
+	want := up.push(t, "team/app", "v1", img)
+	k := newKilnProxy(t, up, time.Hour)
+
+	if got := k.pull(t, "up.example/team/app:v1"); got != want {
+		t.Fatalf("pulled %s, want %s", got, want)
+	}
+	fetches := k.proxy.BlobFetches()
+	if fetches != 4 { // config and three layers
+		t.Errorf("cold pull fetched %d blobs upstream, want 4", fetches)
+	}
+	before := up.requests.Load()
+	k.pull(t, "up.example/team/app:v1")
+	if n := up.requests.Load() - before; n != 0 {
+		t.Errorf("warm pull sent %d requests upstream, want 0", n)
+	}
+	// A digest reference needs no upstream either.
+	ref, _ := name.ParseReference(k.host+"/up.example/team/app@"+want.String(), name.Insecure)
+	if _, err := remote.Image(ref); err != nil {
+		t.Fatal(err)
+	}
+	if n := up.requests.Load() - before; n != 0 {
+		t.Errorf("pull by digest sent %d requests upstream", n)
+	}
+}
+
+func TestMirrorNames(t *testing.T) {
+	up := newUpstreamServer(t)
+	img, _ := random.Image(1024, 1)
+	want := up.push(t, "library/python", "3.8", img)
+	k := newKilnProxy(t, up, time.Hour)
+	// As a Docker daemon with kiln in registry-mirrors asks for it.
+	if got := k.pull(t, "library/python:3.8"); got != want {
+		t.Errorf("mirror pull %s, want %s", got, want)
+	}
+	// Docker Hub's short name and the prefixed name reach the same image.
+	if got := k.pull(t, "docker.io/python:3.8"); got != want {
+		t.Errorf("prefixed pull %s, want %s", got, want)
+	}
+}
+
+func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
+	up := newUpstreamServer(t)
+	img, _ := random.Image(256<<10, 4)
+	up.push(t, "team/big", "v1", img)
+	k := newKilnProxy(t, up, time.Hour)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { k.pull(t, "up.example/team/big:v1") })
+	}
+	wg.Wait()
+	if n := up.blobGets.Load(); n != 5 {
+		t.Errorf("20 concurrent cold pulls made %d upstream blob GETs, want 5 (one per blob)", n)
+	}
+}
+
+func TestUpstreamDownServesCache(t *testing.T) {
+	up := newUpstreamServer(t)
+	img, _ := random.Image(1024, 2)
+	want := up.push(t, "team/app", "v1", img)
+	k := newKilnProxy(t, up, time.Millisecond) // every pull revalidates
+	k.pull(t, "up.example/team/app:v1")
+	up.srv.Close()
+	time.Sleep(5 * time.Millisecond)
+	if got := k.pull(t, "up.example/team/app:v1"); got != want {
+		t.Errorf("with the upstream down got %s, want the cached %s", got, want)
+	}
+	// What was never cached fails clearly.
+	ref, _ := name.ParseReference(k.host+"/up.example/team/other:v1", name.Insecure)
+	_, err := remote.Image(ref)
+	if err == nil || !strings.Contains(err.Error(), "502") && !strings.Contains(err.Error(), "not cached") {
+		t.Errorf("uncached pull with the upstream down: %v", err)
+	}
+}
+
+func TestTagRevalidatedAfterTTL(t *testing.T) {
+	up := newUpstreamServer(t)
+	one, _ := random.Image(1024, 1)
+	up.push(t, "team/app", "v1", one)
+	const ttl = 300 * time.Millisecond
+	k := newKilnProxy(t, up, ttl)
+	k.pull(t, "up.example/team/app:v1")
+	cachedAt := time.Now()
+	two, _ := random.Image(1024, 1)
+	moved := up.push(t, "team/app", "v1", two)
+	// Within the TTL the cached tag answers (checked only when this pull
+	// really ran inside it: a loaded machine may be slower than the TTL).
+	got := k.pull(t, "up.example/team/app:v1")
+	if time.Since(cachedAt) < ttl && got == moved {
+		t.Errorf("tag revalidated inside its TTL")
+	}
+	time.Sleep(ttl + 10*time.Millisecond)
+	if got := k.pull(t, "up.example/team/app:v1"); got != moved {
+		t.Errorf("after the TTL got %s, want the moved tag %s", got, moved)
+	}
+}
+
+// Pushed repositories are not shadowed by the docker.io mirror.
+func TestLocalRepositoryNotProxied(t *testing.T) {
+	up := newUpstreamServer(t)
+	k := newKilnProxy(t, up, time.Millisecond)
+	img, _ := random.Image(1024, 1)
+	ref, _ := name.ParseReference(k.host+"/mine/app:v1", name.Insecure)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	before := up.requests.Load()
+	time.Sleep(5 * time.Millisecond)
+	k.pull(t, "mine/app:v1")
+	if n := up.requests.Load() - before; n != 0 {
+		t.Errorf("pull of a pushed repository asked the upstream %d times", n)
+	}
+}
