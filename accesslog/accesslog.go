@@ -2,35 +2,102 @@
 package accesslog
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 	"time"
 )
 
+// Observer receives every finished request (metrics listen here).
+type Observer func(r *http.Request, status int, bytesIn, bytesOut int64, d time.Duration)
+
 // Handler calls next and then logs the request's method, path, status,
-// response bytes, duration and remote address at info level. The query
-// string is left out because it may carry tokens.
+// response bytes, duration, remote address and request id at info level.
+// The query string is left out because it may carry tokens.
 func Handler(next http.Handler, logger *slog.Logger) http.Handler {
+	return WithObserver(next, logger, nil)
+}
+
+// WithObserver is Handler that also reports each request to observe.
+func WithObserver(next http.Handler, logger *slog.Logger, observe Observer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// Read before next runs: handlers may rewrite r.URL.
 		method, path, remote := r.Method, r.URL.Path, r.RemoteAddr
+		id := requestID(r)
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), idKey{}, id))
+		body := &countingBody{ReadCloser: r.Body}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = body
+		}
 		rw := &responseWriter{ResponseWriter: w}
 		next.ServeHTTP(rw, r)
 		status := rw.status
 		if status == 0 {
 			status = http.StatusOK // net/http's answer when nothing was written
 		}
+		d := time.Since(start)
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", method),
 			slog.String("path", path),
 			slog.Int("status", status),
 			slog.Int64("bytes", rw.bytes),
-			slog.Duration("duration", time.Since(start)),
+			slog.Duration("duration", d),
 			slog.String("remote", remote),
+			slog.String("request_id", id),
 		)
+		if observe != nil {
+			observe(r, status, body.n, rw.bytes, d)
+		}
 	})
+}
+
+type idKey struct{}
+
+// RequestID returns the id of the request ctx belongs to, "" outside one.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(idKey{}).(string)
+	return id
+}
+
+var idSeq atomic.Uint64
+
+// requestID keeps a sane X-Request-Id from the client (a proxy in front
+// may have set it) and otherwise makes one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && printable(id) {
+		return id
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:]) + "-" + strconv.FormatUint(idSeq.Add(1), 10)
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// countingBody counts the request body bytes a handler reads.
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // responseWriter records the status and body size. It passes ReadFrom and

@@ -200,3 +200,38 @@ type discardWriter struct{ h http.Header }
 func (d discardWriter) Header() http.Header         { return d.h }
 func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d discardWriter) WriteHeader(int)             {}
+
+func TestRequestIDAndObserver(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	var gotIn, gotOut int64
+	var gotStatus int
+	var seenID string
+	h := WithObserver(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenID = RequestID(r.Context())
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte("done"))
+	}), logger, func(r *http.Request, status int, in, out int64, d time.Duration) {
+		gotStatus, gotIn, gotOut = status, in, out
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/v2/x/blobs/uploads/1", strings.NewReader("twelve bytes")))
+	id := rec.Header().Get("X-Request-Id")
+	if id == "" || id != seenID || !strings.Contains(logs.String(), "request_id="+id) {
+		t.Errorf("request id %q, handler saw %q, log %q", id, seenID, logs.String())
+	}
+	if gotStatus != 201 || gotIn != 12 || gotOut != 4 {
+		t.Errorf("observed %d %d %d", gotStatus, gotIn, gotOut)
+	}
+	// A client's own id is kept; a hostile one is replaced.
+	for in, keep := range map[string]bool{"abc-123": true, "bad id\x00": false, strings.Repeat("x", 65): false} {
+		req := httptest.NewRequest("GET", "/v2/", nil)
+		req.Header.Set("X-Request-Id", in)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if (rec.Header().Get("X-Request-Id") == in) != keep {
+			t.Errorf("X-Request-Id %q: answered %q", in, rec.Header().Get("X-Request-Id"))
+		}
+	}
+}

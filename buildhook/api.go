@@ -10,7 +10,8 @@ import (
 )
 
 // Handler serves the build API under /kiln/v1/: builds (list, one, log),
-// rules with their graph, and manual triggers.
+// rules with their graph (adopted images' auto rules included), manual
+// triggers, and the images autorebase could adopt.
 func (s *Service) Handler() http.Handler {
 	r := mux.NewRouter()
 	v1 := r.PathPrefix("/kiln/v1").Subrouter()
@@ -18,7 +19,9 @@ func (s *Service) Handler() http.Handler {
 	v1.HandleFunc("/builds/{id}", s.getBuild).Methods(http.MethodGet)
 	v1.HandleFunc("/builds/{id}/log", s.buildLog).Methods(http.MethodGet)
 	v1.HandleFunc("/rules", s.listRules).Methods(http.MethodGet)
-	v1.HandleFunc("/rules/{name}/trigger", s.triggerRule).Methods(http.MethodPost)
+	// An auto rule's name holds the image's repository, slashes included.
+	v1.HandleFunc("/rules/{name:.+}/trigger", s.triggerRule).Methods(http.MethodPost)
+	v1.HandleFunc("/candidates", s.listCandidates).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "no such endpoint")
 	})
@@ -113,17 +116,21 @@ type ruleView struct {
 	Strategy   string            `json:"strategy"`
 	// Dependents are the rules built on this rule's tags.
 	Dependents []string `json:"dependents"`
+	// Auto marks the rule of an image adopted by autorebase.
+	Auto bool `json:"auto,omitempty"`
 }
 
 func (s *Service) listRules(w http.ResponseWriter, r *http.Request) {
 	out := []ruleView{}
-	for _, rule := range s.graph.Rules() {
+	g := s.RuleGraph()
+	for _, rule := range g.Rules() {
 		v := ruleView{Name: rule.Name, Context: rule.Context, Dockerfile: rule.Dockerfile, Args: rule.Args,
-			Builder: rule.Builder, Strategy: rule.Strategy, Tags: []string{}, Bases: []string{}, Dependents: []string{}}
+			Builder: rule.Builder, Strategy: rule.Strategy, Tags: []string{}, Bases: []string{}, Dependents: []string{},
+			Auto: rule.Auto}
 		seen := map[string]bool{}
 		for _, t := range rule.Tags {
 			v.Tags = append(v.Tags, t.String())
-			for _, d := range s.graph.Dependents(t) {
+			for _, d := range g.Dependents(t) {
 				if !seen[d.Name] {
 					seen[d.Name] = true
 					v.Dependents = append(v.Dependents, d.Name)
@@ -140,7 +147,7 @@ func (s *Service) listRules(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) triggerRule(w http.ResponseWriter, r *http.Request) {
 	name := mux.Vars(r)["name"]
-	if s.graph.Rule(name) == nil {
+	if s.RuleGraph().Rule(name) == nil {
 		apiError(w, http.StatusNotFound, "no such rule")
 		return
 	}
@@ -150,4 +157,15 @@ func (s *Service) triggerRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": job.ID, "rule": name})
+}
+
+// listCandidates answers GET /kiln/v1/candidates: the images autorebase
+// could adopt (see FindCandidates).
+func (s *Service) listCandidates(w http.ResponseWriter, r *http.Request) {
+	out, err := FindCandidates(r.Context(), s.opts.Store)
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -40,9 +40,9 @@ type QueueHooks struct {
 // Queue turns triggers into jobs: one running and one queued job per rule
 // at most, newer triggers replacing a queued job's, a concurrency limit
 // across rules, jobs started in trigger order, and cascades that build each
-// level once.
+// level once. Its graph may be replaced while it runs (SetGraph): the state
+// of a rule (queued, running) follows its name.
 type Queue struct {
-	g           *Graph
 	concurrency int
 	window      time.Duration
 	newID       func() string
@@ -52,9 +52,10 @@ type Queue struct {
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
-	states   []ruleState  // by rule config index
-	order    []*queuedJob // queued jobs, oldest first: they start first-in first-out
-	events   []hookEvent  // Queued/Updated calls not yet made
+	g        *Graph
+	states   map[string]*ruleState // by rule name; absent: nothing queued or running
+	order    []*queuedJob          // queued jobs, oldest first: they start first-in first-out
+	events   []hookEvent           // Queued/Updated calls not yet made
 	running  int
 	ids      uint64
 	started  bool
@@ -70,7 +71,6 @@ type ruleState struct {
 
 type queuedJob struct {
 	job     Job
-	idx     int       // rule config index
 	readyAt time.Time // last trigger + window
 }
 
@@ -99,7 +99,7 @@ func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() stri
 		newID:       newID,
 		hooks:       hooks,
 		kick:        make(chan struct{}, 1),
-		states:      make([]ruleState, len(g.rules)),
+		states:      map[string]*ruleState{},
 		idle:        idle,
 		idleDone:    true,
 	}
@@ -110,28 +110,48 @@ func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() stri
 // rule affected by the same move is left for that rule's push, so each
 // level of a cascade builds once. After the queue stopped, it does nothing.
 func (q *Queue) TagMoved(ref ImageRef, d digest.Digest) {
-	deps := q.g.dependents[ref]
-	if len(deps) == 0 {
-		return
-	}
-	affected := make([]bool, len(q.g.rules))
-	for _, i := range deps {
-		affected[i] = true
-	}
-	for _, i := range q.g.closure(q.g.children, deps) {
-		affected[i] = true
-	}
-	t := Trigger{Ref: ref, Digest: d, Reason: "push"}
 	q.mu.Lock()
-	if q.stopped {
+	g := q.g
+	deps := g.dependents[ref]
+	if len(deps) == 0 || q.stopped {
 		q.mu.Unlock()
 		return
 	}
+	affected := make([]bool, len(g.rules))
 	for _, i := range deps {
-		if slices.ContainsFunc(q.g.upstream[i], func(u int) bool { return affected[u] }) {
+		affected[i] = true
+	}
+	for _, i := range g.closure(g.children, deps) {
+		affected[i] = true
+	}
+	t := Trigger{Ref: ref, Digest: d, Reason: "push"}
+	for _, i := range deps {
+		if slices.ContainsFunc(g.upstream[i], func(u int) bool { return affected[u] }) {
 			continue // triggered when that upstream rule pushes
 		}
 		q.enqueue(i, t)
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+// Graph returns the queue's current graph.
+func (q *Queue) Graph() *Graph {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.g
+}
+
+// SetGraph replaces the queue's graph (rules added, removed or changed).
+// A queued job of a rule still in g now builds g's version of it; one of a
+// rule g lacks stays queued as it was. Running jobs are not touched.
+func (q *Queue) SetGraph(g *Graph) {
+	q.mu.Lock()
+	q.g = g
+	for _, qj := range q.order {
+		if r := g.Rule(qj.job.Rule.Name); r != nil {
+			qj.job.Rule = r
+		}
 	}
 	q.mu.Unlock()
 	q.signal()
@@ -141,14 +161,15 @@ func (q *Queue) TagMoved(ref ImageRef, d digest.Digest) {
 // updates the trigger of its queued job, and returns the job. An empty
 // Reason means "manual".
 func (q *Queue) Trigger(rule string, t Trigger) (*Job, error) {
-	i, ok := q.g.byName[rule]
-	if !ok {
-		return nil, fmt.Errorf("unknown build rule %q", rule)
-	}
 	if t.Reason == "" {
 		t.Reason = "manual"
 	}
 	q.mu.Lock()
+	i, ok := q.g.byName[rule]
+	if !ok {
+		q.mu.Unlock()
+		return nil, fmt.Errorf("unknown build rule %q", rule)
+	}
 	if q.stopped {
 		q.mu.Unlock()
 		return nil, ErrQueueStopped
@@ -162,7 +183,8 @@ func (q *Queue) Trigger(rule string, t Trigger) (*Job, error) {
 // enqueue records a trigger of rule i: a new queued job, or the queued
 // job's trigger replaced. q.mu is held.
 func (q *Queue) enqueue(i int, t Trigger) *queuedJob {
-	st := &q.states[i]
+	rule := q.g.rules[i]
+	st := q.state(rule.Name)
 	readyAt := time.Now().Add(q.window)
 	if qj := st.queued; qj != nil {
 		qj.job.Trigger = t
@@ -171,8 +193,7 @@ func (q *Queue) enqueue(i int, t Trigger) *queuedJob {
 		return qj
 	}
 	qj := &queuedJob{
-		job:     Job{ID: q.id(), Rule: q.g.rules[i], Trigger: t},
-		idx:     i,
+		job:     Job{ID: q.id(), Rule: rule, Trigger: t},
 		readyAt: readyAt,
 	}
 	st.queued = qj
@@ -183,6 +204,25 @@ func (q *Queue) enqueue(i int, t Trigger) *queuedJob {
 		q.idleDone = false
 	}
 	return qj
+}
+
+// state returns the state of the named rule, created if need be. q.mu is
+// held.
+func (q *Queue) state(name string) *ruleState {
+	st := q.states[name]
+	if st == nil {
+		st = &ruleState{}
+		q.states[name] = st
+	}
+	return st
+}
+
+// forget drops the state of a rule with nothing queued or running. q.mu is
+// held.
+func (q *Queue) forget(name string) {
+	if st := q.states[name]; st != nil && st.queued == nil && !st.running {
+		delete(q.states, name)
+	}
 }
 
 func (q *Queue) id() string {
@@ -309,8 +349,9 @@ func (q *Queue) startReady(ctx context.Context) time.Duration {
 	var wait time.Duration
 	for k := 0; k < len(q.order) && q.running < q.concurrency; {
 		qj := q.order[k]
-		st := &q.states[qj.idx]
-		if st.running || q.held(qj.idx) {
+		name := qj.job.Rule.Name
+		st := q.state(name)
+		if st.running || q.held(name) {
 			k++
 			continue
 		}
@@ -327,31 +368,36 @@ func (q *Queue) startReady(ctx context.Context) time.Duration {
 		q.running++
 		job := qj.job
 		q.wg.Add(1)
-		go q.run(ctx, qj.idx, &job)
+		go q.run(ctx, name, &job)
 	}
 	return wait
 }
 
-// held reports whether a rule that rule i builds on (transitively) has a
-// job queued or running: i's job then waits, as that build's push will
-// trigger i again.
-func (q *Queue) held(i int) bool {
+// held reports whether a rule that the named rule builds on (transitively)
+// has a job queued or running: its job then waits, as that build's push
+// will trigger it again. q.mu is held.
+func (q *Queue) held(name string) bool {
+	i, ok := q.g.byName[name]
+	if !ok {
+		return false
+	}
 	for _, a := range q.g.ancestors[i] {
-		if q.states[a].queued != nil || q.states[a].running {
+		if st := q.states[q.g.rules[a].Name]; st != nil && (st.queued != nil || st.running) {
 			return true
 		}
 	}
 	return false
 }
 
-func (q *Queue) run(ctx context.Context, i int, job *Job) {
+func (q *Queue) run(ctx context.Context, name string, job *Job) {
 	defer q.wg.Done()
 	err := q.callRun(ctx, job)
 	if q.hooks.Done != nil {
 		q.hooks.Done(job, err)
 	}
 	q.mu.Lock()
-	q.states[i].running = false
+	q.state(name).running = false
+	q.forget(name)
 	q.running--
 	q.updateIdle()
 	q.mu.Unlock()
@@ -387,7 +433,11 @@ func (q *Queue) shutdown(cause error) {
 	}
 	q.mu.Lock()
 	for _, qj := range cancelled {
-		q.states[qj.idx].queued = nil
+		name := qj.job.Rule.Name
+		if st := q.states[name]; st != nil && st.queued == qj {
+			st.queued = nil
+		}
+		q.forget(name)
 	}
 	q.order = nil
 	q.updateIdle()

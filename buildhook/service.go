@@ -25,7 +25,10 @@ type ServiceOptions struct {
 	Window      time.Duration
 	Timeout     time.Duration
 	Retries     int
-	Logger      *slog.Logger
+	// AutoRebase adopts images pushed with a base annotation naming a tag
+	// of this registry: they are rebased when it moves (see autorebase.go).
+	AutoRebase bool
+	Logger     *slog.Logger
 	// Builders overrides the builders by name (tests); nil means the real ones.
 	Builders map[string]Builder
 }
@@ -34,8 +37,9 @@ type ServiceOptions struct {
 // them with the chosen builder, and keeps their records.
 type Service struct {
 	opts     ServiceOptions
-	graph    *Graph
+	graph    *Graph // the configured rules; the queue's graph adds adopted images'
 	queue    *Queue
+	auto     *autoRebase // nil unless ServiceOptions.AutoRebase
 	records  *Records
 	builders map[string]Builder
 	log      *slog.Logger
@@ -73,18 +77,39 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		Run:     s.run,
 		Done:    s.done,
 	})
+	if opts.AutoRebase {
+		s.auto = newAutoRebase(s)
+	}
 	return s, nil
 }
 
-// Graph returns the rules' graph.
+// Graph returns the configured rules' graph.
 func (s *Service) Graph() *Graph { return s.graph }
+
+// RuleGraph is the graph builds run on: the configured rules, then the
+// rules of adopted images (autorebase).
+func (s *Service) RuleGraph() *Graph { return s.queue.Graph() }
+
+// Adopted returns the images autorebase adopted, by image (nil when
+// autorebase is off).
+func (s *Service) Adopted() []Adoption {
+	if s.auto == nil {
+		return nil
+	}
+	return s.auto.list()
+}
 
 // Records returns the build records.
 func (s *Service) Records() *Records { return s.records }
 
-// TagMoved is the store's hook: a moved tag queues the rules built on it.
+// TagMoved is the store's hook: a moved tag queues the rules built on it
+// (adopted images' included); with autorebase, the pushed manifest is then
+// read in the background for adoption. It never waits for either.
 func (s *Service) TagMoved(m storage.TagMove) {
 	s.queue.TagMoved(ImageRef{Repo: m.Repo, Tag: m.Tag}, m.To)
+	if s.auto != nil {
+		s.auto.moved(m) // adoption is read in the background
+	}
 }
 
 // Trigger queues a build of rule by hand.
@@ -99,10 +124,20 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.auto != nil {
+		if err := s.auto.load(ctx); err != nil {
+			return err
+		}
+	}
 	s.queue.Start(ctx)
 	context.AfterFunc(ctx, func() { s.stopping.Store(true) })
+	if s.auto != nil {
+		s.auto.wg.Add(1)
+		go s.auto.loop(ctx)
+	}
+	g := s.queue.Graph()
 	for _, r := range recs {
-		if r.Done() || s.graph.Rule(r.Rule) == nil {
+		if r.Done() || g.Rule(r.Rule) == nil {
 			continue
 		}
 		t := Trigger{Digest: r.TriggerDigest, Reason: "resume"}
@@ -121,10 +156,41 @@ func (s *Service) Start(ctx context.Context) error {
 }
 
 // Wait waits for running builds after Start's context ended.
-func (s *Service) Wait() { s.queue.Wait() }
+func (s *Service) Wait() {
+	s.queue.Wait()
+	if s.auto != nil {
+		s.auto.wg.Wait()
+	}
+}
 
-// WaitIdle waits until no build is queued or running.
-func (s *Service) WaitIdle(ctx context.Context) error { return s.queue.WaitIdle(ctx) }
+// WaitIdle waits until no build is queued or running and, with
+// autorebase, no pushed tag is waiting to be looked at for adoption.
+func (s *Service) WaitIdle(ctx context.Context) error {
+	for {
+		if err := s.queue.WaitIdle(ctx); err != nil {
+			return err
+		}
+		if s.auto == nil {
+			return nil
+		}
+		select {
+		case <-s.auto.Idle():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		// Both were idle in turn; done unless adoption queued a build or
+		// a build pushed since.
+		select {
+		case <-s.queue.Idle():
+			select {
+			case <-s.auto.Idle():
+				return nil
+			default:
+			}
+		default:
+		}
+	}
+}
 
 func (s *Service) queued(job *Job) {
 	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC()}
@@ -194,6 +260,17 @@ func (s *Service) run(ctx context.Context, job *Job) error {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err
 	}
+	if job.Rule.Auto && s.auto != nil {
+		why, err := s.auto.upToDate(ctx, job, baseDigest)
+		if err != nil {
+			fmt.Fprintf(log, "error: %v\n", err)
+			return err
+		}
+		if why != "" {
+			fmt.Fprintf(log, "nothing to do: %s\n", why)
+			return nil
+		}
+	}
 	result, err := s.buildWithRetries(ctx, job, log)
 	if err != nil {
 		fmt.Fprintf(log, "error: %v\n", err)
@@ -256,6 +333,10 @@ func (s *Service) buildOnce(ctx context.Context, job *Job, log io.Writer) (diges
 		d, err := rb.Build(ctx, job, log)
 		if !errors.Is(err, ErrRebaseNotApplicable) {
 			return d, err
+		}
+		if job.Rule.Auto {
+			fmt.Fprintf(log, "rebase does not apply (%v); an adopted image has no Dockerfile to build instead\n", err)
+			return "", fmt.Errorf("%w; %s is adopted by autorebase and has no Dockerfile to build instead", err, job.Rule.Tags[0])
 		}
 		fmt.Fprintf(log, "rebase does not apply (%v); falling back to a full build\n", err)
 	}

@@ -30,6 +30,9 @@ type Rule struct {
 	// FinalBase is the base of the last stage: the image's
 	// org.opencontainers.image.base.name. Nil when it is not in this registry.
 	FinalBase *ImageRef
+	// Auto marks a rule kiln made for an adopted image (buildhook.autorebase):
+	// named "auto:<repo:tag>", strategy rebase, no Dockerfile to fall back to.
+	Auto bool
 }
 
 // Trigger says why a build runs.

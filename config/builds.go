@@ -20,6 +20,10 @@ type Buildhook struct {
 	Window      time.Duration `yaml:"window"`      // optional wait after a trigger so bursts coalesce; 0 = off
 	Timeout     time.Duration `yaml:"timeout"`     // per build
 	Retries     int           `yaml:"retries"`     // extra attempts after a transient failure
+	// AutoRebase adopts images pushed with org.opencontainers.image.base.name
+	// naming a tag of this registry: they are rebased when that tag moves,
+	// with no build rule.
+	AutoRebase bool `yaml:"autorebase"`
 }
 
 // Build is one build rule: an image kiln rebuilds when a base it is built

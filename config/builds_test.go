@@ -18,6 +18,12 @@ func TestBuildRules(t *testing.T) {
 	if b.Dockerfile != "Dockerfile" || b.Builder != "auto" || b.Strategy != "build" {
 		t.Errorf("defaults not applied: %+v", b)
 	}
+	if c.Buildhook.AutoRebase {
+		t.Error("buildhook.autorebase is on by default")
+	}
+	if c, err := Parse([]byte("buildhook:\n  autorebase: true\n"), "t.yml"); err != nil || !c.Buildhook.AutoRebase {
+		t.Errorf("buildhook.autorebase: true: %v %+v", err, c)
+	}
 	for _, tc := range []struct{ yaml, want string }{
 		{"builds:\n  - name: a\n    context: x\n    tags: [a:v1]\n  - name: a\n    context: y\n    tags: [b:v1]\n", `builds[1].name: "a" is used by another rule`},
 		{"builds:\n  - name: a\n    tags: [a:v1]\n", "builds[0].context: must be set"},
@@ -27,6 +33,7 @@ func TestBuildRules(t *testing.T) {
 		{"builds:\n  - name: a\n    context: x\n    tags: [a:v1]\n    strategy: magic\n", `builds[0].strategy: unknown strategy "magic"`},
 		{"buildhook:\n  concurrency: 0\n", "buildhook.concurrency: must be at least 1"},
 		{"buildhook:\n  window: soon\n", "buildhook.window"},
+		{"buildhook:\n  autorebase: maybe\n", "autorebase"},
 	} {
 		c, err := Parse([]byte(tc.yaml), "t.yml")
 		if err == nil {

@@ -22,7 +22,8 @@ import (
 // buildRecord is what /kiln/v1/builds lists.
 type buildRecord struct {
 	ID, Rule, Status, Builder, Error, Result string
-	TriggerDigest                            string `json:"triggerDigest"`
+	TriggerDigest                            string     `json:"triggerDigest"`
+	Finished                                 *time.Time `json:"finished"`
 }
 
 // buildKilnEnv is a kiln started with build rules for the example chain,
@@ -332,8 +333,10 @@ func TestBuildOnPush(t *testing.T) {
 
 	// A patched base: every rule rebuilds once, flask-app-tests after flask-app.
 	base2 := e.pushBase(t, "3.8.2")
+	answered := time.Now()
 	recs = e.waitBuilds(t, 2*rules)
 	checkRound(t, e, recs, 2*rules, base2, "3.8.2")
+	logLatencies(t, e, recs[:rules], answered)
 	rebase := e.configOf(t, "flask-rebase:v1.0")
 	if !containsString(rebase.Config.Env, "PYTHON_VERSION=3.8.2") || !containsString(rebase.Config.Env, "APP=native") {
 		t.Errorf("rebased image's Env %v: want the new base's PYTHON_VERSION and its own APP", rebase.Config.Env)
@@ -450,4 +453,31 @@ func TestBuildSurvivesSIGKILL(t *testing.T) {
 	if got := e.manifestAnnotations(t, "flask-app:v1.0")["org.opencontainers.image.base.digest"]; got != base {
 		t.Errorf("flask-app built on %s after the restart, want %s", got, base)
 	}
+}
+
+// logLatencies logs, for each rule's build, the time from the base push's
+// answer to the derived tag moving, next to what the same build takes when
+// run by hand (docker build + push, buildah bud + push): the builders'
+// overhead. A measurement, not an assertion.
+func logLatencies(t *testing.T, e *buildKilnEnv, recs []buildRecord, answered time.Time) {
+	t.Helper()
+	for _, r := range recs {
+		if r.Finished != nil {
+			t.Logf("latency %-16s %-8s base PUT answer -> tag moved: %v", r.Rule, r.Builder, r.Finished.Sub(answered).Round(time.Millisecond))
+		}
+	}
+	ctx := filepath.Join(e.dir, "flask-app")
+	byHand := e.addr + "/by-hand/flask-app:v1"
+	start := time.Now()
+	e.docker.must(t, "build", "--pull", "--build-arg", "REGISTRY="+e.addr, "-t", byHand, ctx)
+	e.docker.must(t, "push", byHand)
+	t.Logf("latency by hand: docker build --pull + push: %v", time.Since(start).Round(time.Millisecond))
+	root := t.TempDir()
+	buildah := func(args ...string) {
+		mustRun(t, cmdOpts{Timeout: 5 * time.Minute}, "buildah", append([]string{"--root", root + "/root", "--runroot", root + "/run", "--storage-driver", "vfs"}, args...)...)
+	}
+	start = time.Now()
+	buildah("bud", "--isolation", "chroot", "--pull=always", "--tls-verify=false", "--build-arg", "REGISTRY="+e.addr, "-t", byHand, ctx)
+	buildah("push", "--tls-verify=false", byHand, "docker://"+byHand)
+	t.Logf("latency by hand: buildah bud + push: %v", time.Since(start).Round(time.Millisecond))
 }

@@ -4,14 +4,12 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/gorilla/mux"
-
 	"kiln/blobs"
 	"kiln/storage"
 )
 
-func (a *api) blob(w http.ResponseWriter, r *http.Request, name string) error {
-	d, err := blobs.ParseDigest(mux.Vars(r)["digest"])
+func (a *api) blob(w http.ResponseWriter, r *http.Request, name, dg string) error {
+	d, err := blobs.ParseDigest(dg)
 	if err != nil {
 		return err
 	}
@@ -28,12 +26,11 @@ func (a *api) blob(w http.ResponseWriter, r *http.Request, name string) error {
 	return a.blobs.ServeBlob(w, r, name, d)
 }
 
-func (a *api) startUpload(w http.ResponseWriter, r *http.Request, name string) error {
+func (a *api) startUpload(w http.ResponseWriter, r *http.Request, name, _ string) error {
 	return a.blobs.StartUpload(w, r, name, validName)
 }
 
-func (a *api) upload(w http.ResponseWriter, r *http.Request, name string) error {
-	id := mux.Vars(r)["uuid"]
+func (a *api) upload(w http.ResponseWriter, r *http.Request, name, id string) error {
 	switch r.Method {
 	case http.MethodGet:
 		return a.blobs.UploadStatus(w, r, name, id)

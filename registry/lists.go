@@ -59,7 +59,7 @@ func writeJSON(w http.ResponseWriter, contentType string, body any) {
 	w.Write(b)
 }
 
-func (a *api) tags(w http.ResponseWriter, r *http.Request, name string) error {
+func (a *api) tags(w http.ResponseWriter, r *http.Request, name, _ string) error {
 	n, last, err := pagination(r)
 	if err != nil {
 		return err
@@ -79,7 +79,7 @@ func (a *api) tags(w http.ResponseWriter, r *http.Request, name string) error {
 	return nil
 }
 
-func (a *api) catalog(w http.ResponseWriter, r *http.Request, _ string) error {
+func (a *api) catalog(w http.ResponseWriter, r *http.Request, _, _ string) error {
 	n, last, err := pagination(r)
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
 	"kiln/blobs"
@@ -50,8 +49,8 @@ func (a *api) resolve(r *http.Request, name string, ref reference) (digest.Diges
 	return d, a.internal(r, err)
 }
 
-func (a *api) getManifest(w http.ResponseWriter, r *http.Request, name string) error {
-	ref, err := parseReference(mux.Vars(r)["reference"])
+func (a *api) getManifest(w http.ResponseWriter, r *http.Request, name, refArg string) error {
+	ref, err := parseReference(refArg)
 	if err != nil {
 		return err
 	}
@@ -102,8 +101,8 @@ func (a *api) lookupManifest(r *http.Request, name string, ref reference) (*stor
 	return m, a.internal(r, err)
 }
 
-func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name string) error {
-	ref, err := parseReference(mux.Vars(r)["reference"])
+func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name, refArg string) error {
+	ref, err := parseReference(refArg)
 	if err != nil {
 		return err
 	}
@@ -219,11 +218,11 @@ func (a *api) checkReferences(r *http.Request, name string, p *storage.ParsedMan
 	return nil
 }
 
-func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name string) error {
+func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name, refArg string) error {
 	if !a.opts.DeleteEnabled {
 		return errcode.Unsupported.WithMessage("deletes are disabled (storage.delete.enabled)")
 	}
-	ref, err := parseReference(mux.Vars(r)["reference"])
+	ref, err := parseReference(refArg)
 	if err != nil {
 		return err
 	}

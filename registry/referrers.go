@@ -3,7 +3,6 @@ package registry
 import (
 	"net/http"
 
-	"github.com/gorilla/mux"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"kiln/blobs"
@@ -11,8 +10,8 @@ import (
 
 // referrers lists the manifests whose subject is the digest, as an OCI
 // index, optionally filtered by artifactType.
-func (a *api) referrers(w http.ResponseWriter, r *http.Request, name string) error {
-	d, err := blobs.ParseDigest(mux.Vars(r)["digest"])
+func (a *api) referrers(w http.ResponseWriter, r *http.Request, name, dg string) error {
+	d, err := blobs.ParseDigest(dg)
 	if err != nil {
 		return err
 	}

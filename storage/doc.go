@@ -17,5 +17,14 @@
 // underscore directories cannot collide with nested repository names.
 // Every small file is written with PutContent (a temporary file then an
 // atomic rename on the filesystem driver), so a crash leaves either the old
-// or the new content, never half of one.
+// or the new content, never half of one. On the filesystem store the hot
+// paths (manifest PUT and GET, tag reads, blob bytes) use os calls directly
+// with the same scheme ("<name>.<uuid>.tmp", fsync, rename, fsync of the
+// directory), skipping the driver's per-call wrapper (see local.go).
+//
+// Manifest content is cached in memory by digest (Options.ManifestCacheBytes,
+// 16 MiB by default): content under a digest never changes, so the cache is
+// correct for several instances sharing one store. Tags and links are not
+// cached: every read goes to the store, so a tag moved or a manifest deleted
+// by another instance is seen by the next request (staleness bound: none).
 package storage

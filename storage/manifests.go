@@ -7,6 +7,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -14,7 +15,8 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Manifest is a stored manifest: its exact bytes, as pushed.
+// Manifest is a stored manifest: its exact bytes, as pushed. Content may
+// be shared with the store's manifest cache: callers must not modify it.
 type Manifest struct {
 	Digest    digest.Digest
 	MediaType string
@@ -23,47 +25,155 @@ type Manifest struct {
 
 // PutManifest stores m in repo (parsed is m's ParsedManifest), records it
 // as a referrer of its subject, and points each of tags at it. Every tag
-// whose digest changes is reported to Options.OnTagMoved.
+// whose digest changes is reported to Options.OnTagMoved. The store keeps
+// m.Content: the caller must not modify it afterwards.
 func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags ...string) error {
+	var moves []TagMove
+	var err error
+	if s.localRoot != "" {
+		moves, err = s.putManifestLocal(ctx, repo, m, parsed, tags)
+	} else {
+		moves, err = s.putManifestDriver(ctx, repo, m, parsed, tags)
+	}
+	if err != nil {
+		return err
+	}
+	s.manifests.add(m.Digest, m.Content)
+	if s.onTagMoved != nil {
+		for _, mv := range moves {
+			s.onTagMoved(mv)
+		}
+	}
+	return nil
+}
+
+// tagMoves returns the moves that pointing tags at m makes (tags already
+// there, and repeated tags, are left out).
+func (s *Store) tagMoves(ctx context.Context, repo string, m Manifest, tags []string) ([]TagMove, error) {
+	var moves []TagMove
+next:
+	for _, tag := range tags {
+		for _, mv := range moves {
+			if mv.Tag == tag {
+				continue next
+			}
+		}
+		previous, err := s.ResolveTag(ctx, repo, tag)
+		if err != nil && !errors.Is(err, ErrTagUnknown) {
+			return nil, err
+		}
+		if previous == m.Digest {
+			continue
+		}
+		moves = append(moves, TagMove{Repo: repo, Tag: tag, From: previous, To: m.Digest, MediaType: m.MediaType})
+	}
+	return moves, nil
+}
+
+// putManifestDriver is PutManifest on drivers other than the filesystem.
+func (s *Store) putManifestDriver(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags []string) ([]TagMove, error) {
 	// Crash ordering: the manifest's bytes, then its referrer entry, then
 	// its link, then its tags; each one is durable before the next is
 	// written, so a link or tag never points to something missing.
-	if err := s.prepareDir(blobPath(m.Digest)); err != nil {
-		return err
-	}
 	if err := s.putBlob(ctx, m.Digest, m.Content); err != nil {
-		return err
+		return nil, err
 	}
 	// The referrer entry goes first: a manifest visible by digest is then
 	// always already listed under its subject.
 	if parsed.Subject != nil {
 		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := s.putContent(ctx, referrerPath(repo, parsed.Subject.Digest, m.Digest), desc); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := s.putContent(ctx, manifestLinkPath(repo, m.Digest), []byte(m.MediaType)); err != nil {
-		return err
+		return nil, err
 	}
-	for _, tag := range tags {
-		previous, err := s.ResolveTag(ctx, repo, tag)
-		if err != nil && !errors.Is(err, ErrTagUnknown) {
-			return err
-		}
-		if previous == m.Digest {
-			continue
-		}
-		if err := s.putContent(ctx, tagPath(repo, tag), []byte(m.Digest)); err != nil {
-			return err
-		}
-		if s.onTagMoved != nil {
-			s.onTagMoved(TagMove{Repo: repo, Tag: tag, From: previous, To: m.Digest, MediaType: m.MediaType})
+	moves, err := s.tagMoves(ctx, repo, m, tags)
+	if err != nil {
+		return nil, err
+	}
+	for _, mv := range moves {
+		if err := s.putContent(ctx, tagPath(repo, mv.Tag), []byte(m.Digest)); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return moves, nil
+}
+
+// putManifestLocal is PutManifest on the filesystem store, with the same
+// crash ordering in fewer fsync rounds. Every file (manifest bytes,
+// referrer entry, link, tags) is first written under a temporary name and
+// fsynced, all at once: invisible until renamed, so their order does not
+// matter. Then they become visible in the order the store relies on, each
+// step durable (its directories fsynced) before the next: the manifest's
+// bytes; then its referrer entry and link together (readers already
+// check the link before trusting a referrer entry); then the tags. That is
+// at most 4 sequential fsync rounds instead of 2 per file.
+func (s *Store) putManifestLocal(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags []string) ([]TagMove, error) {
+	has, err := s.HasBlob(ctx, m.Digest) // moves it back from the trash if a sweep just took it
+	if err != nil {
+		return nil, err
+	}
+	moves, err := s.tagMoves(ctx, repo, m, tags)
+	if err != nil {
+		return nil, err
+	}
+	type job struct {
+		p       string
+		content []byte
+		f       pendingFile
+		err     error
+	}
+	jobs := make([]job, 0, 3+len(moves))
+	if !has {
+		jobs = append(jobs, job{p: blobPath(m.Digest), content: m.Content})
+	}
+	blobJobs := len(jobs)
+	if parsed.Subject != nil {
+		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, job{p: referrerPath(repo, parsed.Subject.Digest, m.Digest), content: desc})
+	}
+	jobs = append(jobs, job{p: manifestLinkPath(repo, m.Digest), content: []byte(m.MediaType)})
+	linkJobs := len(jobs)
+	for _, mv := range moves {
+		jobs = append(jobs, job{p: tagPath(repo, mv.Tag), content: []byte(m.Digest)})
+	}
+	var wg sync.WaitGroup
+	for i := range jobs {
+		j := &jobs[i]
+		wg.Go(func() { j.f, j.err = s.writePending(j.p, j.content) })
+	}
+	wg.Wait()
+	files := make([]pendingFile, len(jobs))
+	var errs []error
+	for i, j := range jobs {
+		files[i] = j.f
+		errs = append(errs, j.err)
+	}
+	err = errors.Join(errs...)
+	if err == nil {
+		err = publish(files[:blobJobs]...)
+	}
+	if err == nil {
+		err = publish(files[blobJobs:linkJobs]...)
+	}
+	if err == nil {
+		err = publish(files[linkJobs:]...)
+	}
+	if err != nil {
+		for _, f := range files {
+			f.discard()
+		}
+		return nil, err
+	}
+	return moves, nil
 }
 
 // TagMove reports that a tag now points to another manifest.
@@ -80,27 +190,35 @@ func (s *Store) HasManifest(ctx context.Context, repo string, d digest.Digest) (
 }
 
 // GetManifest returns manifest d of repo, ErrManifestUnknown if it has none.
+//
+// The link (whether repo holds d, and its media type) is read from the
+// store every time; only the content, immutable under its digest, may come
+// from the in-process cache.
 func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (*Manifest, error) {
-	mt, err := s.driver.GetContent(ctx, manifestLinkPath(repo, d))
+	mt, err := s.getContent(ctx, manifestLinkPath(repo, d))
 	if err != nil {
 		if isNotFound(err) {
 			return nil, ErrManifestUnknown
 		}
 		return nil, err
 	}
-	content, err := s.getBlob(ctx, d)
-	if err != nil {
-		if errors.Is(err, ErrBlobUnknown) {
-			return nil, ErrManifestUnknown
+	content, ok := s.manifests.get(d)
+	if !ok {
+		content, err = s.getBlob(ctx, d)
+		if err != nil {
+			if errors.Is(err, ErrBlobUnknown) {
+				return nil, ErrManifestUnknown
+			}
+			return nil, err
 		}
-		return nil, err
+		s.manifests.add(d, content)
 	}
 	return &Manifest{Digest: d, MediaType: string(mt), Content: content}, nil
 }
 
 // ResolveTag returns the digest tag points to in repo.
 func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
-	b, err := s.driver.GetContent(ctx, tagPath(repo, tag))
+	b, err := s.getContent(ctx, tagPath(repo, tag))
 	if err != nil {
 		if isNotFound(err) {
 			return "", ErrTagUnknown

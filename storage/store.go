@@ -32,6 +32,11 @@ type Options struct {
 	// OnTagMoved, when set, is called after a tag was stored pointing to a
 	// different manifest (build-on-push listens here). It must not block.
 	OnTagMoved func(TagMove)
+	// ManifestCacheBytes bounds the in-process cache of manifest content
+	// by digest (immutable, so correct across instances sharing a store;
+	// links and tags are still read on every request). Zero means
+	// DefaultManifestCacheBytes (16 MiB); negative disables the cache.
+	ManifestCacheBytes int
 }
 
 // Store is the content-addressed store. It is safe for concurrent use.
@@ -44,6 +49,7 @@ type Store struct {
 	uploadExpiry time.Duration
 	uploadLocks  sync.Map // upload id -> *sync.Mutex
 	onTagMoved   func(TagMove)
+	manifests    *manifestCache
 }
 
 // New returns a Store on any distribution storage driver.
@@ -51,7 +57,7 @@ func New(driver storagedriver.StorageDriver, opts Options) *Store {
 	if opts.UploadExpiry <= 0 {
 		opts.UploadExpiry = 24 * time.Hour
 	}
-	return &Store{driver: driver, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved}
+	return &Store{driver: driver, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
 }
 
 // NewFilesystem returns a Store on the filesystem driver rooted at dir.

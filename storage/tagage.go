@@ -8,14 +8,18 @@ import (
 // TagAge returns when tag was last written (created, moved or refreshed)
 // in repo: the pull-through cache trusts a tag for a TTL after that.
 func (s *Store) TagAge(ctx context.Context, repo, tag string) (time.Time, error) {
-	fi, err := s.driver.Stat(ctx, tagPath(repo, tag))
+	p := tagPath(repo, tag)
+	if s.localRoot != "" && !validPath(p) {
+		return time.Time{}, errInvalidPath
+	}
+	mod, ok, err := s.modTime(ctx, p)
 	if err != nil {
-		if isNotFound(err) {
-			return time.Time{}, ErrTagUnknown
-		}
 		return time.Time{}, err
 	}
-	return fi.ModTime(), nil
+	if !ok {
+		return time.Time{}, ErrTagUnknown
+	}
+	return mod, nil
 }
 
 // RefreshTag rewrites tag unchanged, so its age starts again: an upstream

@@ -38,7 +38,15 @@ type uploadState struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// copyBufSize and copyBufs size the ring copyHashing streams through: the
+// hashing goroutine works on one buffer while the next are read and
+// written.
+const (
+	copyBufSize = 1 << 20
+	copyBufs    = 3
+)
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // NewUpload opens an upload session for repo.
 func (s *Store) NewUpload(ctx context.Context, repo string) (*Upload, error) {
@@ -299,7 +307,7 @@ func (s *Store) appendLocal(id string, size int64, h hash.Hash, r io.Reader) (in
 	if _, err := f.Seek(size, io.SeekStart); err != nil {
 		return 0, err
 	}
-	n, err := copyHashing(f, h, r)
+	n, err := copyHashing(&writebackWriter{f: f, off: size}, h, r)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -308,6 +316,24 @@ func (s *Store) appendLocal(id string, size int64, h hash.Hash, r io.Reader) (in
 		return 0, err
 	}
 	return n, nil
+}
+
+// writebackWriter writes to f from off on, starting the disk write of
+// each piece as soon as it is in the page cache (see startWriteback): the
+// disk then works while the rest of the upload arrives, instead of all at
+// the final fsync.
+type writebackWriter struct {
+	f   *os.File
+	off int64
+}
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if n > 0 {
+		startWriteback(w.f, w.off, int64(n))
+		w.off += int64(n)
+	}
+	return n, err
 }
 
 // appendDriver appends through the storage driver's resumable writer.
@@ -378,10 +404,58 @@ func copyHashState(dst, src hash.Hash) {
 	dst.(encoding.BinaryUnmarshaler).UnmarshalBinary(b)
 }
 
+// copyHashing copies r to w and hashes what it copies into h, returning
+// the bytes copied. Hashing runs in a second goroutine, overlapped with
+// reading and writing (in series, as io.MultiWriter did, SHA-256 and the
+// write syscalls added up): each buffer read is handed to the hasher and
+// written at the same time, and is read into again only once both are
+// done. On an error h may have hashed more than was written; callers then
+// discard it.
 func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	return io.CopyBuffer(io.MultiWriter(w, h), r, *buf)
+	var ring [copyBufs]*[]byte
+	free := make(chan []byte, copyBufs)
+	for i := range ring {
+		ring[i] = copyBuffers.Get().(*[]byte)
+		free <- *ring[i]
+	}
+	defer func() {
+		for _, b := range ring {
+			copyBuffers.Put(b)
+		}
+	}()
+	work := make(chan []byte, copyBufs)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range work {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	var total int64
+	var err error
+	for {
+		buf := <-free
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			work <- buf[:n]
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				err = werr
+				break
+			}
+			total += int64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	close(work)
+	<-done // the hasher is finished with every buffer
+	return total, err
 }
 
 // commitData verifies the session's content against d and moves it to the

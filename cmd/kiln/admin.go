@@ -19,7 +19,7 @@ const adminGCPath = "/kiln/v1/gc"
 // setting, and answers with its report (JSON). The collection is safe while
 // the registry serves pushes; it stops (putting back whatever it had taken
 // out) if the client goes away. 409 when one is already running.
-func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger) http.Handler {
+func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger, observe gcObserver) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != adminGCPath {
 			adminError(w, http.StatusNotFound, "not found")
@@ -40,7 +40,7 @@ func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger)
 			dryRun = b
 		}
 		opts := storage.GCOptions{DryRun: dryRun, Grace: cfg.Storage.GC.Grace, DeleteUntagged: cfg.Storage.GC.DeleteUntagged}
-		report, err := runGC(r.Context(), store, opts, logger, "api")
+		report, err := runGC(r.Context(), store, opts, logger, "api", observe)
 		switch {
 		case errors.Is(err, storage.ErrGCRunning):
 			adminError(w, http.StatusConflict, err.Error())

@@ -34,12 +34,16 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Window:      cfg.Buildhook.Window,
 		Timeout:     cfg.Buildhook.Timeout,
 		Retries:     cfg.Buildhook.Retries,
+		AutoRebase:  cfg.Buildhook.AutoRebase,
 		Logger:      logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	store.SetTagMovedHook(svc.TagMoved)
+	if cfg.Buildhook.AutoRebase {
+		logger.Info("autorebase on: images pushed with " + buildhook.AnnotationBaseName + " naming a tag here are rebased when it moves")
+	}
 	for _, r := range rules {
 		logger.Info("build rule", "name", r.Name, "bases", r.Bases, "tags", r.Tags, "builder", r.Builder, "strategy", r.Strategy)
 	}

@@ -117,7 +117,49 @@ func newBuildsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(ls, show, logs, trigger)
+	candidates := &cobra.Command{
+		Use:   "candidates",
+		Short: "List images built on another tag's image but without a base annotation (autorebase could adopt them)",
+		Long: `List the images whose layers start with all the layers of another tag's
+image (their likely base) but that carry no org.opencontainers.image.base.name
+annotation. With buildhook.autorebase on, an image pushed with that annotation
+and org.opencontainers.image.base.digest is rebased whenever its base moves.
+For an index, its linux/amd64 image (else its first) is compared.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cands []buildhook.Candidate
+			if err := getJSON(api("/candidates"), &cands); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if len(cands) == 0 {
+				fmt.Fprintln(out, "no candidates")
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "IMAGE\tBASE\tSHARED LAYERS\tBASE DIGEST")
+			for _, c := range cands {
+				img := c.Image
+				if c.Platform != "" {
+					img += " (" + c.Platform + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%s\n", img, c.Base, c.SharedLayers, c.Layers, c.BaseDigest)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			host := server
+			if u, err := url.Parse(server); err == nil && u.Host != "" {
+				host = u.Host
+			}
+			c := cands[0]
+			fmt.Fprintf(out, "\nWith buildhook.autorebase on, adopt one by pushing it with its base annotations, e.g.\n"+
+				"  crane mutate --annotation %s=%s/%s --annotation %s=%s %s/%s\n",
+				buildhook.AnnotationBaseName, host, c.Base, buildhook.AnnotationBaseDigest, c.BaseDigest, host, c.Image)
+			return nil
+		},
+	}
+	cmd.AddCommand(ls, show, logs, trigger, candidates)
 	return cmd
 }
 

@@ -13,7 +13,7 @@ import (
 // gcLoop collects garbage every c.Interval until ctx is done; a zero
 // interval turns it off. The first collection runs one interval after
 // start, not at start: a crash loop must not turn into a collection loop.
-func gcLoop(ctx context.Context, store *storage.Store, c config.GC, logger *slog.Logger) {
+func gcLoop(ctx context.Context, store *storage.Store, c config.GC, logger *slog.Logger, observe gcObserver) {
 	if c.Interval <= 0 {
 		return
 	}
@@ -26,16 +26,23 @@ func gcLoop(ctx context.Context, store *storage.Store, c config.GC, logger *slog
 			return
 		case <-t.C:
 		}
-		runGC(ctx, store, storage.GCOptions{Grace: c.Grace, DeleteUntagged: c.DeleteUntagged}, logger, "schedule")
+		runGC(ctx, store, storage.GCOptions{Grace: c.Grace, DeleteUntagged: c.DeleteUntagged}, logger, "schedule", observe)
 	}
 }
 
+// gcObserver is told of every collection that ran (serve feeds the
+// metrics with it); nil means nobody listens.
+type gcObserver func(*storage.GCReport, error)
+
 // runGC runs one collection, logging its progress (phase starts and ends,
 // and every 10 seconds in between) and its result.
-func runGC(ctx context.Context, store *storage.Store, opts storage.GCOptions, logger *slog.Logger, trigger string) (*storage.GCReport, error) {
+func runGC(ctx context.Context, store *storage.Store, opts storage.GCOptions, logger *slog.Logger, trigger string, observe gcObserver) (*storage.GCReport, error) {
 	log := logger.With(slog.String("trigger", trigger), slog.Bool("dry_run", opts.DryRun))
 	progress := gcProgressPrinter(logWriter{log}, 10*time.Second)
 	r, err := store.GC(ctx, opts, progress)
+	if observe != nil && !errors.Is(err, storage.ErrGCRunning) {
+		observe(r, err)
+	}
 	switch {
 	case errors.Is(err, storage.ErrGCRunning):
 		log.Info("garbage collection skipped: another one is running")

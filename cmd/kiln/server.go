@@ -14,6 +14,7 @@ import (
 
 	"kiln/accesslog"
 	"kiln/config"
+	"kiln/metrics"
 	"kiln/registry"
 	"kiln/storage"
 )
@@ -36,11 +37,21 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 
+	m := metrics.New()
+	observeGC := func(r *storage.GCReport, err error) {
+		switch {
+		case err != nil:
+			m.GCRun(0, 0, 0, err)
+		case !r.DryRun:
+			m.GCRun(r.BlobsSwept, r.BytesFreed, r.BlobsMarked, nil)
+		}
+	}
 	mirror, upstream, err := newUpstream(cfg, store, logger)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	registerProxyMetrics(m, mirror)
 	api := registry.New(store, registry.Options{
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
 		RedirectBlobs: cfg.Storage.Redirect,
@@ -58,7 +69,9 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	defer builds.Wait()
 	go watchUpstreamBases(buildCtx, mirror, builds)
 	srv := &http.Server{
-		Handler: accesslog.Handler(routes(api, builds.Handler(), adminHandler(store, cfg, logger)), logger),
+		Handler: accesslog.WithObserver(
+			m.TrackUploads(opsRoutes(routes(api, builds.Handler(), adminHandler(store, cfg, logger, observeGC)), store, m)),
+			logger, m.Observe),
 		// Slow-header clients must not hold connections forever, but there
 		// is no overall read/write timeout: blob transfers can take hours.
 		ReadHeaderTimeout: 30 * time.Second,
@@ -73,7 +86,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { purgeLoop(purgeCtx, store, cfg.Storage.Uploads.PurgeInterval, logger) })
-	wg.Go(func() { gcLoop(purgeCtx, store, cfg.Storage.GC, logger) })
+	wg.Go(func() { gcLoop(purgeCtx, store, cfg.Storage.GC, logger, observeGC) })
 	defer wg.Wait()
 	defer stopPurge()
 

@@ -1,0 +1,526 @@
+package buildhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+
+	"kiln/config"
+	"kiln/registry"
+	"kiln/storage"
+)
+
+// autoKiln is an in-process kiln with build-on-push, autorebase on or off.
+type autoKiln struct {
+	store  *storage.Store
+	svc    *Service
+	host   string
+	cancel context.CancelFunc
+}
+
+func newAutoKiln(t *testing.T, autorebase bool, builds []config.Build, dir string) *autoKiln {
+	t.Helper()
+	store := storage.NewInMemory(storage.Options{})
+	srv := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
+	t.Cleanup(srv.Close)
+	k := &autoKiln{store: store, host: strings.TrimPrefix(srv.URL, "http://")}
+	for i := range builds {
+		builds[i].Args = map[string]string{"REGISTRY": k.host}
+	}
+	rules, err := LoadRules(builds, dir, []string{k.host}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.start(t, autorebase, rules)
+	return k
+}
+
+// start starts a build-on-push service on k's store (again, for a restart).
+func (k *autoKiln) start(t *testing.T, autorebase bool, rules []*Rule) {
+	t.Helper()
+	svc, err := NewService(ServiceOptions{Store: k.store, Rules: rules, Registry: k.host, Hosts: []string{k.host},
+		Concurrency: 2, AutoRebase: autorebase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.store.SetTagMovedHook(svc.TagMoved)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); svc.Wait() })
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	k.svc, k.cancel = svc, cancel
+}
+
+func (k *autoKiln) ref(t *testing.T, repoTag string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(k.host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func (k *autoKiln) push(t *testing.T, repoTag string, img v1.Image) v1.Hash {
+	t.Helper()
+	if err := remote.Write(k.ref(t, repoTag), img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return d
+}
+
+func (k *autoKiln) image(t *testing.T, repoTag string) v1.Image {
+	t.Helper()
+	img, err := remote.Image(k.ref(t, repoTag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func (k *autoKiln) waitIdle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := k.svc.WaitIdle(ctx); err != nil {
+		t.Fatalf("builds did not finish: %v", err)
+	}
+}
+
+func (k *autoKiln) records(t *testing.T) []*Record {
+	t.Helper()
+	recs, err := k.svc.Records().List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func atRandomImage(t *testing.T, layers int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(256, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// atDerived is base plus one layer of its own, annotated with its base as
+// buildah, ko and crane do (when baseName is set; base's own annotations
+// are kept either way).
+func atDerived(t *testing.T, base v1.Image, baseName string) v1.Image {
+	t.Helper()
+	own, err := random.Layer(128, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if baseName == "" {
+		return img
+	}
+	bd, _ := base.Digest()
+	return mutate.Annotations(img, map[string]string{
+		AnnotationBaseName:   baseName,
+		AnnotationBaseDigest: bd.String(),
+		"org.example.keep":   "yes",
+	}).(v1.Image)
+}
+
+func atLayers(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		d, _ := l.Digest()
+		out = append(out, d.String())
+	}
+	return out
+}
+
+func atAnnotations(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Annotations
+}
+
+// An image pushed with base annotations naming a tag of kiln is rebased
+// when that tag moves, down a chain of adopted images, each level once;
+// adoptions survive a restart.
+func TestAutoRebase(t *testing.T) {
+	k := newAutoKiln(t, true, nil, t.TempDir())
+	base1 := atRandomImage(t, 2)
+	k.push(t, "base:1", base1)
+	app := atDerived(t, base1, k.host+"/base:1")
+	k.push(t, "team/app:v1", app)
+	// tools is built on app, by its tag.
+	tools := atDerived(t, app, k.host+"/team/app:v1")
+	k.push(t, "tools:v1", tools)
+	// Not adopted: no annotations, a base elsewhere, itself as base.
+	k.push(t, "plain:v1", atDerived(t, base1, ""))
+	k.push(t, "foreign:v1", atDerived(t, base1, "docker.io/library/base:1"))
+	k.waitIdle(t)
+
+	want := []Adoption{{Image: ImageRef{"team/app", "v1"}, Base: ImageRef{"base", "1"}}, {Image: ImageRef{"tools", "v1"}, Base: ImageRef{"team/app", "v1"}}}
+	sameAdoptions := func(got []Adoption) bool {
+		return slices.EqualFunc(got, want, func(a, b Adoption) bool { return a.Image == b.Image && a.Base == b.Base })
+	}
+	if got := k.svc.Adopted(); !sameAdoptions(got) {
+		t.Fatalf("adopted %+v, want %+v", got, want)
+	}
+	if recs := k.records(t); len(recs) != 0 {
+		t.Fatalf("builds before the base moved: %+v", recs)
+	}
+	appOwn := atLayers(t, app)[2:]
+	toolsOwn := atLayers(t, tools)[3:]
+
+	for round := 1; round <= 2; round++ {
+		base := atRandomImage(t, 2)
+		bd := k.push(t, "base:1", base)
+		k.waitIdle(t)
+		recs := k.records(t)
+		if len(recs) != 2*round {
+			t.Fatalf("round %d: %d builds, want %d: %+v", round, len(recs), 2*round, recs)
+		}
+		// Newest first: tools after app, each once.
+		if recs[1].Rule != "auto:team/app:v1" || recs[0].Rule != "auto:tools:v1" {
+			t.Errorf("round %d: builds %s then %s", round, recs[1].Rule, recs[0].Rule)
+		}
+		for _, r := range recs[:2] {
+			if r.Status != StatusSucceeded || r.Builder != "rebase" || r.Result == "" {
+				t.Errorf("round %d: build %+v", round, r)
+			}
+		}
+		gotApp := k.image(t, "team/app:v1")
+		if got, want := atLayers(t, gotApp), append(atLayers(t, base), appOwn...); !slices.Equal(got, want) {
+			t.Errorf("round %d: app layers\n%v\nwant\n%v", round, got, want)
+		}
+		ann := atAnnotations(t, gotApp)
+		if ann[AnnotationBaseDigest] != bd.String() || ann[AnnotationBaseName] != k.host+"/base:1" || ann["org.example.keep"] != "yes" {
+			t.Errorf("round %d: app annotations %v, want base digest %s", round, ann, bd)
+		}
+		appDigest, _ := gotApp.Digest()
+		gotTools := k.image(t, "tools:v1")
+		if got, want := atLayers(t, gotTools), append(atLayers(t, gotApp), toolsOwn...); !slices.Equal(got, want) {
+			t.Errorf("round %d: tools layers\n%v\nwant\n%v", round, got, want)
+		}
+		if ann := atAnnotations(t, gotTools); ann[AnnotationBaseDigest] != appDigest.String() {
+			t.Errorf("round %d: tools built on %s, app is %s", round, ann[AnnotationBaseDigest], appDigest)
+		}
+		if got := k.svc.Adopted(); !sameAdoptions(got) {
+			t.Errorf("round %d: adopted %+v", round, got)
+		}
+	}
+	var log strings.Builder
+	if err := k.svc.Records().FollowLog(t.Context(), k.records(t)[1].ID, &log, false); err != nil ||
+		!strings.Contains(log.String(), "1 own layers kept") {
+		t.Errorf("log: %v\n%s", err, log.String())
+	}
+
+	// The API shows the auto rules and triggers them by name; an image
+	// already on its base's current digest is left alone.
+	api := httptest.NewServer(k.svc.Handler())
+	defer api.Close()
+	resp, err := http.Get(api.URL + "/kiln/v1/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []ruleView
+	json.NewDecoder(resp.Body).Decode(&rules)
+	resp.Body.Close()
+	if len(rules) != 2 || rules[0].Name != "auto:team/app:v1" || !rules[0].Auto || rules[0].Strategy != "rebase" ||
+		!slices.Equal(rules[0].Bases, []string{"base:1"}) || !slices.Equal(rules[0].Dependents, []string{"auto:tools:v1"}) {
+		t.Errorf("rules: %+v", rules)
+	}
+	resp, err = http.Post(api.URL+"/kiln/v1/rules/"+url.PathEscape("auto:team/app:v1")+"/trigger", "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("trigger: %v %v", resp.Status, err)
+	}
+	resp.Body.Close()
+	k.waitIdle(t)
+	recs := k.records(t)
+	log.Reset()
+	k.svc.Records().FollowLog(t.Context(), recs[0].ID, &log, false)
+	if len(recs) != 5 || recs[0].Rule != "auto:team/app:v1" || recs[0].Status != StatusSucceeded ||
+		!strings.Contains(log.String(), "nothing to do: team/app:v1 is already built on base:1@") {
+		t.Errorf("manual trigger: %d builds, %+v\n%s", len(recs), recs[0], log.String())
+	}
+
+	// A restart keeps the adoptions.
+	k.cancel()
+	k.svc.Wait()
+	k.start(t, true, nil)
+	if got := k.svc.Adopted(); !sameAdoptions(got) {
+		t.Fatalf("after a restart: adopted %+v", got)
+	}
+	k.push(t, "base:1", atRandomImage(t, 1))
+	k.waitIdle(t)
+	if recs := k.records(t); len(recs) != 7 || recs[0].Rule != "auto:tools:v1" || recs[0].Status != StatusSucceeded {
+		t.Errorf("after a restart: %d builds, newest %+v", len(recs), recs[0])
+	}
+
+	// Pushing the image without the annotations ends its adoption.
+	k.push(t, "tools:v1", atRandomImage(t, 1))
+	k.waitIdle(t)
+	if got := k.svc.Adopted(); len(got) != 1 || got[0].Image.Repo != "team/app" {
+		t.Errorf("adopted after an unannotated push: %+v", got)
+	}
+}
+
+// An image pushed after its base already moved is rebased at once.
+func TestAutoRebaseCatchUp(t *testing.T) {
+	k := newAutoKiln(t, true, nil, t.TempDir())
+	old := atRandomImage(t, 1)
+	k.push(t, "base:1", old)
+	nb := k.push(t, "base:1", atRandomImage(t, 1))
+	k.push(t, "app:v1", atDerived(t, old, k.host+"/base:1"))
+	k.waitIdle(t)
+	recs := k.records(t)
+	if len(recs) != 1 || recs[0].Reason != "adopted" || recs[0].Status != StatusSucceeded {
+		t.Fatalf("builds %+v", recs)
+	}
+	if ann := atAnnotations(t, k.image(t, "app:v1")); ann[AnnotationBaseDigest] != nb.String() {
+		t.Errorf("app on %s, want %s", ann[AnnotationBaseDigest], nb)
+	}
+}
+
+// When the image's layers do not start with its declared base's, the
+// build fails and says why: there is no Dockerfile to fall back to.
+func TestAutoRebaseNotApplicable(t *testing.T) {
+	k := newAutoKiln(t, true, nil, t.TempDir())
+	base := atRandomImage(t, 1)
+	bd := k.push(t, "base:1", base)
+	liar := mutate.Annotations(atRandomImage(t, 2), map[string]string{
+		AnnotationBaseName: k.host + "/base:1", AnnotationBaseDigest: bd.String(),
+	}).(v1.Image)
+	before := k.push(t, "app:v1", liar)
+	k.waitIdle(t)
+	k.push(t, "base:1", atRandomImage(t, 1))
+	k.waitIdle(t)
+	recs := k.records(t)
+	if len(recs) != 1 || recs[0].Status != StatusFailed || !strings.Contains(recs[0].Error, "rebase not applicable") ||
+		!strings.Contains(recs[0].Error, "no Dockerfile") {
+		t.Fatalf("builds %+v", recs)
+	}
+	if d, _ := k.image(t, "app:v1").Digest(); d != before {
+		t.Errorf("app:v1 moved to %s after a failed build", d)
+	}
+}
+
+// With autorebase off nothing is adopted and nothing builds.
+func TestAutoRebaseOff(t *testing.T) {
+	k := newAutoKiln(t, false, nil, t.TempDir())
+	base := atRandomImage(t, 1)
+	k.push(t, "base:1", base)
+	before := k.push(t, "app:v1", atDerived(t, base, k.host+"/base:1"))
+	k.waitIdle(t)
+	k.push(t, "base:1", atRandomImage(t, 1))
+	k.waitIdle(t)
+	if recs := k.records(t); len(recs) != 0 {
+		t.Errorf("builds with autorebase off: %+v", recs)
+	}
+	if got := k.svc.Adopted(); got != nil {
+		t.Errorf("adopted with autorebase off: %+v", got)
+	}
+	if d, _ := k.image(t, "app:v1").Digest(); d != before {
+		t.Errorf("app:v1 moved")
+	}
+}
+
+// An image a configured rule produces is never adopted: its rule alone
+// rebuilds it.
+func TestAutoRebaseSkipsRuleImages(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "app"), 0o755)
+	os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte("ARG REGISTRY\nFROM ${REGISTRY}/base:1\nCOPY a.txt /a.txt\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "app", "a.txt"), []byte("a"), 0o644)
+	k := newAutoKiln(t, true, []config.Build{{Name: "app", Context: "app", Dockerfile: "Dockerfile", Tags: []string{"app:v1"}, Builder: "native", Strategy: "build"}}, dir)
+	base := atRandomImage(t, 1)
+	k.push(t, "base:1", base)
+	k.waitIdle(t)
+	k.push(t, "app:v1", atDerived(t, base, k.host+"/base:1")) // by hand, annotated
+	k.waitIdle(t)
+	if got := k.svc.Adopted(); len(got) != 0 {
+		t.Fatalf("adopted %+v", got)
+	}
+	k.push(t, "base:1", atRandomImage(t, 1))
+	k.waitIdle(t)
+	recs := k.records(t)
+	if len(recs) != 2 || recs[0].Rule != "app" || recs[1].Rule != "app" {
+		for _, r := range recs {
+			t.Logf("%+v", r)
+		}
+		t.Fatalf("%d builds, want 2 of rule app", len(recs))
+	}
+	if got := k.svc.Adopted(); len(got) != 0 {
+		t.Errorf("adopted after the rule's build: %+v", got)
+	}
+}
+
+// candidates lists an un-annotated image built on another tag, with the
+// base sharing the most layers, and not unrelated or annotated images.
+func TestCandidates(t *testing.T) {
+	k := newAutoKiln(t, false, nil, t.TempDir())
+	base := atRandomImage(t, 2)
+	bd := k.push(t, "base:1", base)
+	app := atDerived(t, base, "")
+	ad := k.push(t, "app:v1", app)
+	k.push(t, "app2:v1", atDerived(t, app, "")) // best base: app:v1
+	k.push(t, "annotated:v1", atDerived(t, base, k.host+"/base:1"))
+	k.push(t, "other:v1", atRandomImage(t, 3))
+	// An index whose linux/amd64 image is built on base.
+	arm := atRandomImage(t, 2)
+	amd := atDerived(t, base, "")
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	if err := remote.WriteIndex(k.ref(t, "multi:v1"), idx); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := idx.Digest()
+
+	want := []Candidate{
+		{Image: "app2:v1", Base: "app:v1", BaseDigest: digestOf(ad), SharedLayers: 3, Layers: 4},
+		{Image: "app:v1", ImageDigest: digestOf(ad), Base: "base:1", BaseDigest: digestOf(bd), SharedLayers: 2, Layers: 3},
+		{Image: "multi:v1", ImageDigest: digestOf(md), Platform: "linux/amd64", Base: "base:1", BaseDigest: digestOf(bd), SharedLayers: 2, Layers: 3},
+	}
+	check := func(got []Candidate) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("candidates %+v", got)
+		}
+		for i := range want {
+			w := want[i]
+			if w.ImageDigest == "" {
+				w.ImageDigest = got[i].ImageDigest
+			}
+			if got[i] != w {
+				t.Errorf("candidate %d: %+v, want %+v", i, got[i], w)
+			}
+		}
+	}
+	got, err := FindCandidates(t.Context(), k.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(got)
+
+	api := httptest.NewServer(k.svc.Handler())
+	defer api.Close()
+	resp, err := http.Get(api.URL + "/kiln/v1/candidates")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET candidates: %v %v", resp.Status, err)
+	}
+	defer resp.Body.Close()
+	var viaAPI []Candidate
+	if err := json.NewDecoder(resp.Body).Decode(&viaAPI); err != nil {
+		t.Fatal(err)
+	}
+	check(viaAPI)
+}
+
+func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+// An index pushed with base annotations on the index is rebased platform
+// by platform.
+func TestAutoRebaseIndex(t *testing.T) {
+	k := newAutoKiln(t, true, nil, t.TempDir())
+	plats := []*v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
+	index := func(imgs []v1.Image) v1.ImageIndex {
+		var adds []mutate.IndexAddendum
+		for i, img := range imgs {
+			cf, _ := img.ConfigFile()
+			cf = cf.DeepCopy()
+			cf.OS, cf.Architecture = plats[i].OS, plats[i].Architecture
+			img, err := mutate.ConfigFile(img, cf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: plats[i]}})
+		}
+		return mutate.AppendManifests(empty.Index, adds...)
+	}
+	pushIndex := func(repoTag string, idx v1.ImageIndex) v1.Hash {
+		if err := remote.WriteIndex(k.ref(t, repoTag), idx); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := idx.Digest()
+		return d
+	}
+	children := func(idx v1.ImageIndex) []v1.Image {
+		im, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []v1.Image
+		for _, m := range im.Manifests {
+			img, err := idx.Image(m.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, img)
+		}
+		return out
+	}
+	base := index([]v1.Image{atRandomImage(t, 1), atRandomImage(t, 1)})
+	bd := pushIndex("base:1", base)
+	bases := children(base)
+	app := index([]v1.Image{atDerived(t, bases[0], ""), atDerived(t, bases[1], "")})
+	app = mutate.Annotations(app, map[string]string{AnnotationBaseName: k.host + "/base:1", AnnotationBaseDigest: bd.String()}).(v1.ImageIndex)
+	pushIndex("app:v1", app)
+	k.waitIdle(t)
+	if got := k.svc.Adopted(); len(got) != 1 {
+		t.Fatalf("adopted %+v", got)
+	}
+	newBase := index([]v1.Image{atRandomImage(t, 1), atRandomImage(t, 1)})
+	nd := pushIndex("base:1", newBase)
+	k.waitIdle(t)
+	if recs := k.records(t); len(recs) != 1 || recs[0].Status != StatusSucceeded {
+		t.Fatalf("builds %+v", recs)
+	}
+	got, err := remote.Index(k.ref(t, "app:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := got.IndexManifest()
+	if im.Annotations[AnnotationBaseDigest] != nd.String() {
+		t.Errorf("index annotations %v, want base digest %s", im.Annotations, nd)
+	}
+	oldApp, newBases := children(app), children(newBase)
+	for i, img := range children(got) {
+		want := append(atLayers(t, newBases[i]), atLayers(t, oldApp[i])[1:]...)
+		if l := atLayers(t, img); !slices.Equal(l, want) {
+			t.Errorf("%s layers %v, want %v", plats[i].Architecture, l, want)
+		}
+		nbd, _ := newBases[i].Digest()
+		if ann := atAnnotations(t, img); ann[AnnotationBaseDigest] != nbd.String() {
+			t.Errorf("%s on %s, want %s", plats[i].Architecture, ann[AnnotationBaseDigest], nbd)
+		}
+	}
+}

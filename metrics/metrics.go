@@ -1,0 +1,114 @@
+// Package metrics keeps kiln's Prometheus metrics (requests, bytes,
+// uploads in flight, garbage collections, the pull-through cache) and
+// serves them on /metrics.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds one process's collectors, in a registry of its own.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests        *prometheus.CounterVec
+	latency         *prometheus.HistogramVec
+	bytesIn         *prometheus.CounterVec
+	bytesOut        *prometheus.CounterVec
+	uploadsInFlight prometheus.Gauge
+
+	gcRuns       *prometheus.CounterVec
+	gcFreedBytes prometheus.Counter
+	gcFreedBlobs prometheus.Counter
+	storedBlobs  prometheus.Gauge
+}
+
+// New returns the collectors, registered along with the Go runtime's and
+// the process's own.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kiln_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
+		}, []string{"route", "method"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_http_request_bytes_total", Help: "Request body bytes received, by route.",
+		}, []string{"route"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_http_response_bytes_total", Help: "Response body bytes sent, by route.",
+		}, []string{"route"}),
+		uploadsInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kiln_uploads_in_flight", Help: "Blob upload requests (POST, PATCH, PUT) being served.",
+		}),
+		gcRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_gc_runs_total", Help: "Garbage collections by result (ok, error).",
+		}, []string{"result"}),
+		gcFreedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kiln_gc_freed_bytes_total", Help: "Bytes freed by garbage collection.",
+		}),
+		gcFreedBlobs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kiln_gc_freed_blobs_total", Help: "Blobs deleted by garbage collection.",
+		}),
+		storedBlobs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kiln_stored_blobs", Help: "Blobs referenced by kept manifests at the last garbage collection.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.uploadsInFlight,
+		m.gcRuns, m.gcFreedBytes, m.gcFreedBlobs, m.storedBlobs,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Register adds more collectors (e.g. counters of the pull-through cache).
+func (m *Metrics) Register(c ...prometheus.Collector) { m.reg.MustRegister(c...) }
+
+// Observe records one finished request.
+func (m *Metrics) Observe(r *http.Request, status int, bytesIn, bytesOut int64, d time.Duration) {
+	route := Route(r.Method, r.URL.Path)
+	m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, r.Method).Observe(d.Seconds())
+	if bytesIn > 0 {
+		m.bytesIn.WithLabelValues(route).Add(float64(bytesIn))
+	}
+	if bytesOut > 0 {
+		m.bytesOut.WithLabelValues(route).Add(float64(bytesOut))
+	}
+}
+
+// TrackUploads counts blob upload requests in flight around next.
+func (m *Metrics) TrackUploads(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && Route(r.Method, r.URL.Path) == "blob_upload" {
+			m.uploadsInFlight.Inc()
+			defer m.uploadsInFlight.Dec()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// GCRun records a garbage collection's outcome.
+func (m *Metrics) GCRun(blobsFreed int, bytesFreed int64, blobsKept int, err error) {
+	if err != nil {
+		m.gcRuns.WithLabelValues("error").Inc()
+		return
+	}
+	m.gcRuns.WithLabelValues("ok").Inc()
+	m.gcFreedBlobs.Add(float64(blobsFreed))
+	m.gcFreedBytes.Add(float64(bytesFreed))
+	m.storedBlobs.Set(float64(blobsKept))
+}
