@@ -1,0 +1,112 @@
+package buildhook
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// ncLayerWriter writes the planned entries as a deterministic tar
+// (sorted, fixed times, no user names) into a file of the build's temp
+// directory and hands it to go-containerregistry as a layer.
+type ncLayerWriter struct {
+	dir   string
+	mtime time.Time
+	seq   int
+}
+
+// key identifies a plan's content, to reuse one layer object across
+// platforms.
+func ncPlanKey(entries []*ncEntry, mt types.MediaType) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n", mt)
+	for _, e := range entries {
+		id := ""
+		if e.content != nil {
+			id = e.content.id
+		}
+		fmt.Fprintf(h, "%q %c %o %d %d %d %q %q\n", e.name, e.typ, e.mode, e.uid, e.gid, e.size, e.link, id)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func ncSorted(p *ncPlan) []*ncEntry {
+	entries := make([]*ncEntry, 0, len(p.entries))
+	for _, e := range p.entries {
+		entries = append(entries, e)
+	}
+	slices.SortFunc(entries, func(a, b *ncEntry) int { return strings.Compare(a.name, b.name) })
+	return entries
+}
+
+func (w *ncLayerWriter) layer(ctx context.Context, entries []*ncEntry, mt types.MediaType) (v1.Layer, error) {
+	w.seq++
+	file := filepath.Join(w.dir, "layer-"+strconv.Itoa(w.seq)+".tar")
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(f)
+	err = func() error {
+		for _, e := range entries {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			h := &tar.Header{
+				Name:     e.name,
+				Typeflag: e.typ,
+				Mode:     e.mode,
+				Uid:      e.uid,
+				Gid:      e.gid,
+				ModTime:  w.mtime,
+				Linkname: e.link,
+			}
+			if e.typ == tar.TypeDir {
+				h.Name += "/"
+			}
+			if e.typ == tar.TypeReg {
+				h.Size = e.size
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			if e.typ != tar.TypeReg {
+				continue
+			}
+			rc, err := e.content.open()
+			if err != nil {
+				return err
+			}
+			n, err := io.Copy(tw, rc)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("/%s: %w", e.name, err)
+			}
+			if n != e.size {
+				return fmt.Errorf("/%s changed size while it was copied", e.name)
+			}
+		}
+		return tw.Close()
+	}()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return os.Open(file) },
+		tarball.WithMediaType(mt), tarball.WithCompressedCaching)
+}

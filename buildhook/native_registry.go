@@ -1,0 +1,82 @@
+package buildhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
+)
+
+// Registry calls shared by the native and rebase builders.
+
+// regRemoteOptions are the options of one build's registry calls: keychain
+// and transport only when set, so that nil keeps go-containerregistry's
+// defaults.
+func regRemoteOptions(ctx context.Context, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
+	opts := []remote.Option{remote.WithContext(ctx)}
+	if keychain != nil {
+		opts = append(opts, remote.WithAuthFromKeychain(keychain))
+	}
+	if tr != nil {
+		opts = append(opts, remote.WithTransport(tr))
+	}
+	return opts
+}
+
+// regStagingTag is job.Staging on this registry, which speaks plain HTTP.
+func regStagingTag(job *Job) (name.Tag, error) {
+	return name.NewTag(job.Registry+"/"+job.Staging.String(), name.Insecure)
+}
+
+// regPushImage pushes img to staging and returns its digest.
+func regPushImage(log io.Writer, staging name.Tag, img v1.Image, opts []remote.Option) (digest.Digest, error) {
+	d, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(staging, img, opts...); err != nil {
+		return "", regTransient(fmt.Errorf("pushing %s: %w", staging, err))
+	}
+	fmt.Fprintf(log, "pushed %s@%s\n", staging, d)
+	return digest.Digest(d.String()), nil
+}
+
+// regPushIndex pushes idx, of platforms images, to staging and returns its
+// digest.
+func regPushIndex(log io.Writer, staging name.Tag, idx v1.ImageIndex, platforms int, opts []remote.Option) (digest.Digest, error) {
+	d, err := idx.Digest()
+	if err != nil {
+		return "", err
+	}
+	if err := remote.WriteIndex(staging, idx, opts...); err != nil {
+		return "", regTransient(fmt.Errorf("pushing %s: %w", staging, err))
+	}
+	fmt.Fprintf(log, "pushed %s@%s (index of %d platforms)\n", staging, d, platforms)
+	return digest.Digest(d.String()), nil
+}
+
+// regTransient marks a registry failure as worth retrying (see
+// IsTransient), unless the registry answered that the request itself is
+// wrong (4xx but timeouts and rate limits) or the build was cancelled.
+func regTransient(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 &&
+		te.StatusCode != http.StatusRequestTimeout && te.StatusCode != http.StatusTooManyRequests {
+		return err
+	}
+	return transient(err)
+}
