@@ -1,0 +1,133 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// commitData verifies the session's content against d and moves it to the
+// blob store, then links it into the repository.
+func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d digest.Digest) error {
+	var got digest.Digest
+	if d.Algorithm() == digest.SHA256 {
+		h, err := restoreHash(st)
+		if err != nil {
+			return err
+		}
+		got = digest.NewDigest(digest.SHA256, h)
+	} else {
+		// Only SHA-256 is hashed while streaming; others are rare enough
+		// to afford reading the data again.
+		rc, err := s.driver.Reader(ctx, uploadDataPath(id), 0)
+		if err != nil {
+			return err
+		}
+		got, err = d.Algorithm().FromReader(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if got != d {
+		return ErrDigestMismatch
+	}
+	has, err := s.HasBlob(ctx, d)
+	if err != nil {
+		return err
+	}
+	if !has {
+		if err := s.moveIntoPlace(ctx, uploadDataPath(id), blobPath(d)); err != nil {
+			return err
+		}
+	}
+	return s.putContent(ctx, layerLinkPath(st.Repo, d), []byte(d))
+}
+
+// moveIntoPlace renames a verified file to its final path, durably.
+func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
+	if s.localRoot == "" {
+		return s.driver.Move(ctx, from, to)
+	}
+	dst := s.localPath(to)
+	if err := mkdirDurable(filepath.Dir(dst)); err != nil {
+		return err
+	}
+	if err := os.Rename(s.localPath(from), dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// putContent is driver.PutContent (on the filesystem: temporary file,
+// fsync, rename, fsync of the directory) whose parent directories, when it
+// has to create them, are themselves durable: the driver creates them with
+// os.MkdirAll, whose new entries only reach the disk with their parent's
+// next fsync.
+func (s *Store) putContent(ctx context.Context, p string, content []byte) error {
+	if err := s.prepareDir(p); err != nil {
+		return err
+	}
+	return s.driver.PutContent(ctx, p, content)
+}
+
+// prepareDir durably creates the directory that will hold p on the
+// filesystem store; elsewhere there are no directories to create.
+func (s *Store) prepareDir(p string) error {
+	if s.localRoot == "" {
+		return nil
+	}
+	return mkdirDurable(filepath.Dir(s.localPath(p)))
+}
+
+// deleteContent removes p and, on the filesystem store, fsyncs the
+// directory that held it, so an acknowledged delete survives a power loss.
+func (s *Store) deleteContent(ctx context.Context, p string) error {
+	if err := s.driver.Delete(ctx, p); err != nil {
+		return err
+	}
+	if s.localRoot == "" {
+		return nil
+	}
+	return syncDir(filepath.Dir(s.localPath(p)))
+}
+
+// mkdirDurable creates dir and any missing parent, fsyncing the parent of
+// each directory it creates. Existing directories cost one stat.
+func mkdirDurable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	// Also when another request created it meanwhile: it may not have
+	// synced the parent yet.
+	return syncDir(parent)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
