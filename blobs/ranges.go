@@ -2,6 +2,7 @@ package blobs
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -59,7 +60,9 @@ func parseContentRange(header string) (first, last int64, err error) {
 	}
 	first, err1 := strconv.ParseInt(a, 10, 64)
 	last, err2 := strconv.ParseInt(b, 10, 64)
-	if err1 != nil || err2 != nil || first < 0 || last < first {
+	// last-first+1, the chunk's length, must fit an int64: 0-MaxInt64
+	// would wrap to a negative length.
+	if err1 != nil || err2 != nil || first < 0 || last < first || last-first == math.MaxInt64 {
 		return 0, 0, errRange
 	}
 	return first, last, nil
