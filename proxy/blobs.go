@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -48,8 +47,9 @@ func (p *Proxy) ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d
 		p.finish(key, f, nil)
 		return false, nil
 	}
-	err = p.fetchBlob(w, r, u, repo, upRepo, d)
-	p.finish(key, f, err)
+	// fetchBlob finishes the flight once the store kept (or refused) the
+	// blob: after the client has it, possibly after this handler returned.
+	err = p.fetchBlob(w, r, u, repo, upRepo, d, func(err error) { p.finish(key, f, err) })
 	if errors.Is(err, errAborted) {
 		// Headers are gone: all that is left is to cut the response short.
 		panic(http.ErrAbortHandler)
@@ -60,15 +60,23 @@ func (p *Proxy) ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d
 // errAborted means a blob failed after its response had started.
 var errAborted = errors.New("upstream blob failed mid-stream")
 
-func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, repo, upRepo string, d digest.Digest) error {
+// fetchBlob streams blob d from upstream to the client and the store. It
+// calls done exactly once, with the flight's outcome: before returning
+// when the upstream or the store failed (errAborted is then returned, to
+// cut the response short), else from a goroutine once the store committed
+// the blob, so the client, which has the whole blob by then, need not wait
+// for the store's sync and commit (nor does its next request on the same
+// connection).
+func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, repo, upRepo string, d digest.Digest, done func(error)) error {
 	// The fetch outlives a client that hangs up: the cache still fills.
 	ctx := context.WithoutCancel(r.Context())
 	p.blobFetches.Add(1)
 	resp, err := u.do(ctx, http.MethodGet, upRepo, "blobs/"+string(d), nil)
 	if err != nil {
-		return blobError(u, d, err)
+		err = blobError(u, d, err)
+		done(err)
+		return err
 	}
-	defer resp.Body.Close()
 	h := w.Header()
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -76,53 +84,43 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	h.Set("Docker-Content-Digest", string(d))
 	h.Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	client := &clientWriter{w: w}
+
+	// One goroutine reads the upstream body into chunks and hands each to
+	// the client (written here, in the handler's goroutine) and to the
+	// store (a second goroutine hashing, writing and syncing it): the
+	// client never waits for the store, only for the upstream.
+	t := newTee(resp.Body)
+	go func() {
+		t.read()
+		resp.Body.Close()
+	}()
+	stored := make(chan error, 1)
+	go func() {
+		_, err := p.store.PutBlob(ctx, repo, d, t.storeReader())
+		t.storeDone(err)
+		stored <- err
+	}()
+	n, clientOK := t.serveClient(w)
+	commit := func(err error) error {
+		if err != nil {
+			p.log.Warn("upstream blob not cached", "upstream", u.cfg.Name, "repo", repo, "digest", d, "err", err)
+			done(errAborted)
+			return errAborted
+		}
+		p.log.Info("cached from upstream", "upstream", u.cfg.Name, "repo", repo, "digest", d, "bytes", n)
+		done(nil)
+		return nil
+	}
+	if !clientOK || t.readErr() != nil {
+		// The client is gone (the cache still fills) or the upstream failed
+		// (the store fails too, and the response must be cut short).
+		return commit(<-stored)
+	}
 	// The client has the whole blob once the upstream body ends: flush it
-	// then, not after the store has synced and committed it.
-	body := &flushAtEOF{r: io.TeeReader(resp.Body, client), client: client, rc: http.NewResponseController(w)}
-	if _, err := p.store.PutBlob(ctx, repo, d, body); err != nil {
-		p.log.Warn("upstream blob not cached", "upstream", u.cfg.Name, "repo", repo, "digest", d, "err", err)
-		return errAborted
-	}
-	p.log.Info("cached from upstream", "upstream", u.cfg.Name, "repo", repo, "digest", d, "bytes", client.n)
+	// then, and leave the store to verify, sync and commit it.
+	_ = http.NewResponseController(w).Flush()
+	go func() { _ = commit(<-stored) }()
 	return nil
-}
-
-// clientWriter passes bytes on to the client until it fails, then drops
-// them, so a client hanging up does not stop the cache from filling.
-type clientWriter struct {
-	w      io.Writer
-	n      int64
-	failed bool
-}
-
-func (c *clientWriter) Write(b []byte) (int, error) {
-	if !c.failed {
-		if _, err := c.w.Write(b); err != nil {
-			c.failed = true
-		}
-	}
-	c.n += int64(len(b))
-	return len(b), nil
-}
-
-// flushAtEOF flushes the client's response when the upstream body ends.
-type flushAtEOF struct {
-	r       io.Reader
-	client  *clientWriter
-	rc      *http.ResponseController
-	flushed bool
-}
-
-func (f *flushAtEOF) Read(b []byte) (int, error) {
-	n, err := f.r.Read(b)
-	if err == io.EOF && !f.flushed {
-		f.flushed = true
-		if !f.client.failed {
-			_ = f.rc.Flush()
-		}
-	}
-	return n, err
 }
 
 func blobError(u *upstream, d digest.Digest, err error) error {

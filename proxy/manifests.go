@@ -60,6 +60,12 @@ func (p *Proxy) local(ctx context.Context, repo, tag string) (*storage.Manifest,
 
 // revalidate asks the upstream with a HEAD whether a cached tag moved.
 func (p *Proxy) revalidate(ctx context.Context, u *upstream, repo, upRepo, tag string) (*storage.Manifest, error) {
+	if u.health.recentlyDown() {
+		// It failed moments ago: answer now rather than wait for its
+		// timeout again. The first pull after the window asks it again.
+		p.log.Debug("serving cached tag: upstream down", "upstream", u.cfg.Name, "repo", repo, "tag", tag)
+		return p.local(ctx, repo, tag)
+	}
 	key := "tag " + repo + ":" + tag
 	f, leader := p.join(key)
 	if !leader {
@@ -168,7 +174,9 @@ func (p *Proxy) fetchManifestLocked(ctx context.Context, u *upstream, repo, upRe
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20+1))
 	if err != nil {
-		return nil, upstreamError(u, ref, &downError{u.cfg.Name, err})
+		derr := &downError{u.cfg.Name, err}
+		u.health.down(derr)
+		return nil, upstreamError(u, ref, derr)
 	}
 	if len(body) > 4<<20 {
 		return nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream manifest larger than 4 MiB")

@@ -40,7 +40,7 @@ func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Pro
 	}
 	p := &Proxy{store: store, upstreams: map[string]*upstream{}, log: logger, inflight: map[string]*flight{}}
 	for _, c := range ups {
-		u, err := newUpstream(c, &p.requests)
+		u, err := newUpstream(c, &p.requests, logger)
 		if err != nil {
 			return nil, err
 		}

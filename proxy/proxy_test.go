@@ -28,13 +28,18 @@ type upstreamServer struct {
 	host     string
 	requests atomic.Int64
 	blobGets atomic.Int64
+
+	hang      atomic.Bool   // answer nothing until the test ends
+	hung      atomic.Int64  // requests that hang answered nothing
+	slowBlobs atomic.Bool   // send blobs slowly, a piece at a time
+	release   chan struct{} // ends the hanging requests
 }
 
 const token = "test-token"
 
 func newUpstreamServer(t *testing.T) *upstreamServer {
 	t.Helper()
-	u := &upstreamServer{}
+	u := &upstreamServer{release: make(chan struct{})}
 	reg := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{DeleteEnabled: true})
 	var realm string
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,16 +57,49 @@ func newUpstreamServer(t *testing.T) *upstreamServer {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+		if u.hang.Load() {
+			u.hung.Add(1)
+			select {
+			case <-u.release:
+			case <-r.Context().Done():
+			}
+			return
+		}
 		u.requests.Add(1)
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 			u.blobGets.Add(1)
+			if u.slowBlobs.Load() {
+				w = &slowWriter{w}
+			}
 		}
 		reg.ServeHTTP(w, r)
 	}))
 	realm = u.srv.URL + "/token"
 	u.host = strings.TrimPrefix(u.srv.URL, "http://")
 	t.Cleanup(u.srv.Close)
+	t.Cleanup(func() { close(u.release) }) // runs first: Close waits for handlers
 	return u
+}
+
+// slowWriter writes 32 KiB at a time, pausing after each.
+type slowWriter struct{ http.ResponseWriter }
+
+func (s *slowWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), 32<<10)
+		m, err := s.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if f, ok := s.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		time.Sleep(time.Millisecond)
+		b = b[k:]
+	}
+	return n, nil
 }
 
 // push writes img to the upstream as repo:tag, authenticating as a client.
@@ -90,10 +128,15 @@ type kilnProxy struct {
 
 func newKilnProxy(t *testing.T, up *upstreamServer, ttl time.Duration) *kilnProxy {
 	t.Helper()
+	return newKilnProxyTimeout(t, up, ttl, 2*time.Second)
+}
+
+func newKilnProxyTimeout(t *testing.T, up *upstreamServer, ttl, timeout time.Duration) *kilnProxy {
+	t.Helper()
 	store := storage.NewInMemory(storage.Options{})
 	ups := []config.Upstream{
-		{Name: "up.example", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: 2 * time.Second},
-		{Name: "docker.io", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: 2 * time.Second},
+		{Name: "up.example", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: timeout},
+		{Name: "docker.io", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: timeout},
 	}
 	p, err := New(store, ups, nil)
 	if err != nil {

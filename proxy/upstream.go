@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,9 +31,11 @@ type upstream struct {
 
 	mu         sync.Mutex
 	transports map[string]http.RoundTripper // per upstream repository (token scope)
+
+	health health // whether it answered lately
 }
 
-func newUpstream(c config.Upstream, requests *atomic.Int64) (*upstream, error) {
+func newUpstream(c config.Upstream, requests *atomic.Int64, log *slog.Logger) (*upstream, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return nil, err
@@ -54,7 +57,8 @@ func newUpstream(c config.Upstream, requests *atomic.Int64) (*upstream, error) {
 	// answers; a blob body may then take as long as it needs.
 	inner.ResponseHeaderTimeout = c.Timeout
 	return &upstream{cfg: c, base: u, registry: reg, auth: auth, inner: inner, requests: requests,
-		transports: map[string]http.RoundTripper{}}, nil
+		transports: map[string]http.RoundTripper{},
+		health:     health{name: c.Name, window: downWindow(c.Timeout), log: log}}, nil
 }
 
 // transport returns the authenticating transport for repo: ggcr's, which
@@ -68,7 +72,9 @@ func (u *upstream) transport(ctx context.Context, repo string) (http.RoundTrippe
 	scope := u.registry.Repo(repo).Scope(transport.PullScope)
 	t, err := transport.NewWithContext(ctx, u.registry, u.auth, countingTransport{u.inner, u.requests}, []string{scope})
 	if err != nil {
-		return nil, &downError{u.cfg.Name, err}
+		derr := &downError{u.cfg.Name, err}
+		u.health.down(derr)
+		return nil, derr
 	}
 	u.transports[repo] = t
 	return t, nil
@@ -123,7 +129,18 @@ func (u *upstream) do(ctx context.Context, method, repo, path string, header htt
 	}
 	resp, err := (&http.Client{Transport: t}).Do(req)
 	if err != nil {
-		return nil, &downError{u.cfg.Name, err}
+		if ctx.Err() != nil && context.Cause(ctx) == context.Canceled {
+			// The caller gave up, not the upstream.
+			return nil, err
+		}
+		err = &downError{u.cfg.Name, err}
+		u.health.down(err)
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		u.health.down(fmt.Errorf("%s %s: %s", method, target.Path, resp.Status))
+	} else {
+		u.health.up()
 	}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
