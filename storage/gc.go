@@ -208,6 +208,15 @@ var gcGraces sync.Map
 // blob through it refreshes it, until a collection tells the grace period.
 const defaultLinkRefreshAge = time.Minute
 
+// SetGCGrace tells the store the grace period collections use, so that
+// reads refresh links often enough even in a process that never collects
+// itself (another instance on the same store does). Call it at start.
+func (s *Store) SetGCGrace(grace time.Duration) {
+	if grace > 0 {
+		gcGraces.Store(s, grace)
+	}
+}
+
 // linkRefreshAge is how old a _layers link may be before BlobSize refreshes
 // it: a quarter of the grace period of the last collection, at most a
 // minute. A link read within the grace period is then always younger than
@@ -270,6 +279,7 @@ type gc struct {
 
 	trashedBlobs     map[digest.Digest]int64        // in the trash, with their size
 	trashedManifests map[gcRepoDigest]*trashedEntry // links of untagged manifests in the trash
+	dangling         []digest.Digest                // linked from _layers, but not in /blobs at the sweep
 
 	phase    string
 	lastTell time.Time

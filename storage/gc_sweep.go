@@ -95,6 +95,7 @@ func (g *gc) sweepBlobs(ctx context.Context) error {
 		size int64
 	}
 	var candidates []candidate
+	present := map[digest.Digest]bool{}
 	err := g.s.driver.Walk(ctx, blobsRoot, func(fi storagedriver.FileInfo) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -106,6 +107,7 @@ func (g *gc) sweepBlobs(ctx context.Context) error {
 		if !ok {
 			return nil // a PutContent temporary file, or a stray fsck reports
 		}
+		present[d] = true
 		g.scanned++
 		switch {
 		case g.marked.blobs[d]:
@@ -119,6 +121,21 @@ func (g *gc) sweepBlobs(ctx context.Context) error {
 	})
 	if err != nil && !isNotFound(err) {
 		return err
+	}
+	// Links to blobs that are gone: what a collection killed between
+	// deleting a blob and deleting its links left (deleteDangling).
+	for d, links := range g.idx.links {
+		if present[d] || g.marked.blobs[d] {
+			continue
+		}
+		g.dangling = append(g.dangling, d)
+		if g.opts.DryRun {
+			for _, l := range links {
+				if !l.mod.After(g.cutoff) {
+					g.report.LinksSwept++
+				}
+			}
+		}
 	}
 	for _, c := range candidates {
 		if err := ctx.Err(); err != nil {
@@ -287,6 +304,47 @@ func (g *gc) deleteTrashed(ctx context.Context) error {
 			g.report.LinksSwept++
 		}
 		g.tell(GCPhaseDelete, false)
+	}
+	return g.deleteDangling(ctx)
+}
+
+// deleteDangling deletes the _layers links, older than the grace period,
+// to blobs the sweep did not find: deleteTrashed deletes a blob, then its
+// links, and a process killed in between leaves the links behind, which
+// fsck reports and no later sweep (it walks /blobs) would otherwise see.
+// A blob pushed again meanwhile keeps its links.
+func (g *gc) deleteDangling(ctx context.Context) error {
+	for _, d := range g.dangling {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		back := false
+		for _, p := range []string{blobPath(d), trashBlobPath(d)} {
+			there, err := g.s.exists(ctx, p)
+			if err != nil {
+				return err
+			}
+			back = back || there
+		}
+		if back {
+			continue
+		}
+		for _, l := range g.idx.links[d] {
+			fi, err := g.s.driver.Stat(ctx, l.path)
+			if err != nil {
+				if isNotFound(err) {
+					continue
+				}
+				return err
+			}
+			if fi.ModTime().After(g.cutoff) {
+				continue
+			}
+			if err := g.s.driver.Delete(ctx, l.path); err != nil && !isNotFound(err) {
+				return err
+			}
+			g.report.LinksSwept++
+		}
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	if err != nil {
 		return err
 	}
+	// Another instance may collect this store: reads must keep links
+	// younger than its grace period even if this process never collects.
+	store.SetGCGrace(cfg.Storage.GC.Grace)
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
