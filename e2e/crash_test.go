@@ -20,12 +20,7 @@ import (
 // BLOB_UPLOAD_UNKNOWN. `kiln fsck` must find no problem after every crash
 // and at the end.
 func TestCrash(t *testing.T) {
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
-	if moduleRoot == "" {
-		t.Fatalf("module root unknown: %v", registryErr)
-	}
+	needSetup(t)
 	bin, err := buildKiln()
 	if err != nil {
 		t.Fatal(err)

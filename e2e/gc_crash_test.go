@@ -171,12 +171,7 @@ type gcTagged struct {
 // same data, then checks that every tagged image still pulls and validates,
 // `kiln fsck` finds nothing wrong and the garbage does go.
 func TestGCCrash(t *testing.T) {
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
-	if moduleRoot == "" {
-		t.Fatalf("module root unknown: %v", registryErr)
-	}
+	needSetup(t)
 	bin, err := buildKiln()
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,56 +20,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-// launchS3KilnGC is launchS3Kiln with a storage.gc section (grace,
-// delete_untagged) in the config.
-func launchS3KilnGC(t *testing.T, s3 *s3Server, runID, root, label string, grace time.Duration, deleteUntagged bool) *kilnServer {
-	t.Helper()
-	bin, err := buildKiln()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(suiteTmp, "s3-gc-kiln-"+label)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`version: 1
-http:
-  shutdown_timeout: 10s
-storage:
-  driver: s3
-  s3:
-    endpoint: %s
-    region: %s
-    bucket: %s
-    path_style: true
-    insecure: true
-    root: %s
-    chunksize: 5242880
-  gc:
-    grace: %s
-    delete_untagged: %t
-`, s3.Endpoint, s3.Region, s3.Bucket, root, grace, deleteUntagged)
-	cfgPath := filepath.Join(dir, "kiln.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{"KILN_S3_ACCESS_KEY=" + s3.AccessKey, "KILN_S3_SECRET_KEY=" + s3.SecretKey}
-	srv, err := launchKiln(bin, runID, dir, "kiln.stderr", env, "", "--config", cfgPath)
-	if err != nil {
-		if srv != nil {
-			t.Log(kilnTail(srv, 40))
-		}
-		t.Fatalf("kiln %s on S3: %v", label, err)
-	}
-	t.Cleanup(func() {
-		if err := srv.stop(); err != nil {
-			t.Errorf("kiln %s: %v", label, err)
-		}
-		if t.Failed() {
-			t.Logf("kiln %s:\n%s", label, kilnTail(srv, 60))
-		}
-	})
-	return srv
+// gcSection is a storage.gc config section for launchS3Kiln.
+func gcSection(grace time.Duration, deleteUntagged bool) string {
+	return fmt.Sprintf("  gc:\n    grace: %s\n    delete_untagged: %t\n", grace, deleteUntagged)
 }
 
 // TestGCWhileOtherInstancePushes: two kiln instances on one S3 bucket;
@@ -80,18 +32,13 @@ storage:
 // reuses them. Every image B acknowledged must then pull and validate
 // through A.
 func TestGCWhileOtherInstancePushes(t *testing.T) {
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
-	if moduleRoot == "" {
-		t.Fatalf("e2e setup failed: %v", registryErr)
-	}
+	needSetup(t)
 	s3 := startS3Server(t)
 	runID := fmt.Sprintf("s3gc%s-%d", time.Now().UTC().Format("150405"), os.Getpid())
 	root := "/kiln-" + runID
 	const grace = 2 * time.Second
-	a := launchS3KilnGC(t, s3, runID, root, "gc-a", grace, true)
-	b := launchS3KilnGC(t, s3, runID, root, "push-b", grace, true)
+	a := launchS3Kiln(t, s3, runID, root, "gc-a", gcSection(grace, true))
+	b := launchS3Kiln(t, s3, runID, root, "push-b", gcSection(grace, true))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

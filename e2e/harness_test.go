@@ -113,6 +113,18 @@ func isCI() bool {
 	return false
 }
 
+// needSetup is for tests that start kiln processes of their own: it skips
+// when e2e is disabled on request and fails when the suite setup failed.
+func needSetup(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	if moduleRoot == "" {
+		t.Fatalf("e2e setup failed: %v", registryErr)
+	}
+}
+
 // needRegistry returns the registry under test, skipping when e2e is
 // disabled on request and failing when the registry could not be started.
 func needRegistry(t *testing.T) *registryEnv {

@@ -64,9 +64,10 @@ func startS3Server(t *testing.T) *s3Server {
 }
 
 // launchS3Kiln starts `kiln serve --config FILE` on the S3 server under key
-// prefix root (instances given the same root share one registry). The
-// credentials come from the environment, as in production.
-func launchS3Kiln(t *testing.T, s3 *s3Server, runID, root, name string, redirect bool) *kilnServer {
+// prefix root (instances given the same root share one registry), with
+// storageExtra (YAML lines indented under storage:) added to the config.
+// The credentials come from the environment, as in production.
+func launchS3Kiln(t *testing.T, s3 *s3Server, runID, root, name, storageExtra string) *kilnServer {
 	t.Helper()
 	bin, err := buildKiln()
 	if err != nil {
@@ -81,7 +82,6 @@ http:
   shutdown_timeout: 10s
 storage:
   driver: s3
-  redirect: %t
   s3:
     endpoint: %s
     region: %s
@@ -90,7 +90,7 @@ storage:
     insecure: true
     root: %s
     chunksize: 5242880
-`, redirect, s3.Endpoint, s3.Region, s3.Bucket, root)
+`, s3.Endpoint, s3.Region, s3.Bucket, root) + storageExtra
 	cfgPath := filepath.Join(dir, "kiln.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -123,17 +123,12 @@ func kilnTail(s *kilnServer, n int) string {
 // TestS3 runs kiln on S3 (storage.driver: s3): two instances A and B on
 // the same bucket and root, B with storage.redirect on.
 func TestS3(t *testing.T) {
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
-	if moduleRoot == "" {
-		t.Fatalf("e2e setup failed: %v", registryErr)
-	}
+	needSetup(t)
 	s3 := startS3Server(t)
 	runID := fmt.Sprintf("s3r%s-%d", time.Now().UTC().Format("150405"), os.Getpid())
 	root := "/kiln-" + runID
-	a := launchS3Kiln(t, s3, runID, root, "a", false)
-	b := launchS3Kiln(t, s3, runID, root, "b", true)
+	a := launchS3Kiln(t, s3, runID, root, "a", "  redirect: false\n")
+	b := launchS3Kiln(t, s3, runID, root, "b", "  redirect: true\n")
 
 	t.Run("TwoInstances", func(t *testing.T) { testS3TwoInstances(t, a.env, b.env) })
 	t.Run("Redirect", func(t *testing.T) { testS3Redirect(t, s3, a.env, b.env) })
