@@ -256,27 +256,32 @@ func ParseDockerfile(content []byte, args map[string]string) (info *DockerfileIn
 // (name@sha256:...) is never watched (returns ok=false), nor is one that
 // does not parse.
 func LocalRef(ref string, hosts []string) (ImageRef, bool) {
-	named, err := reference.ParseNormalizedNamed(ref)
-	if err != nil {
+	domain, r, ok := watchableRef(ref)
+	if !ok {
 		return ImageRef{}, false
 	}
-	if _, ok := named.(reference.Digested); ok {
-		return ImageRef{}, false
-	}
-	domain := reference.Domain(named)
-	local := false
 	for _, h := range hosts {
 		if strings.EqualFold(domain, h) {
-			local = true
-			break
+			return r, true
 		}
 	}
-	if !local {
-		return ImageRef{}, false
+	return ImageRef{}, false
+}
+
+// watchableRef parses an image reference a tag watch can follow: its
+// registry host and its repository path and tag ("latest" when it has
+// none). A digest reference, or one that does not parse, is not watchable.
+func watchableRef(ref string) (domain string, r ImageRef, ok bool) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", ImageRef{}, false
+	}
+	if _, isDigest := named.(reference.Digested); isDigest {
+		return "", ImageRef{}, false
 	}
 	tag := "latest"
-	if t, ok := named.(reference.Tagged); ok {
+	if t, isTagged := named.(reference.Tagged); isTagged {
 		tag = t.Tag()
 	}
-	return ImageRef{Repo: reference.Path(named), Tag: tag}, true
+	return reference.Domain(named), ImageRef{Repo: reference.Path(named), Tag: tag}, true
 }

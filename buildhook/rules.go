@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/distribution/reference"
-
 	"kiln/config"
 )
 
@@ -125,21 +123,14 @@ func UpstreamRef(ref string, upstreams []string) (ImageRef, bool) {
 	if len(upstreams) == 0 || strings.EqualFold(ref, "scratch") {
 		return ImageRef{}, false
 	}
-	named, err := reference.ParseNormalizedNamed(ref)
-	if err != nil {
+	domain, r, ok := watchableRef(ref)
+	if !ok {
 		return ImageRef{}, false
 	}
-	if _, ok := named.(reference.Digested); ok {
-		return ImageRef{}, false
-	}
-	domain := reference.Domain(named)
 	for _, u := range upstreams {
 		if strings.EqualFold(u, domain) {
-			tag := "latest"
-			if t, ok := named.(reference.Tagged); ok {
-				tag = t.Tag()
-			}
-			return ImageRef{Repo: u + "/" + reference.Path(named), Tag: tag}, true
+			r.Repo = u + "/" + r.Repo
+			return r, true
 		}
 	}
 	return ImageRef{}, false

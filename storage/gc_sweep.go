@@ -287,21 +287,10 @@ func (g *gc) deleteTrashed(ctx context.Context) error {
 		if len(g.report.SweptBlobs) < maxReportedItems {
 			g.report.SweptBlobs = append(g.report.SweptBlobs, d)
 		}
-		for _, l := range g.idx.links[d] {
-			fi, err := g.s.driver.Stat(ctx, l.path)
-			if err != nil {
-				if isNotFound(err) {
-					continue
-				}
-				return err
-			}
-			if fi.ModTime().After(g.cutoff) {
-				continue // refreshed by a PUT that will now fail its check: harmless
-			}
-			if err := g.s.driver.Delete(ctx, l.path); err != nil && !isNotFound(err) {
-				return err
-			}
-			g.report.LinksSwept++
+		// A link refreshed meanwhile stays: the PUT that refreshed it will
+		// now fail its check, which is harmless.
+		if err := g.deleteOldLinks(ctx, d); err != nil {
+			return err
 		}
 		g.tell(GCPhaseDelete, false)
 	}
@@ -329,22 +318,31 @@ func (g *gc) deleteDangling(ctx context.Context) error {
 		if back {
 			continue
 		}
-		for _, l := range g.idx.links[d] {
-			fi, err := g.s.driver.Stat(ctx, l.path)
-			if err != nil {
-				if isNotFound(err) {
-					continue
-				}
-				return err
-			}
-			if fi.ModTime().After(g.cutoff) {
+		if err := g.deleteOldLinks(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteOldLinks deletes the _layers links to blob d that are older than
+// the grace period.
+func (g *gc) deleteOldLinks(ctx context.Context, d digest.Digest) error {
+	for _, l := range g.idx.links[d] {
+		fi, err := g.s.driver.Stat(ctx, l.path)
+		if err != nil {
+			if isNotFound(err) {
 				continue
 			}
-			if err := g.s.driver.Delete(ctx, l.path); err != nil && !isNotFound(err) {
-				return err
-			}
-			g.report.LinksSwept++
+			return err
 		}
+		if fi.ModTime().After(g.cutoff) {
+			continue
+		}
+		if err := g.s.driver.Delete(ctx, l.path); err != nil && !isNotFound(err) {
+			return err
+		}
+		g.report.LinksSwept++
 	}
 	return nil
 }
