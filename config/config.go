@@ -50,6 +50,8 @@ type Config struct {
 	HTTP    HTTP    `yaml:"http"`
 	Storage Storage `yaml:"storage"`
 	Log     Log     `yaml:"log"`
+	Auth    Auth    `yaml:"auth"`
+	Limits  Limits  `yaml:"limits"`
 
 	Registry  Registry   `yaml:"registry"`
 	Proxy     []Upstream `yaml:"proxy"`
@@ -65,6 +67,12 @@ type Config struct {
 type HTTP struct {
 	Addr            string        `yaml:"addr"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Timeouts that keep slow or stalled clients from holding the server.
+	// There is no overall request timeout: blob transfers can take hours.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	StallTimeout      time.Duration `yaml:"stall_timeout"`
+	TLS               TLS           `yaml:"tls"`
 }
 
 // Storage configures where content lives.
@@ -172,6 +180,9 @@ func Parse(data []byte, name string) (*Config, error) {
 // neither the key nor the line.
 var durationKeys = []string{
 	"http.shutdown_timeout",
+	"http.read_header_timeout",
+	"http.idle_timeout",
+	"http.stall_timeout",
 	"storage.uploads.expiry",
 	"storage.uploads.purge_interval",
 	"storage.gc.interval",
@@ -339,6 +350,7 @@ func (c *Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "unknown format %q (want text or json)", c.Log.Format)
 	}
+	c.validateOps(bad)
 	c.validateBuilds(bad)
 	c.validateProxy(bad)
 	return errors.Join(errs...)

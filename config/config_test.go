@@ -55,7 +55,8 @@ func TestLoad(t *testing.T) {
 	}
 	want := Config{
 		Version: 1,
-		HTTP:    HTTP{Addr: ":5000", ShutdownTimeout: 30 * time.Second},
+		HTTP: HTTP{Addr: ":5000", ShutdownTimeout: 30 * time.Second,
+			ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, StallTimeout: 60 * time.Second},
 		Storage: Storage{
 			Driver:     DriverFilesystem,
 			Filesystem: Filesystem{Root: "./data"},
@@ -65,6 +66,8 @@ func TestLoad(t *testing.T) {
 			GC:         GC{Grace: time.Hour},
 		},
 		Log:       Log{Level: "info", Format: "text"},
+		Auth:      Auth{Anonymous: AnonymousNone, Realm: "kiln", FailedLoginsPerMinute: 10},
+		Limits:    Limits{MaxManifestSize: 4 << 20, MaxConcurrentUploads: 64},
 		Registry:  Registry{Hostnames: []string{}},
 		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2},
 		Builds:    []Build{},
