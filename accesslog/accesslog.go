@@ -31,7 +31,10 @@ func WithObserver(next http.Handler, logger *slog.Logger, observe Observer) http
 		method, path, remote := r.Method, r.URL.Path, r.RemoteAddr
 		id := requestID(r)
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), idKey{}, id))
+		// The access line names the id itself, with the context from before
+		// it, so ContextHandler does not add it a second time.
+		logCtx := r.Context()
+		r = r.WithContext(context.WithValue(logCtx, idKey{}, id))
 		body := &countingBody{ReadCloser: r.Body}
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = body
@@ -43,7 +46,7 @@ func WithObserver(next http.Handler, logger *slog.Logger, observe Observer) http
 			status = http.StatusOK // net/http's answer when nothing was written
 		}
 		d := time.Since(start)
-		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		logger.LogAttrs(logCtx, slog.LevelInfo, "request",
 			slog.String("method", method),
 			slog.String("path", path),
 			slog.Int("status", status),

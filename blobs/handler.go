@@ -20,7 +20,11 @@ type Handler struct {
 	// Redirect answers a blob GET with 307 to a URL the store hands out
 	// (a presigned S3 URL), so the bytes bypass kiln; HEAD stays local.
 	Redirect bool
-	Logger   *slog.Logger
+	// MaxBlobSize refuses uploads of larger blobs with 413; 0: no limit.
+	MaxBlobSize int64
+	// Uploads caps the upload requests with a body in flight; nil: no cap.
+	Uploads *UploadGate
+	Logger  *slog.Logger
 }
 
 // ParseDigest parses a digest from a URL, accepting only the algorithms kiln
@@ -96,6 +100,8 @@ func (e *exactReader) Read(p []byte) (int, error) {
 func (h *Handler) storeError(r *http.Request, err error) error {
 	var be bodyError
 	switch {
+	case errors.Is(err, errBlobTooLarge):
+		return h.blobTooLarge()
 	case errors.As(err, &be):
 		return errcode.BlobUploadInvalid.WithMessage(be.Error())
 	case errors.Is(err, storage.ErrBlobUnknown):
@@ -111,6 +117,6 @@ func (h *Handler) storeError(r *http.Request, err error) error {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	h.Logger.Error("store error", "method", r.Method, "path", r.URL.Path, "err", err)
-	return errcode.Internal
+	h.Logger.ErrorContext(r.Context(), "store error", "method", r.Method, "path", r.URL.Path, "err", err)
+	return errcode.StorageFault(err)
 }

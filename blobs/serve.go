@@ -32,7 +32,7 @@ func (h *Handler) ServeBlob(w http.ResponseWriter, r *http.Request, repo string,
 		url, err := h.Store.BlobURL(r, d)
 		if err != nil {
 			// Serving the bytes ourselves still works.
-			h.Logger.Warn("blob redirect URL", "digest", d, "err", err)
+			h.Logger.WarnContext(r.Context(), "blob redirect URL", "digest", d, "err", err)
 		} else if url != "" {
 			// The client asks the backend again, Range header included.
 			for _, k := range []string{"ETag", "Accept-Ranges", "Cache-Control", "Content-Type"} {
@@ -70,7 +70,7 @@ func (h *Handler) ServeBlob(w http.ResponseWriter, r *http.Request, repo string,
 	// An *os.File under a LimitedReader still reaches the connection's
 	// ReadFrom, so the filesystem store sends with sendfile.
 	if _, err := io.CopyN(w, f, length); err != nil {
-		h.Logger.Debug("blob send interrupted", "digest", d, "err", err)
+		h.Logger.DebugContext(r.Context(), "blob send interrupted", "digest", d, "err", err)
 	}
 	return nil
 }

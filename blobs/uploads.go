@@ -30,7 +30,17 @@ func (h *Handler) StartUpload(w http.ResponseWriter, r *http.Request, repo strin
 		if err != nil {
 			return err
 		}
-		if _, err := h.Store.PutBlob(r.Context(), repo, d, bodyReader{r.Body}); err != nil {
+		release, err := h.admit(w, r)
+		if err != nil {
+			return err
+		}
+		defer release()
+		body, err := h.limitBody(w, r, 0, 0, bodyReader{r.Body})
+		if err != nil {
+			return err
+		}
+		// PutBlob removes what it wrote on any error, a size overrun included.
+		if _, err := h.Store.PutBlob(r.Context(), repo, d, body); err != nil {
 			return h.storeError(r, err)
 		}
 		return blobCreated(w, repo, d)
@@ -84,11 +94,19 @@ func (h *Handler) UploadStatus(w http.ResponseWriter, r *http.Request, repo, id 
 // PatchUpload appends a chunk (streamed, or with a Content-Range that must
 // start where the session stands).
 func (h *Handler) PatchUpload(w http.ResponseWriter, r *http.Request, repo, id string) error {
-	offset, body, err := chunk(r)
+	release, err := h.admit(w, r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	offset, body, err := h.sizedChunk(w, r, repo, id)
 	if err != nil {
 		return err
 	}
 	u, err := h.Store.AppendUpload(r.Context(), repo, id, offset, body)
+	if errors.Is(err, errBlobTooLarge) {
+		h.dropSession(r, repo, id)
+	}
 	if err != nil {
 		if errors.Is(err, storage.ErrUploadOutOfOrder) {
 			setUploadHeaders(w, u)
@@ -111,11 +129,19 @@ func (h *Handler) FinishUpload(w http.ResponseWriter, r *http.Request, repo, id 
 	if err != nil {
 		return err
 	}
-	offset, body, err := chunk(r)
+	release, err := h.admit(w, r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	offset, body, err := h.sizedChunk(w, r, repo, id)
 	if err != nil {
 		return err
 	}
 	u, err := h.Store.FinishUpload(r.Context(), repo, id, offset, body, d)
+	if errors.Is(err, errBlobTooLarge) {
+		h.dropSession(r, repo, id)
+	}
 	if err != nil {
 		if errors.Is(err, storage.ErrUploadOutOfOrder) {
 			setUploadHeaders(w, u)
@@ -134,6 +160,30 @@ func (h *Handler) CancelUpload(w http.ResponseWriter, r *http.Request, repo, id 
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// sizedChunk is chunk held to MaxBlobSize: a chunk that would take
+// session id past it, declared or streamed, is refused and the session
+// dropped.
+func (h *Handler) sizedChunk(w http.ResponseWriter, r *http.Request, repo, id string) (int64, io.Reader, error) {
+	offset, body, err := chunk(r)
+	if err != nil || h.MaxBlobSize <= 0 {
+		return offset, body, err
+	}
+	u, err := h.Store.GetUpload(r.Context(), repo, id)
+	if err != nil {
+		return 0, nil, h.storeError(r, err)
+	}
+	var rangeEnd int64 // where a Content-Range says the chunk ends
+	if er, ok := body.(*exactReader); ok {
+		rangeEnd = offset + er.left
+	}
+	body, err = h.limitBody(w, r, u.Size, rangeEnd, body)
+	if err != nil {
+		h.dropSession(r, repo, id)
+		return 0, nil, err
+	}
+	return offset, body, nil
 }
 
 // chunk returns the request body as an upload chunk, and the offset it

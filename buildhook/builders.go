@@ -62,7 +62,7 @@ func resolveStaging(ctx context.Context, job *Job) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Head(ref, remote.WithContext(ctx))
+	desc, err := remote.Head(ref, regRemoteOptions(ctx, job, nil, nil)...)
 	if err != nil {
 		return "", fmt.Errorf("reading the pushed image: %w", err)
 	}

@@ -2,6 +2,8 @@ package buildhook
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"github.com/moby/go-archive"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/opencontainers/go-digest"
@@ -66,6 +69,7 @@ func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest
 		ForceRemove: true,
 		NetworkMode: "none",
 		Version:     build.BuilderV1,
+		AuthConfigs: dockerSelfAuth(job),
 	})
 	if err != nil {
 		return "", daemonError("docker build", err)
@@ -76,8 +80,8 @@ func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest
 	}
 	res.Body.Close()
 	fmt.Fprintf(log, "pushing %s\n", image)
-	// The daemon insists on an auth header; kiln on loopback needs none.
-	push, err := c.ImagePush(ctx, image, client.ImagePushOptions{RegistryAuth: noAuth})
+	// The daemon insists on an auth header, even an empty one.
+	push, err := c.ImagePush(ctx, image, client.ImagePushOptions{RegistryAuth: encodeAuth(dockerSelfAuth(job)[job.Registry])})
 	if err != nil {
 		return "", daemonError("docker push", err)
 	}
@@ -91,8 +95,27 @@ func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest
 	return resolveStaging(ctx, job)
 }
 
-// noAuth is an empty X-Registry-Auth: base64 of "{}".
-const noAuth = "e30="
+// dockerSelfAuth is the daemon's login to kiln itself: the internal
+// builder credential, or none. The daemon dials kiln on its own: over
+// HTTPS it trusts kiln's certificate only through its certs.d (or, as
+// for every 127.0.0.0/8 registry, skips verification).
+func dockerSelfAuth(job *Job) map[string]registry.AuthConfig {
+	if job.Self.Username == "" {
+		return nil
+	}
+	return map[string]registry.AuthConfig{job.Registry: {
+		Username:      job.Self.Username,
+		Password:      job.Self.Password,
+		ServerAddress: job.Registry,
+	}}
+}
+
+// encodeAuth is X-Registry-Auth: URL-safe base64 of the JSON login; the
+// zero login is "{}", which the daemon accepts as none.
+func encodeAuth(a registry.AuthConfig) string {
+	b, _ := json.Marshal(a)
+	return base64.URLEncoding.EncodeToString(b)
+}
 
 // daemonError wraps an error of the Docker Engine API, marking it worth a
 // retry when the daemon could not be reached at all.

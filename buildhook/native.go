@@ -157,7 +157,7 @@ func (b *NativeBuilder) start(ctx context.Context, job *Job, log io.Writer) (*na
 		descs:   map[string]*remote.Descriptor{},
 		bases:   map[v1.Hash]*nfsBase{},
 	}
-	nb.remoteOpts = regRemoteOptions(ctx, b.Keychain, b.Transport)
+	nb.remoteOpts = regRemoteOptions(ctx, job, b.Keychain, b.Transport)
 	if v, ok := r.Args["SOURCE_DATE_EPOCH"]; ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

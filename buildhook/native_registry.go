@@ -19,11 +19,17 @@ import (
 
 // regRemoteOptions are the options of one build's registry calls: keychain
 // and transport only when set, so that nil keeps go-containerregistry's
-// defaults.
-func regRemoteOptions(ctx context.Context, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
+// defaults. Calls to kiln itself carry job.Self (see selfTransport).
+func regRemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx)}
 	if keychain != nil {
 		opts = append(opts, remote.WithAuthFromKeychain(keychain))
+	}
+	if s := job.Self; s.Username != "" || s.Transport != nil {
+		if tr == nil {
+			tr = remote.DefaultTransport
+		}
+		tr = &selfTransport{host: job.Registry, self: s, next: tr}
 	}
 	if tr != nil {
 		opts = append(opts, remote.WithTransport(tr))
@@ -31,7 +37,33 @@ func regRemoteOptions(ctx context.Context, keychain authn.Keychain, tr http.Roun
 	return opts
 }
 
-// regStagingTag is job.Staging on this registry, which speaks plain HTTP.
+// selfTransport sends kiln's own builder credential with every request to
+// kiln (host), unasked: with anonymous pull kiln's /v2/ answers 200, so a
+// client waiting for a challenge would never log in. It uses self's
+// transport there, which trusts kiln's certificate. Requests to any other
+// host (upstreams, blob redirects) go to next untouched.
+type selfTransport struct {
+	host string
+	self SelfAccess
+	next http.RoundTripper
+}
+
+func (t *selfTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != t.host {
+		return t.next.RoundTrip(r)
+	}
+	if t.self.Username != "" {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth(t.self.Username, t.self.Password)
+	}
+	if t.self.Transport != nil {
+		return t.self.Transport.RoundTrip(r)
+	}
+	return t.next.RoundTrip(r)
+}
+
+// regStagingTag is job.Staging on this registry. name.Insecure allows plain
+// HTTP; go-containerregistry still tries HTTPS first.
 func regStagingTag(job *Job) (name.Tag, error) {
 	return name.NewTag(job.Registry+"/"+job.Staging.String(), name.Insecure)
 }

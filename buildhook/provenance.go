@@ -38,7 +38,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 	if log == nil {
 		log = io.Discard
 	}
-	opts := []remote.Option{remote.WithContext(ctx)}
+	opts := regRemoteOptions(ctx, job, nil, nil)
 	if len(job.Rule.Tags) == 0 {
 		return "", fmt.Errorf("rule %s has no tags", job.Rule.Name)
 	}

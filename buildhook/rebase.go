@@ -85,7 +85,7 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	if log == nil {
 		log = io.Discard
 	}
-	r := &rebaseRun{ctx: ctx, job: job, log: log, opts: regRemoteOptions(ctx, nil, b.Transport)}
+	r := &rebaseRun{ctx: ctx, job: job, log: log, opts: regRemoteOptions(ctx, job, nil, b.Transport)}
 	rule := job.Rule
 	if len(rule.Tags) == 0 {
 		return "", rbNotApplicable("the rule has no tags")

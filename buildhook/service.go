@@ -31,6 +31,13 @@ type ServiceOptions struct {
 	Logger     *slog.Logger
 	// Builders overrides the builders by name (tests); nil means the real ones.
 	Builders map[string]Builder
+	// Self is how builders log in to and trust Registry (auth, TLS).
+	Self SelfAccess
+	// OnBuildDone, when set, is told of every build that ends: result is a
+	// Status (succeeded, failed) or "interrupted" (cut off by shutdown and
+	// left queued); ran is how long it ran, zero if it never started. It
+	// feeds metrics without buildhook depending on them.
+	OnBuildDone func(rule, result string, ran time.Duration)
 }
 
 // Service runs build-on-push: it turns tag moves into queued builds, runs
@@ -220,12 +227,21 @@ func (s *Service) update(id string, f func(*Record)) {
 }
 
 func (s *Service) done(job *Job, err error) {
+	var ran time.Duration
 	if err != nil && s.stopping.Load() {
 		// Cut off by shutdown: left queued, so the next start runs it again.
-		s.update(job.ID, func(r *Record) { r.Status, r.Error = StatusQueued, "interrupted by shutdown: "+err.Error() })
+		s.update(job.ID, func(r *Record) {
+			r.Status, r.Error = StatusQueued, "interrupted by shutdown: "+err.Error()
+			ran = sinceStarted(r, time.Now())
+		})
+		s.buildDone(job, "interrupted", ran)
 		return
 	}
 	now := time.Now().UTC()
+	result := StatusSucceeded
+	if err != nil {
+		result = StatusFailed
+	}
 	s.update(job.ID, func(r *Record) {
 		r.Finished = &now
 		if err != nil {
@@ -233,7 +249,9 @@ func (s *Service) done(job *Job, err error) {
 		} else {
 			r.Status = StatusSucceeded
 		}
+		ran = sinceStarted(r, now)
 	})
+	s.buildDone(job, result, ran)
 	if err != nil {
 		s.log.Warn("build failed", "build", job.ID, "rule", job.Rule.Name, "err", err)
 	} else {
@@ -245,6 +263,7 @@ func (s *Service) done(job *Job, err error) {
 // provenance and move the rule's tags.
 func (s *Service) run(ctx context.Context, job *Job) error {
 	job.Registry = s.opts.Registry
+	job.Self = s.opts.Self
 	job.Staging = ImageRef{Repo: job.Rule.Tags[0].Repo, Tag: "kiln-build-" + job.ID}
 	started := time.Now().UTC()
 	s.update(job.ID, func(r *Record) { r.Status, r.Started = StatusRunning, &started })

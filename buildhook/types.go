@@ -3,6 +3,7 @@ package buildhook
 import (
 	"context"
 	"io"
+	"net/http"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -54,6 +55,20 @@ type Job struct {
 	// provenance annotations and moves the rule's tags, so a failed or
 	// partial build never touches them.
 	Staging ImageRef
+	// Self is how builders log in to and trust Registry.
+	Self SelfAccess
+}
+
+// SelfAccess is what builders need to reach kiln when it requires a login
+// or serves HTTPS. The zero value is plain HTTP without credentials.
+type SelfAccess struct {
+	// Username and Password are kiln's internal builder credential.
+	Username, Password string
+	// Transport trusts kiln's own certificate (HTTPS); nil for plain HTTP.
+	Transport http.RoundTripper
+	// CertDir holds kiln's certificate as its only *.crt (buildah's
+	// --cert-dir); "" for plain HTTP.
+	CertDir string
 }
 
 // Builder turns a Job into an image pushed to job.Staging.

@@ -99,6 +99,8 @@ type S3 struct {
 	Insecure      bool   `yaml:"insecure"` // plain HTTP to the endpoint
 	RootDirectory string `yaml:"root"`     // key prefix inside the bucket
 	ChunkSize     int64  `yaml:"chunksize"`
+	// Timeout bounds each metadata request (not blob streams or copies).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // GC configures garbage collection.
@@ -183,6 +185,7 @@ var durationKeys = []string{
 	"http.read_header_timeout",
 	"http.idle_timeout",
 	"http.stall_timeout",
+	"storage.s3.timeout",
 	"storage.uploads.expiry",
 	"storage.uploads.purge_interval",
 	"storage.gc.interval",
@@ -330,6 +333,7 @@ func (c *Config) Validate() error {
 		if c.Storage.S3.Region == "" {
 			bad("storage.s3.region", "must be set for the s3 driver")
 		}
+		positive(&errs, "storage.s3.timeout", c.Storage.S3.Timeout)
 	case "":
 		bad("storage.driver", "must be set (filesystem, s3 or inmemory)")
 	default:

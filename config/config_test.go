@@ -62,7 +62,7 @@ func TestLoad(t *testing.T) {
 			Filesystem: Filesystem{Root: "./data"},
 			Delete:     Delete{Enabled: true},
 			Uploads:    Uploads{Expiry: 24 * time.Hour, PurgeInterval: time.Hour},
-			S3:         S3{Region: "us-east-1", ChunkSize: 10 << 20},
+			S3:         S3{Region: "us-east-1", ChunkSize: 10 << 20, Timeout: 30 * time.Second},
 			GC:         GC{Grace: time.Hour},
 		},
 		Log:       Log{Level: "info", Format: "text"},

@@ -1,6 +1,6 @@
 // Package metrics keeps kiln's Prometheus metrics (requests, bytes,
-// uploads in flight, garbage collections, the pull-through cache) and
-// serves them on /metrics.
+// uploads in flight, garbage collections, blobs stored, builds, the
+// pull-through cache) and serves them on /metrics.
 package metrics
 
 import (
@@ -26,7 +26,12 @@ type Metrics struct {
 	gcRuns       *prometheus.CounterVec
 	gcFreedBytes prometheus.Counter
 	gcFreedBlobs prometheus.Counter
-	storedBlobs  prometheus.Gauge
+	gcKeptBlobs  prometheus.Gauge
+	usage        *usageCollector // nil until StoreUsage
+
+	builds        *prometheus.CounterVec
+	buildDuration *prometheus.HistogramVec
+	proxyCache    *prometheus.CounterVec
 }
 
 // New returns the collectors, registered along with the Go runtime's and
@@ -59,19 +64,32 @@ func New() *Metrics {
 		gcFreedBlobs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kiln_gc_freed_blobs_total", Help: "Blobs deleted by garbage collection.",
 		}),
-		storedBlobs: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kiln_stored_blobs", Help: "Blobs referenced by kept manifests at the last garbage collection.",
+		gcKeptBlobs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kiln_gc_kept_blobs", Help: "Blobs referenced by kept manifests at the last garbage collection.",
 		}),
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_builds_total", Help: "Builds ended, by rule and result (succeeded, failed, interrupted).",
+		}, []string{"rule", "result"}),
+		buildDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kiln_build_duration_seconds", Help: "How long builds ran, by rule and result.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600},
+		}, []string{"rule", "result"}),
+		proxyCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_proxy_cache_requests_total",
+			Help: "Pulls the pull-through cache handled, by kind (manifest, blob) and result (hit, miss, coalesced, revalidated, stale). Blob hits are not counted: the registry serves them without the cache.",
+		}, []string{"kind", "result"}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.uploadsInFlight,
-		m.gcRuns, m.gcFreedBytes, m.gcFreedBlobs, m.storedBlobs,
+		m.gcRuns, m.gcFreedBytes, m.gcFreedBlobs, m.gcKeptBlobs,
+		m.builds, m.buildDuration, m.proxyCache,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	// A failed store scan leaves out its gauges, not the whole page.
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Register adds more collectors (e.g. counters of the pull-through cache).
@@ -87,6 +105,9 @@ func (m *Metrics) Observe(r *http.Request, status int, bytesIn, bytesOut int64, 
 	}
 	if bytesOut > 0 {
 		m.bytesOut.WithLabelValues(route).Add(float64(bytesOut))
+	}
+	if status == http.StatusCreated && (route == "blob_upload" || route == "manifest") {
+		m.storeChanged() // a finished upload or a manifest may have added a blob
 	}
 }
 
@@ -110,5 +131,42 @@ func (m *Metrics) GCRun(blobsFreed int, bytesFreed int64, blobsKept int, err err
 	m.gcRuns.WithLabelValues("ok").Inc()
 	m.gcFreedBlobs.Add(float64(blobsFreed))
 	m.gcFreedBytes.Add(float64(bytesFreed))
-	m.storedBlobs.Set(float64(blobsKept))
+	m.gcKeptBlobs.Set(float64(blobsKept))
+	m.storeChanged()
+}
+
+// BuildDone records a build that ended (buildhook's OnBuildDone). Rule
+// names come from the configuration, so the label set stays bounded.
+func (m *Metrics) BuildDone(rule, result string, ran time.Duration) {
+	m.builds.WithLabelValues(rule, result).Inc()
+	m.buildDuration.WithLabelValues(rule, result).Observe(ran.Seconds())
+}
+
+// BuildQueue exports gauges of the builds queued and running now.
+func (m *Metrics) BuildQueue(counts func() (queued, running int)) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kiln_builds_queued", Help: "Builds waiting to run."},
+			func() float64 { q, _ := counts(); return float64(q) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kiln_builds_running", Help: "Builds running."},
+			func() float64 { _, r := counts(); return float64(r) }),
+	)
+}
+
+// ProxyCache records how the pull-through cache answered a pull (the
+// proxy's cache observer). What was fetched upstream is now stored.
+func (m *Metrics) ProxyCache(kind, result string) {
+	m.proxyCache.WithLabelValues(kind, result).Inc()
+	if result == "miss" || result == "coalesced" || result == "revalidated" {
+		m.storeChanged()
+	}
+}
+
+// ProxyCacheLabels starts every kind and result pair at zero, so rates
+// work from the first scrape.
+func (m *Metrics) ProxyCacheLabels(kinds, results []string) {
+	for _, k := range kinds {
+		for _, r := range results {
+			m.proxyCache.WithLabelValues(k, r)
+		}
+	}
 }

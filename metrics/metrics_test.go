@@ -57,7 +57,7 @@ func TestMetricsExposition(t *testing.T) {
 		`kiln_uploads_in_flight 1`,
 		`kiln_gc_runs_total{result="ok"} 1`,
 		`kiln_gc_freed_bytes_total 4096`,
-		`kiln_stored_blobs 10`,
+		`kiln_gc_kept_blobs 10`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(body), want) {

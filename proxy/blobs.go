@@ -31,6 +31,7 @@ func (p *Proxy) ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d
 	key := "blob " + repo + "@" + string(d)
 	f, leader := p.join(key)
 	if !leader {
+		p.cacheResult(KindBlob, ResultCoalesced)
 		select {
 		case <-f.done:
 		case <-r.Context().Done():
@@ -45,8 +46,10 @@ func (p *Proxy) ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d
 	// finished in between has stored it, and must not be repeated.
 	if _, serr := p.store.BlobSize(r.Context(), repo, d); serr == nil {
 		p.finish(key, f, nil)
+		p.cacheResult(KindBlob, ResultHit)
 		return false, nil
 	}
+	p.cacheResult(KindBlob, ResultMiss)
 	// fetchBlob finishes the flight once the store kept (or refused) the
 	// blob: after the client has it, possibly after this handler returned.
 	err = p.fetchBlob(w, r, u, repo, upRepo, d, func(err error) { p.finish(key, f, err) })
@@ -103,11 +106,11 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	n, clientOK := t.serveClient(w)
 	commit := func(err error) error {
 		if err != nil {
-			p.log.Warn("upstream blob not cached", "upstream", u.cfg.Name, "repo", repo, "digest", d, "err", err)
+			p.log.WarnContext(ctx, "upstream blob not cached", "upstream", u.cfg.Name, "repo", repo, "digest", d, "err", err)
 			done(errAborted)
 			return errAborted
 		}
-		p.log.Info("cached from upstream", "upstream", u.cfg.Name, "repo", repo, "digest", d, "bytes", n)
+		p.log.InfoContext(ctx, "cached from upstream", "upstream", u.cfg.Name, "repo", repo, "digest", d, "bytes", n)
 		done(nil)
 		return nil
 	}

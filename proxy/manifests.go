@@ -31,6 +31,9 @@ func (p *Proxy) Manifest(ctx context.Context, repo, tag string, d digest.Digest)
 	if tag == "" {
 		m, err = p.store.GetManifest(ctx, repo, d)
 		if err == nil || !errors.Is(err, storage.ErrManifestUnknown) {
+			if err == nil {
+				p.cacheResult(KindManifest, ResultHit)
+			}
 			return m, true, err // a digest never needs the upstream again
 		}
 		m, err = p.fetchMissingManifest(ctx, u, repo, upRepo, string(d), "")
@@ -40,6 +43,9 @@ func (p *Proxy) Manifest(ctx context.Context, repo, tag string, d digest.Digest)
 	cached := err == nil
 	if cached && time.Since(age) < u.cfg.TTL {
 		m, err = p.local(ctx, repo, tag)
+		if err == nil {
+			p.cacheResult(KindManifest, ResultHit)
+		}
 		return m, true, err
 	}
 	if cached {
@@ -60,10 +66,13 @@ func (p *Proxy) local(ctx context.Context, repo, tag string) (*storage.Manifest,
 
 // revalidate asks the upstream with a HEAD whether a cached tag moved.
 func (p *Proxy) revalidate(ctx context.Context, u *upstream, repo, upRepo, tag string) (*storage.Manifest, error) {
+	result := ResultRevalidated
+	defer func() { p.cacheResult(KindManifest, result) }()
 	if u.health.recentlyDown() {
 		// It failed moments ago: answer now rather than wait for its
 		// timeout again. The first pull after the window asks it again.
-		p.log.Debug("serving cached tag: upstream down", "upstream", u.cfg.Name, "repo", repo, "tag", tag)
+		result = ResultStale
+		p.log.DebugContext(ctx, "serving cached tag: upstream down", "upstream", u.cfg.Name, "repo", repo, "tag", tag)
 		return p.local(ctx, repo, tag)
 	}
 	key := "tag " + repo + ":" + tag
@@ -85,7 +94,8 @@ func (p *Proxy) revalidate(ctx context.Context, u *upstream, repo, upRepo, tag s
 	cancel()
 	switch {
 	case herr != nil:
-		p.log.Warn("serving cached tag: upstream did not confirm it", "repo", repo, "tag", tag, "err", herr)
+		result = ResultStale
+		p.log.WarnContext(ctx, "serving cached tag: upstream did not confirm it", "repo", repo, "tag", tag, "err", herr)
 	case digest.Digest(resp.Header.Get("Docker-Content-Digest")) == cur:
 		resp.Body.Close()
 		err = p.store.RefreshTag(ctx, repo, tag)
@@ -97,7 +107,8 @@ func (p *Proxy) revalidate(ctx context.Context, u *upstream, repo, upRepo, tag s
 			return m, nil
 		}
 		if isDown(err) {
-			p.log.Warn("serving cached tag: upstream failed", "repo", repo, "tag", tag, "err", err)
+			result = ResultStale
+			p.log.WarnContext(ctx, "serving cached tag: upstream failed", "repo", repo, "tag", tag, "err", err)
 			err = nil
 		} else {
 			return nil, err
@@ -114,7 +125,8 @@ func (p *Proxy) fetchManifest(ctx context.Context, u *upstream, repo, upRepo, re
 
 // fetchMissingManifest is fetchManifest for a pull that found ref missing
 // from the store: its leader first looks again, since a fetch of the same
-// reference may have finished between that look and the join.
+// reference may have finished between that look and the join. It tells
+// the cache observer which of those it was.
 func (p *Proxy) fetchMissingManifest(ctx context.Context, u *upstream, repo, upRepo, ref, tag string) (*storage.Manifest, error) {
 	return p.fetchManifestOnce(ctx, u, repo, upRepo, ref, tag, true)
 }
@@ -123,6 +135,9 @@ func (p *Proxy) fetchManifestOnce(ctx context.Context, u *upstream, repo, upRepo
 	key := "manifest " + repo + ":" + ref
 	f, leader := p.join(key)
 	if !leader {
+		if recheck {
+			p.cacheResult(KindManifest, ResultCoalesced)
+		}
 		<-f.done
 		if f.err != nil {
 			return nil, f.err
@@ -135,8 +150,10 @@ func (p *Proxy) fetchManifestOnce(ctx context.Context, u *upstream, repo, upRepo
 	if recheck {
 		if m := p.cachedAfterJoin(ctx, u, repo, ref, tag); m != nil {
 			p.finish(key, f, nil)
+			p.cacheResult(KindManifest, ResultHit)
 			return m, nil
 		}
+		p.cacheResult(KindManifest, ResultMiss)
 	}
 	m, err := p.fetchManifestLocked(ctx, u, repo, upRepo, ref, tag)
 	p.finish(key, f, err)
@@ -211,7 +228,7 @@ func (p *Proxy) fetchManifestLocked(ctx context.Context, u *upstream, repo, upRe
 			return nil, err
 		}
 	}
-	p.log.Info("cached from upstream", "upstream", u.cfg.Name, "repo", repo, "ref", ref, "digest", d)
+	p.log.InfoContext(ctx, "cached from upstream", "upstream", u.cfg.Name, "repo", repo, "ref", ref, "digest", d)
 	return &m, nil
 }
 

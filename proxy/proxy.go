@@ -19,8 +19,9 @@ type Proxy struct {
 	mirror    *upstream // serves un-prefixed names (registry-mirrors)
 	log       *slog.Logger
 
-	requests    atomic.Int64 // every request sent upstream
-	blobFetches atomic.Int64 // blob GETs sent upstream
+	requests    atomic.Int64              // every request sent upstream
+	blobFetches atomic.Int64              // blob GETs sent upstream
+	observe     func(kind, result string) // see SetCacheObserver
 
 	mu       sync.Mutex
 	inflight map[string]*flight // blob and manifest fetches in progress

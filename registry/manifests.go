@@ -15,9 +15,6 @@ import (
 	"kiln/storage"
 )
 
-// maxManifestBytes is the spec's suggested manifest size limit.
-const maxManifestBytes = 4 << 20
-
 // reference is a manifest reference from the URL: a tag or a digest.
 type reference struct {
 	tag    string
@@ -106,15 +103,17 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name, refArg s
 	if err != nil {
 		return err
 	}
-	if r.ContentLength > maxManifestBytes {
-		return manifestTooLarge()
+	// The one body read whole into memory: bounded by the limit.
+	limit := a.opts.MaxManifestSize
+	if r.ContentLength > limit {
+		return manifestTooLarge(limit)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxManifestBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return errcode.ManifestInvalid.WithMessage("reading manifest: " + err.Error())
 	}
-	if len(body) > maxManifestBytes {
-		return manifestTooLarge()
+	if int64(len(body)) > limit {
+		return manifestTooLarge(limit)
 	}
 	contentType := r.Header.Get("Content-Type")
 	if contentType != "" {
@@ -176,9 +175,9 @@ func tagsToSet(r *http.Request, ref reference) ([]string, error) {
 	return tags, nil
 }
 
-func manifestTooLarge() error {
+func manifestTooLarge(limit int64) error {
 	return errcode.ManifestInvalid.WithStatus(http.StatusRequestEntityTooLarge).
-		WithMessage("manifest is larger than " + strconv.Itoa(maxManifestBytes) + " bytes")
+		WithMessage("manifest is larger than " + strconv.FormatInt(limit, 10) + " bytes (limits.max_manifest_size)")
 }
 
 // checkReferences makes sure everything the manifest points to is in the
@@ -251,6 +250,6 @@ func (a *api) internal(r *http.Request, err error) error {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	a.opts.Logger.Error("store error", "method", r.Method, "path", r.URL.Path, "err", err)
-	return errcode.Internal
+	a.opts.Logger.ErrorContext(r.Context(), "store error", "method", r.Method, "path", r.URL.Path, "err", err)
+	return errcode.StorageFault(err)
 }

@@ -10,6 +10,9 @@ import (
 	"kiln/storage"
 )
 
+// DefaultMaxManifestSize is the spec's suggested manifest size limit.
+const DefaultMaxManifestSize = 4 << 20
+
 // Options tune the API.
 type Options struct {
 	// DeleteEnabled allows DELETE of manifests, tags and blobs.
@@ -17,6 +20,16 @@ type Options struct {
 	// RedirectBlobs answers blob GETs with a redirect to the storage
 	// backend when it can hand out URLs (presigned S3 URLs).
 	RedirectBlobs bool
+	// MaxManifestSize refuses larger manifest PUTs with 413; 0 means
+	// DefaultMaxManifestSize.
+	MaxManifestSize int64
+	// MaxBlobSize refuses larger blob uploads with 413; 0: no limit.
+	MaxBlobSize int64
+	// MaxConcurrentUploads caps the blob upload requests carrying a body
+	// (monolithic POST, PATCH, PUT) in flight; more get 429 at once.
+	// Manifest PUTs do not count: they are small and bounded by
+	// MaxManifestSize. 0: no cap.
+	MaxConcurrentUploads int
 	// Upstream, when set, fills proxied repositories on a miss.
 	Upstream Upstream
 	// Logger receives errors the client cannot see; nil means slog.Default().
@@ -27,6 +40,9 @@ type Options struct {
 func New(store *storage.Store, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.MaxManifestSize <= 0 {
+		opts.MaxManifestSize = DefaultMaxManifestSize
 	}
 	return newRouter(store, opts)
 }

@@ -45,8 +45,9 @@ type nameRoute struct {
 func newRouter(store *storage.Store, opts Options) http.Handler {
 	a := &api{
 		store: store,
-		blobs: &blobs.Handler{Store: store, DeleteEnabled: opts.DeleteEnabled, Redirect: opts.RedirectBlobs, Logger: opts.Logger},
-		opts:  opts,
+		blobs: &blobs.Handler{Store: store, DeleteEnabled: opts.DeleteEnabled, Redirect: opts.RedirectBlobs, Logger: opts.Logger,
+			MaxBlobSize: opts.MaxBlobSize, Uploads: blobs.NewUploadGate(opts.MaxConcurrentUploads)},
+		opts: opts,
 	}
 	r := mux.NewRouter()
 	// Names are validated by the handlers, which answer NAME_INVALID; a

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -200,10 +199,6 @@ func FormatBytes(n int64) string {
 // tests put a racing push there.
 var gcTestHookSwept func()
 
-// gcGraces remembers, per *Store, the grace period of the last collection
-// started in this process (a time.Duration).
-var gcGraces sync.Map
-
 // defaultLinkRefreshAge is how old a _layers link gets before a read of the
 // blob through it refreshes it, until a collection tells the grace period.
 const defaultLinkRefreshAge = time.Minute
@@ -213,7 +208,7 @@ const defaultLinkRefreshAge = time.Minute
 // itself (another instance on the same store does). Call it at start.
 func (s *Store) SetGCGrace(grace time.Duration) {
 	if grace > 0 {
-		gcGraces.Store(s, grace)
+		s.gcGrace.Store(int64(grace))
 	}
 }
 
@@ -223,15 +218,11 @@ func (s *Store) SetGCGrace(grace time.Duration) {
 // it, and a blob's link is rewritten at most once per that age.
 func (s *Store) linkRefreshAge() time.Duration {
 	age := defaultLinkRefreshAge
-	if g, ok := gcGraces.Load(s); ok {
-		age = min(age, g.(time.Duration)/4)
+	if g := time.Duration(s.gcGrace.Load()); g >= 0 {
+		age = min(age, g/4)
 	}
 	return age
 }
-
-// gcLocks keeps one collection per store at a time (a *sync.Mutex per
-// *Store). It does not lock the store: requests go on.
-var gcLocks sync.Map
 
 // GC collects garbage: it marks every manifest reachable from a tag (index
 // children, referrers of kept manifests, transitively; with
@@ -242,15 +233,14 @@ var gcLocks sync.Map
 // while the registry serves pushes. progress, when not nil, is called from
 // the calling goroutine with counts as the collection goes.
 func (s *Store) GC(ctx context.Context, opts GCOptions, progress func(GCProgress)) (*GCReport, error) {
-	mu, _ := gcLocks.LoadOrStore(s, &sync.Mutex{})
-	if !mu.(*sync.Mutex).TryLock() {
+	if !s.gcRunning.TryLock() {
 		return nil, ErrGCRunning
 	}
-	defer mu.(*sync.Mutex).Unlock()
+	defer s.gcRunning.Unlock()
 	if progress == nil {
 		progress = func(GCProgress) {}
 	}
-	gcGraces.Store(s, opts.Grace)
+	s.gcGrace.Store(int64(opts.Grace))
 	g := &gc{
 		s:        s,
 		opts:     opts,

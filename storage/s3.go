@@ -33,6 +33,9 @@ type S3Params struct {
 	// ChunkSize is the multipart part size in bytes, at least 5 MiB; zero
 	// means DefaultS3ChunkSize.
 	ChunkSize int64
+	// Timeout bounds each metadata request (see timeoutDriver); zero
+	// means DefaultBackendTimeout.
+	Timeout time.Duration
 }
 
 // driverParameters returns p in the parameter map of distribution's s3-aws
@@ -90,7 +93,7 @@ func NewS3(p S3Params, opts Options) (*Store, error) {
 	if _, err := d.List(ctx, "/"); err != nil && !isNotFound(err) {
 		return nil, fmt.Errorf("s3: bucket %q at %s: %w", p.Bucket, endpointName(p.Endpoint), err)
 	}
-	return New(d, opts), nil
+	return New(withTimeout(d, p.Timeout), opts), nil
 }
 
 func endpointName(e string) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -50,6 +51,13 @@ type Store struct {
 	uploadLocks  sync.Map // upload id -> *sync.Mutex
 	onTagMoved   func(TagMove)
 	manifests    *manifestCache
+
+	// gcRunning keeps one collection per store at a time in this process;
+	// it does not lock the store: requests go on.
+	gcRunning sync.Mutex
+	// gcGrace is the grace period (a time.Duration) collections of this
+	// store use, here or in another instance; -1 until known.
+	gcGrace atomic.Int64
 }
 
 // New returns a Store on any distribution storage driver.
@@ -57,7 +65,9 @@ func New(driver storagedriver.StorageDriver, opts Options) *Store {
 	if opts.UploadExpiry <= 0 {
 		opts.UploadExpiry = 24 * time.Hour
 	}
-	return &Store{driver: driver, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
+	s := &Store{driver: driver, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
+	s.gcGrace.Store(-1)
+	return s
 }
 
 // NewFilesystem returns a Store on the filesystem driver rooted at dir.

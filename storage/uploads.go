@@ -109,11 +109,11 @@ func (s *Store) FinishUpload(ctx context.Context, repo, id string, offset int64,
 	}
 	if err := s.commitData(ctx, id, st, d); err != nil {
 		if errors.Is(err, ErrDigestMismatch) {
-			s.driver.Delete(ctx, path.Join(uploadsRoot, id))
+			s.deleteSession(ctx, id, false)
 		}
 		return nil, err
 	}
-	return st.upload(id), s.driver.Delete(ctx, path.Join(uploadsRoot, id))
+	return st.upload(id), s.deleteSession(ctx, id, false)
 }
 
 // PutBlob stores the whole content of r as blob d in repo (a monolithic
@@ -125,7 +125,8 @@ func (s *Store) PutBlob(ctx context.Context, repo string, d digest.Digest, r io.
 	id := uuid.NewString()
 	now := time.Now().UTC()
 	st := &uploadState{Repo: repo, StartedAt: now, UpdatedAt: now}
-	defer s.driver.Delete(context.WithoutCancel(ctx), path.Join(uploadsRoot, id))
+	stored := false
+	defer func() { s.deleteSession(context.WithoutCancel(ctx), id, !stored) }()
 	if err := saveHash(st, sha256.New()); err != nil {
 		return 0, err
 	}
@@ -135,6 +136,7 @@ func (s *Store) PutBlob(ctx context.Context, repo string, d digest.Digest, r io.
 	if err := s.commitData(ctx, id, st, d); err != nil {
 		return 0, err
 	}
+	stored = true
 	return st.Size, nil
 }
 
@@ -145,7 +147,7 @@ func (s *Store) CancelUpload(ctx context.Context, repo, id string) error {
 	if _, err := s.loadUploadState(ctx, repo, id); err != nil {
 		return err
 	}
-	return s.driver.Delete(ctx, path.Join(uploadsRoot, id))
+	return s.deleteSession(ctx, id, true)
 }
 
 // PurgeUploads removes sessions idle for longer than the store's expiry and
@@ -165,7 +167,7 @@ func (s *Store) PurgeUploads(ctx context.Context) (int, error) {
 		if s.uploadActive(ctx, id, cutoff) {
 			continue
 		}
-		if err := s.driver.Delete(ctx, dir); err == nil {
+		if err := s.deleteSession(ctx, id, true); err == nil {
 			purged++
 		}
 	}

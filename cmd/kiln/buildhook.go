@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"kiln/buildhook"
 	"kiln/config"
@@ -16,7 +17,9 @@ import (
 
 // startBuildhook loads the build rules and starts build-on-push on store.
 // addr is the bound listen address: builders reach kiln through it.
-func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, addr string, logger *slog.Logger) (*buildhook.Service, error) {
+// onBuildDone hears every build that ends (metrics); access is how
+// builders log in to and trust kiln.
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, addr string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access buildhook.SelfAccess) (*buildhook.Service, error) {
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)
@@ -36,6 +39,8 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Retries:     cfg.Buildhook.Retries,
 		AutoRebase:  cfg.Buildhook.AutoRebase,
 		Logger:      logger,
+		OnBuildDone: onBuildDone,
+		Self:        access, // auth and TLS: builders push to kiln itself
 	})
 	if err != nil {
 		return nil, err

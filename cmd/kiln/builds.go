@@ -27,6 +27,13 @@ func newBuildsCmd() *cobra.Command {
 		Short: "List, inspect and trigger the builds of a running kiln",
 	}
 	cmd.PersistentFlags().StringVar(&server, "server", server, "kiln `URL` ($KILN_SERVER)")
+	username := os.Getenv("KILN_USERNAME")
+	cmd.PersistentFlags().StringVar(&username, "username", username, "log in as `user` ($KILN_USERNAME; the password comes from $KILN_PASSWORD)")
+	var client *http.Client
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) (err error) {
+		client, err = apiClient(server, username)
+		return err
+	}
 	api := func(path string) string { return strings.TrimSuffix(server, "/") + "/kiln/v1" + path }
 
 	var rule, status string
@@ -43,7 +50,7 @@ func newBuildsCmd() *cobra.Command {
 				q.Set("status", status)
 			}
 			var recs []buildhook.Record
-			if err := getJSON(api("/builds?"+q.Encode()), &recs); err != nil {
+			if err := getJSON(client, api("/builds?"+q.Encode()), &recs); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
@@ -64,7 +71,7 @@ func newBuildsCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rec json.RawMessage
-			if err := getJSON(api("/builds/"+url.PathEscape(args[0])), &rec); err != nil {
+			if err := getJSON(client, api("/builds/"+url.PathEscape(args[0])), &rec); err != nil {
 				return err
 			}
 			_, err := cmd.OutOrStdout().Write(append(rec, '\n'))
@@ -82,7 +89,7 @@ func newBuildsCmd() *cobra.Command {
 			if follow {
 				u += "?follow=1"
 			}
-			resp, err := http.Get(u)
+			resp, err := client.Get(u)
 			if err != nil {
 				return err
 			}
@@ -101,7 +108,7 @@ func newBuildsCmd() *cobra.Command {
 		Short: "Queue a build of a rule now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := http.Post(api("/rules/"+url.PathEscape(args[0])+"/trigger"), "application/json", nil)
+			resp, err := client.Post(api("/rules/"+url.PathEscape(args[0])+"/trigger"), "application/json", nil)
 			if err != nil {
 				return err
 			}
@@ -128,7 +135,7 @@ For an index, its linux/amd64 image (else its first) is compared.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cands []buildhook.Candidate
-			if err := getJSON(api("/candidates"), &cands); err != nil {
+			if err := getJSON(client, api("/candidates"), &cands); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -163,8 +170,8 @@ For an index, its linux/amd64 image (else its first) is compared.`,
 	return cmd
 }
 
-func getJSON(u string, v any) error {
-	resp, err := http.Get(u)
+func getJSON(client *http.Client, u string, v any) error {
+	resp, err := client.Get(u)
 	if err != nil {
 		return err
 	}
@@ -178,6 +185,9 @@ func getJSON(u string, v any) error {
 func apiFailure(resp *http.Response) error {
 	var e struct{ Error string }
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode == http.StatusUnauthorized {
+		return fmt.Errorf("%s: log in with --username or $KILN_USERNAME, and $KILN_PASSWORD", resp.Status)
+	}
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
 		return fmt.Errorf("%s: %s", resp.Status, e.Error)
 	}

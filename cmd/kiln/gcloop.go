@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"kiln/accesslog"
 	"kiln/config"
 	"kiln/storage"
 )
@@ -38,6 +39,10 @@ type gcObserver func(*storage.GCReport, error)
 // and every 10 seconds in between) and its result.
 func runGC(ctx context.Context, store *storage.Store, opts storage.GCOptions, logger *slog.Logger, trigger string, observe gcObserver) (*storage.GCReport, error) {
 	log := logger.With(slog.String("trigger", trigger), slog.Bool("dry_run", opts.DryRun))
+	if id := accesslog.RequestID(ctx); id != "" {
+		// Also on the progress lines, which are not logged with ctx.
+		log = log.With(slog.String("request_id", id))
+	}
 	progress := gcProgressPrinter(logWriter{log}, 10*time.Second)
 	r, err := store.GC(ctx, opts, progress)
 	if observe != nil && !errors.Is(err, storage.ErrGCRunning) {

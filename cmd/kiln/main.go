@@ -37,5 +37,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newVersionCmd(), newBuildsCmd(), newFsckCmd(), newBenchCmd(), newGCCmd())
+	root.AddCommand(newHealthcheckCmd())
 	return root
 }

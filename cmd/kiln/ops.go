@@ -40,17 +40,20 @@ func opsRoutes(next http.Handler, store *storage.Store, m *metrics.Metrics) http
 	})
 }
 
-// registerProxyMetrics exports the pull-through cache's upstream counters.
+// registerProxyMetrics exports the pull-through cache's counters: how it
+// answered pulls, and the requests it sent upstream.
 func registerProxyMetrics(m *metrics.Metrics, p *proxy.Proxy) {
 	if p == nil {
 		return
 	}
+	m.ProxyCacheLabels(proxy.CacheResults())
+	p.SetCacheObserver(m.ProxyCache)
 	m.Register(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "kiln_proxy_upstream_requests_total", Help: "Requests sent to upstream registries.",
 		}, func() float64 { return float64(p.UpstreamRequests()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "kiln_proxy_cache_misses_total", Help: "Blobs fetched from upstream registries (cache misses).",
+			Name: "kiln_proxy_upstream_blob_fetches_total", Help: "Blobs fetched from upstream registries.",
 		}, func() float64 { return float64(p.BlobFetches()) }),
 	)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kiln/accesslog"
 	"kiln/config"
 )
 
@@ -63,11 +64,13 @@ func loadConfig(f serveFlags) (*config.Config, error) {
 	return cfg, nil
 }
 
-// newLogger builds the process logger: text or JSON lines on w.
+// newLogger builds the process logger: text or JSON lines on w. Lines
+// logged with a request's context carry its request_id.
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(accesslog.ContextHandler(h))
 }

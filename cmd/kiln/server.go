@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
-	"time"
 
 	"kiln/accesslog"
 	"kiln/config"
+	"kiln/limits"
 	"kiln/metrics"
 	"kiln/registry"
 	"kiln/storage"
@@ -24,6 +24,11 @@ import (
 // returns nil. If ready is not nil it receives the bound address once the
 // listener is up (so callers can use port 0); give it room for one value.
 func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- string) error {
+	sec, err := newSecurity(cfg, logger) // bad TLS or htpasswd files stop here
+	if err != nil {
+		return err
+	}
+	defer sec.close()
 	store, dataRoot, err := openStore(cfg)
 	if err != nil {
 		return err
@@ -55,30 +60,39 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 	registerProxyMetrics(m, mirror)
+	registerStoreMetrics(m, store)
 	api := registry.New(store, registry.Options{
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
 		RedirectBlobs: cfg.Storage.Redirect,
 		Upstream:      upstream,
 		Logger:        logger,
+
+		MaxManifestSize:      cfg.Limits.MaxManifestSize,
+		MaxBlobSize:          cfg.Limits.MaxBlobSize,
+		MaxConcurrentUploads: cfg.Limits.MaxConcurrentUploads,
 	})
 	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
 	buildCtx, stopBuilds := context.WithCancel(ctx)
 	defer stopBuilds()
-	builds, err := startBuildhook(buildCtx, cfg, store, ln.Addr().String(), logger)
+	builds, err := startBuildhook(buildCtx, cfg, store, ln.Addr().String(), logger, m.BuildDone, sec.self)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	m.BuildQueue(builds.Counts)
 	defer builds.Wait()
 	go watchUpstreamBases(buildCtx, mirror, builds)
 	srv := &http.Server{
-		Handler: accesslog.WithObserver(
-			m.TrackUploads(opsRoutes(routes(api, builds.Handler(), adminHandler(store, cfg, logger, observeGC)), store, m)),
-			logger, m.Observe),
-		// Slow-header clients must not hold connections forever, but there
-		// is no overall read/write timeout: blob transfers can take hours.
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		// Stall goes outermost: it relies on the wrappers inside passing
+		// ReadFrom through, so blob GETs keep sendfile.
+		Handler: limits.Stall(accesslog.WithObserver(
+			m.TrackUploads(opsRoutes(sec.wrap(routes(api, builds.Handler(), adminHandler(store, cfg, logger, observeGC))), store, m)),
+			logger, m.Observe), cfg.HTTP.StallTimeout),
+		// Slow or stalled clients must not hold connections forever, but
+		// there is no overall read/write timeout: blob transfers can take
+		// hours. Stall cuts transfers that stop moving instead.
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	// Request contexts deliberately do not derive from ctx: cancelling ctx
@@ -94,7 +108,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	defer stopPurge()
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- sec.serve(srv, ln) }()
 
 	addr := ln.Addr().String()
 	logger.Info("kiln listening",
@@ -160,6 +174,7 @@ func openStore(cfg *config.Config) (*storage.Store, string, error) {
 			Insecure:      s.Insecure,
 			RootDirectory: s.RootDirectory,
 			ChunkSize:     s.ChunkSize,
+			Timeout:       s.Timeout,
 		}, opts)
 		if err != nil {
 			return nil, "", fmt.Errorf("storage.s3: %w", err)

@@ -1,0 +1,22 @@
+package buildhook
+
+import "time"
+
+// Counts returns how many builds are queued and running now (for gauges).
+func (s *Service) Counts() (queued, running int) { return s.queue.Counts() }
+
+// buildDone tells ServiceOptions.OnBuildDone, if set, that a build ended.
+func (s *Service) buildDone(job *Job, result string, ran time.Duration) {
+	if s.opts.OnBuildDone != nil {
+		s.opts.OnBuildDone(job.Rule.Name, result, ran)
+	}
+}
+
+// sinceStarted is how long r's build ran until end; zero if it never
+// started (it failed before run, or its record could not be read).
+func sinceStarted(r *Record, end time.Time) time.Duration {
+	if r.Started == nil {
+		return 0
+	}
+	return end.Sub(*r.Started)
+}

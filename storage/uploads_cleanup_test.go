@@ -1,0 +1,76 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+)
+
+// pendingWrite reports whether an unfinished resumable write (an S3
+// multipart upload) is left at p: resuming it in append mode succeeds
+// only then.
+func pendingWrite(ctx context.Context, s *Store, p string) bool {
+	w, err := s.driver.Writer(ctx, p, true)
+	if err != nil {
+		return false
+	}
+	w.Cancel(ctx)
+	w.Close()
+	return true
+}
+
+// Cancelled, expired and failed uploads leave no multipart upload behind
+// on S3: its parts would be invisible to listings and kept forever.
+func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
+	ctx := t.Context()
+	chunk := randomBytes(6<<20+5, 7) // more than one 5 MiB part
+
+	t.Run("cancel", func(t *testing.T) {
+		s := newS3Store(t, Options{})
+		u, err := s.NewUpload(ctx, "abandon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendUpload(ctx, "abandon", u.ID, 0, bytes.NewReader(chunk)); err != nil {
+			t.Fatal(err)
+		}
+		if !pendingWrite(ctx, s, uploadDataPath(u.ID)) {
+			t.Fatal("no multipart upload after a PATCH: the check below would prove nothing")
+		}
+		// pendingWrite cancelled it; make it again.
+		u, err = s.NewUpload(ctx, "abandon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendUpload(ctx, "abandon", u.ID, 0, bytes.NewReader(chunk)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CancelUpload(ctx, "abandon", u.ID); err != nil {
+			t.Fatal(err)
+		}
+		if pendingWrite(ctx, s, uploadDataPath(u.ID)) {
+			t.Error("cancelled upload left its multipart upload behind")
+		}
+	})
+
+	t.Run("expired", func(t *testing.T) {
+		s := newS3Store(t, Options{})
+		u, err := s.NewUpload(ctx, "abandon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendUpload(ctx, "abandon", u.ID, 0, bytes.NewReader(chunk)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		purger := New(s.driver, Options{UploadExpiry: time.Millisecond})
+		n, err := purger.PurgeUploads(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("PurgeUploads = %d, %v; want 1", n, err)
+		}
+		if pendingWrite(ctx, s, uploadDataPath(u.ID)) {
+			t.Error("purged upload left its multipart upload behind")
+		}
+	})
+}
