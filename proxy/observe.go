@@ -1,5 +1,7 @@
 package proxy
 
+import "context"
+
 // What the cache did for a pull it handled, as SetCacheObserver hears it.
 const (
 	KindManifest = "manifest"
@@ -28,10 +30,18 @@ func CacheResults() (kinds, results []string) {
 
 // SetCacheObserver sets f to hear the outcome of every pull the cache
 // handles (metrics listen here). Call it before serving.
-//
-// Blob hits are not heard: the registry serves blobs it holds without
-// asking the proxy.
 func (p *Proxy) SetCacheObserver(f func(kind, result string)) { p.observe = f }
+
+// BlobHit counts a GET of a blob the store held, which the registry served
+// itself, as a hit when repo is one the cache serves.
+func (p *Proxy) BlobHit(ctx context.Context, repo string) {
+	if p.observe == nil {
+		return
+	}
+	if _, _, ok, err := p.serves(ctx, repo); ok && err == nil {
+		p.cacheResult(KindBlob, ResultHit)
+	}
+}
 
 func (p *Proxy) cacheResult(kind, result string) {
 	if p.observe != nil {

@@ -54,7 +54,12 @@ func TestCacheObserverHitsAndMisses(t *testing.T) {
 	// The store commits a fetched blob after its client has it; a pull
 	// before that waits for the fetch, and is a miss again.
 	waitCached(t, k.proxy, "up.example/team/app", img)
+	hits := c.get(KindBlob, ResultHit)
 	k.pull(t, "up.example/team/app:v1")
+	// validate.Image reads the config once and each layer twice.
+	if got := c.get(KindBlob, ResultHit) - hits; got != 5 {
+		t.Errorf("warm pull: %d blob hits, want 5 (one per blob GET)", got)
+	}
 	ref, _ := name.ParseReference(k.host+"/up.example/team/app@"+want.String(), name.Insecure)
 	if _, err := remote.Image(ref); err != nil {
 		t.Fatal(err)

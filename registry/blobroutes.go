@@ -17,10 +17,14 @@ func (a *api) blob(w http.ResponseWriter, r *http.Request, name, dg string) erro
 		return a.blobs.DeleteBlob(w, r, name, d)
 	}
 	if a.opts.Upstream != nil {
-		if _, err := a.store.BlobSize(r.Context(), name, d); errors.Is(err, storage.ErrBlobUnknown) {
+		_, err := a.store.BlobSize(r.Context(), name, d)
+		switch {
+		case errors.Is(err, storage.ErrBlobUnknown):
 			if handled, err := a.opts.Upstream.ServeBlob(w, r, name, d); handled {
 				return err
 			}
+		case err == nil && r.Method == http.MethodGet:
+			a.opts.Upstream.BlobHit(r.Context(), name)
 		}
 	}
 	return a.blobs.ServeBlob(w, r, name, d)

@@ -17,4 +17,7 @@ type Upstream interface {
 	// ServeBlob answers a GET or HEAD of a blob repo lacks; handled false
 	// means it is now in the store and the caller serves it.
 	ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) (handled bool, err error)
+	// BlobHit is told of a GET of a blob repo already holds, which the
+	// registry serves itself (so the cache can count its hits).
+	BlobHit(ctx context.Context, repo string)
 }
