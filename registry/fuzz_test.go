@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -15,6 +16,12 @@ import (
 	"kiln/storage"
 )
 
+// The spec's expressions, the oracle for validName and validTag.
+var (
+	nameRegexp = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	tagRegexp  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+)
+
 // FuzzNameAndReference checks the repository-name, tag and reference
 // parsers: never a panic, and nothing accepted that could escape a path or
 // break the spec grammar's limits.
@@ -22,7 +29,7 @@ func FuzzNameAndReference(f *testing.F) {
 	for _, seed := range []string{
 		"library/busybox", "a", "a/b/c", "a-b__c.d", "a--b", "x" + strings.Repeat("a", 254), strings.Repeat("a", 256),
 		"../etc/passwd", "a/../b", "a//b", "/a", "a/", "A", "a\x00b", "a.", ".a", "a..b", "a/.b", "%2e%2e",
-		"a___b", "a_.b", "latest", "v1.0.0", "_tag", ".tag", "-tag", strings.Repeat("t", 128), strings.Repeat("t", 129),
+		"a___b", "a_.b", "a__b", "a-_b", "a_-b", "a.-b", "a/b-", "a/-b", "a----b/c.d_e__f", "latest", "v1.0.0", "_tag", ".tag", "-tag", strings.Repeat("t", 128), strings.Repeat("t", 129),
 		"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 		"sha512:" + strings.Repeat("ab", 64), "sha256:../../../etc/passwd", "sha256:", ":", "md5:abc",
 		"sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "\xff\xfe", "a\nb", "tag\x00",
@@ -30,6 +37,12 @@ func FuzzNameAndReference(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validName(s), len(s) <= maxNameLength && nameRegexp.MatchString(s); got != want {
+			t.Fatalf("validName(%q) = %v, the spec's expression says %v", s, got, want)
+		}
+		if got, want := validTag(s), tagRegexp.MatchString(s); got != want {
+			t.Fatalf("validTag(%q) = %v, the spec's expression says %v", s, got, want)
+		}
 		if validName(s) {
 			if len(s) == 0 || len(s) > 255 {
 				t.Fatalf("name of length %d accepted", len(s))

@@ -1,18 +1,84 @@
 package registry
 
-import "regexp"
-
-// The distribution-spec grammar for repository names and tags, compiled once.
-var (
-	nameRegexp = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRegexp  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-)
+// The distribution-spec grammar for repository names and tags:
+//
+//	name      = component ("/" component)*
+//	component = [a-z0-9]+ ((\.|_|__|-+) [a-z0-9]+)*
+//	tag       = [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+//
+// checked by hand rather than with regular expressions: every request
+// checks its name, and the regexp engine cost more than the rest of the
+// routing (FuzzNameAndReference holds both to the spec's expressions).
 
 // maxNameLength bounds a repository name, as the reference registry does.
 const maxNameLength = 255
 
 func validName(name string) bool {
-	return len(name) <= maxNameLength && nameRegexp.MatchString(name)
+	if len(name) == 0 || len(name) > maxNameLength {
+		return false
+	}
+	for start := 0; ; {
+		end := start
+		for end < len(name) && name[end] != '/' {
+			end++
+		}
+		if !validComponent(name[start:end]) {
+			return false
+		}
+		if end == len(name) {
+			return true
+		}
+		start = end + 1
+	}
 }
 
-func validTag(tag string) bool { return tagRegexp.MatchString(tag) }
+func validComponent(c string) bool {
+	if len(c) == 0 || !lowerAlnum(c[0]) {
+		return false
+	}
+	for i := 0; i < len(c); {
+		for i < len(c) && lowerAlnum(c[i]) {
+			i++
+		}
+		if i == len(c) {
+			break
+		}
+		switch c[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(c) && c[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(c) && c[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+		if i == len(c) || !lowerAlnum(c[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerAlnum(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
+
+func validTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > 128 {
+		return false
+	}
+	if c := tag[0]; !(lowerAlnum(c) || c >= 'A' && c <= 'Z' || c == '_') {
+		return false
+	}
+	for i := 1; i < len(tag); i++ {
+		c := tag[i]
+		if !(lowerAlnum(c) || c >= 'A' && c <= 'Z' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

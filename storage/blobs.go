@@ -188,7 +188,7 @@ func (s *Store) getBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 
 func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	if s.localRoot != "" {
-		b, err := os.ReadFile(s.localPath(blobPath(d)))
+		b, err := readSmallFile(s.localPath(blobPath(d)))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, ErrBlobUnknown
 		}

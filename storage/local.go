@@ -45,7 +45,7 @@ func validPath(p string) bool {
 // would refuse; callers see it as an error, as they saw the driver's.
 var errInvalidPath = errors.New("storage: invalid path")
 
-// getContent reads the small file at p: with os.ReadFile on the
+// getContent reads the small file at p: with readSmallFile on the
 // filesystem store, else through the driver.
 func (s *Store) getContent(ctx context.Context, p string) ([]byte, error) {
 	if s.localRoot == "" {
@@ -54,7 +54,7 @@ func (s *Store) getContent(ctx context.Context, p string) ([]byte, error) {
 	if !validPath(p) {
 		return nil, errInvalidPath
 	}
-	return os.ReadFile(s.localPath(p))
+	return readSmallFile(s.localPath(p))
 }
 
 // pendingFile is content written and fsynced under a temporary name beside

@@ -15,6 +15,8 @@ type serveFlags struct {
 	config string
 	addr   string
 	data   string
+
+	cpuProfile string
 }
 
 func newServeCmd() *cobra.Command {
@@ -35,10 +37,16 @@ built-in defaults; then $KILN_ADDR and $KILN_DATA override the file, and the
 			}
 			logger := newLogger(cmd.ErrOrStderr(), cfg.Log)
 			slog.SetDefault(logger) // for libraries that log through slog's default
+			stopProfile, err := startCPUProfile(f.cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			return runServe(cmd.Context(), cfg, logger, nil)
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of the run to `file` (for performance work)")
 	fl.StringVar(&f.config, "config", "", "config `file` (default ./config.yml if present, else built-in defaults)")
 	fl.StringVar(&f.addr, "addr", "", "listen address `host:port`; overrides http.addr and $"+config.EnvAddr)
 	fl.StringVar(&f.data, "data", "", "data `dir`ectory; overrides storage.filesystem.root and $"+config.EnvData)
