@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 
@@ -57,6 +58,28 @@ func (s *Store) getContent(ctx context.Context, p string) ([]byte, error) {
 	return readSmallFile(s.localPath(p))
 }
 
+// listNames returns the names of the entries of directory p (not their
+// paths, in no order): on the filesystem store with one open and the
+// directory reads, else through the driver's List.
+func (s *Store) listNames(ctx context.Context, p string) ([]string, error) {
+	if s.localRoot == "" {
+		entries, err := s.driver.List(ctx, p)
+		for i, e := range entries {
+			entries[i] = path.Base(e)
+		}
+		return entries, err
+	}
+	if !validPath(p) {
+		return nil, errInvalidPath
+	}
+	f, err := os.Open(s.localPath(p))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
 // pendingFile is content written and fsynced under a temporary name beside
 // its target, not yet visible.
 type pendingFile struct {
@@ -74,18 +97,7 @@ func (s *Store) writePending(p string, content []byte) (pendingFile, error) {
 		return pendingFile{}, err
 	}
 	tmp := dst + "." + uuid.NewString() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return pendingFile{}, err
-	}
-	_, err = f.Write(content)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeNewFile(tmp, content); err != nil {
 		os.Remove(tmp)
 		return pendingFile{}, err
 	}

@@ -271,7 +271,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 
 // Tags returns repo's tags in lexical order; ErrNameUnknown if repo does not exist.
 func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
-	entries, err := s.driver.List(ctx, tagsPath(repo))
+	entries, err := s.listNames(ctx, tagsPath(repo))
 	if err != nil {
 		if !isNotFound(err) {
 			return nil, err
@@ -284,12 +284,12 @@ func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
 		}
 		return []string{}, nil
 	}
-	tags := make([]string, 0, len(entries))
+	tags := entries[:0]
 	for _, e := range entries {
-		if isTempName(path.Base(e)) {
+		if isTempName(e) {
 			continue // a PutContent interrupted by a crash
 		}
-		tags = append(tags, path.Base(e))
+		tags = append(tags, e)
 	}
 	sort.Strings(tags)
 	return tags, nil

@@ -122,12 +122,3 @@ func mkdirDurable(dir string) error {
 	// synced the parent yet.
 	return syncDir(parent)
 }
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}

@@ -1,7 +1,0 @@
-//go:build !unix
-
-package storage
-
-import "os"
-
-func readSmallFile(path string) ([]byte, error) { return os.ReadFile(path) }
