@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -80,6 +81,24 @@ func (s *Store) listNames(ctx context.Context, p string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
+// makeBlobBuckets creates the 256 directories blobs of one algorithm fan
+// out into (blobPath), so that the first pushes to a new store do not each
+// pay for a directory creation and its parent's fsync.
+func makeBlobBuckets(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "ff")); err == nil {
+		return nil // made at an earlier start
+	}
+	if err := mkdirDurable(dir); err != nil {
+		return err
+	}
+	for i := range 256 {
+		if err := os.Mkdir(filepath.Join(dir, fmt.Sprintf("%02x", i)), 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	return syncDir(dir)
+}
+
 // pendingFile is content written and fsynced under a temporary name beside
 // its target, not yet visible.
 type pendingFile struct {
@@ -133,6 +152,27 @@ func publish(files ...pendingFile) error {
 		}
 	}
 	return syncDirs(dirs)
+}
+
+// publishInOrder publishes the groups of pending files so that, after a
+// crash, a group is only ever visible if every group before it is: each
+// group durable before the next is renamed or, where the filesystem
+// persists renames in order anyway, all renamed in order and then made
+// durable in one round.
+func (s *Store) publishInOrder(groups ...[]pendingFile) error {
+	if !s.orderedRenames {
+		for _, g := range groups {
+			if err := publish(g...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var all []pendingFile
+	for _, g := range groups {
+		all = append(all, g...)
+	}
+	return publish(all...)
 }
 
 // syncDirs fsyncs directories concurrently.

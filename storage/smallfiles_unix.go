@@ -72,7 +72,7 @@ func writeNewFile(path string, content []byte) error {
 // syncDir fsyncs directory dir, making the entries created, renamed or
 // removed in it durable.
 func syncDir(dir string) error {
-	fd, err := openRetry(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := openRetry(dir, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: dir, Err: err}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
 )
 
 // Errors the store reports; callers map them to API error codes.
@@ -46,11 +48,14 @@ type Store struct {
 	// localRoot is set when the driver is the filesystem driver: blob bytes
 	// are then read and written with *os.File directly, so that serving a
 	// blob can use sendfile and uploads skip the driver's extra buffering.
-	localRoot    string
-	uploadExpiry time.Duration
-	uploadLocks  sync.Map // upload id -> *sync.Mutex
-	onTagMoved   func(TagMove)
-	manifests    *manifestCache
+	localRoot string
+	// orderedRenames: the filesystem under localRoot persists renames in
+	// the order they were made (see renamesPersistInOrder).
+	orderedRenames bool
+	uploadExpiry   time.Duration
+	uploadLocks    sync.Map // upload id -> *sync.Mutex
+	onTagMoved     func(TagMove)
+	manifests      *manifestCache
 
 	// gcRunning keeps one collection per store at a time in this process;
 	// it does not lock the store: requests go on.
@@ -82,6 +87,10 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
 	s.localRoot = abs
+	s.orderedRenames = renamesPersistInOrder(abs)
+	if err := makeBlobBuckets(s.localPath(path.Join(blobsRoot, string(digest.SHA256)))); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
