@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -91,6 +92,14 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	if err := makeBlobBuckets(s.localPath(path.Join(blobsRoot, string(digest.SHA256)))); err != nil {
 		return nil, err
 	}
+	// A directory kiln cannot write to would otherwise only show on the
+	// first push, as a 500.
+	probe, err := os.CreateTemp(abs, ".kiln-write-check-*")
+	if err != nil {
+		return nil, fmt.Errorf("not writable: %w", err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	return s, nil
 }
 
