@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -268,4 +269,30 @@ func TestStorageFaults(t *testing.T) {
 			t.Fatal("error answer carries blob bytes")
 		}
 	})
+}
+
+// A manifest whose stored bytes no longer match its digest is never served:
+// the client gets a 500 that says so, and the log names the manifest.
+func TestCorruptManifestIsNotServed(t *testing.T) {
+	root := t.TempDir()
+	store, err := storage.NewFilesystem(root, storage.Options{ManifestCacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(New(store, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}))
+	defer srv.Close()
+	m, d := pushImage(t, srv, "corrupt", "v1")
+	hex := d.Encoded()
+	p := filepath.Join(root, "blobs", "sha256", hex[:2], hex)
+	if err := os.WriteFile(p, bytes.Replace(m, []byte(`"layers"`), []byte(`"layerz"`), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, srv, "GET", "/v2/corrupt/manifests/v1", nil, "Accept", ociManifest)
+	if r.status != http.StatusInternalServerError || r.errorCode() != "UNKNOWN" || !strings.Contains(errorMessage(r), "corrupt") {
+		t.Fatalf("GET of a corrupt manifest: %d %s", r.status, r.body)
+	}
+	if !strings.Contains(logs.buf.String(), string(d)) {
+		t.Errorf("the log does not name the corrupt manifest:\n%s", logs.buf.String())
+	}
 }

@@ -241,7 +241,8 @@ func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name, refAr
 	return nil
 }
 
-// internal logs an unexpected error and hides it from the client.
+// internal logs an unexpected error and answers with the kind of fault,
+// hiding the backend's own text from the client.
 func (a *api) internal(r *http.Request, err error) error {
 	if err == nil {
 		return nil
@@ -251,5 +252,8 @@ func (a *api) internal(r *http.Request, err error) error {
 		return ae
 	}
 	a.opts.Logger.ErrorContext(r.Context(), "store error", "method", r.Method, "path", r.URL.Path, "err", err)
+	if errors.Is(err, storage.ErrCorrupt) {
+		return errcode.Internal.WithMessage("the stored manifest is corrupt (its bytes do not match its digest); kiln fsck --repair quarantines it")
+	}
 	return errcode.StorageFault(err)
 }

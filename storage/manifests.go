@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path"
 	"sort"
 	"strings"
@@ -203,6 +204,11 @@ func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (
 				return nil, ErrManifestUnknown
 			}
 			return nil, err
+		}
+		// Manifests are small enough to check on every read from the
+		// store: corrupt bytes must not reach a client as a manifest.
+		if d.Algorithm().Available() && d.Algorithm().FromBytes(content) != d {
+			return nil, fmt.Errorf("manifest %s: %w", d, ErrCorrupt)
 		}
 		s.manifests.add(d, content)
 	}

@@ -49,14 +49,7 @@ func writeNewFile(path string, content []byte) error {
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	for len(content) > 0 && err == nil {
-		var n int
-		n, err = unix.Write(fd, content)
-		if err == unix.EINTR {
-			err = nil
-		}
-		content = content[n:]
-	}
+	err = writeAll(fd, content)
 	if err == nil {
 		err = fsyncRetry(fd)
 	}
@@ -65,6 +58,21 @@ func writeNewFile(path string, content []byte) error {
 	}
 	if err != nil {
 		return &fs.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
+// writeAll writes all of content to fd.
+func writeAll(fd int, content []byte) error {
+	for len(content) > 0 {
+		n, err := unix.Write(fd, content)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err // n is -1 then: not a length
+		}
+		content = content[n:]
 	}
 	return nil
 }

@@ -27,6 +27,9 @@ var (
 	ErrDigestMismatch   = errors.New("digest does not match content")
 	ErrUnsupportedAlgo  = errors.New("unsupported digest algorithm")
 	ErrUploadOutOfOrder = errors.New("upload offset out of order")
+	// ErrCorrupt: stored content does not match its digest (kiln fsck
+	// finds and quarantines it).
+	ErrCorrupt = errors.New("stored content does not match its digest")
 )
 
 // Options tune a Store.
