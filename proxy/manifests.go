@@ -155,6 +155,9 @@ func (p *Proxy) fetchManifestOnce(ctx context.Context, u *upstream, repo, upRepo
 		}
 		p.cacheResult(KindManifest, ResultMiss)
 	}
+	// Stored before the client gets it. (Answering first and storing
+	// alongside measured no faster: the store then competes with the
+	// pull's blob requests for the same 2 cores and journal.)
 	m, err := p.fetchManifestLocked(ctx, u, repo, upRepo, ref, tag)
 	p.finish(key, f, err)
 	return m, err
@@ -181,27 +184,42 @@ func (p *Proxy) cachedAfterJoin(ctx context.Context, u *upstream, repo, ref, tag
 	return m
 }
 
+// fetchManifestLocked fetches ref from upstream and stores it (as tag,
+// when set) before returning.
 func (p *Proxy) fetchManifestLocked(ctx context.Context, u *upstream, repo, upRepo, ref, tag string) (*storage.Manifest, error) {
+	m, parsed, err := p.fetchUpstreamManifest(ctx, u, upRepo, ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.storeManifest(ctx, u, repo, ref, tag, m, parsed); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// fetchUpstreamManifest fetches ref from upstream and checks it: a
+// manifest kiln can store, whose digest is ref's when ref is a digest.
+func (p *Proxy) fetchUpstreamManifest(ctx context.Context, u *upstream, upRepo, ref string) (*storage.Manifest, *storage.ParsedManifest, error) {
 	fctx, cancel := u.withTimeout(context.WithoutCancel(ctx))
 	defer cancel()
 	resp, err := u.do(fctx, http.MethodGet, upRepo, "manifests/"+ref, http.Header{"Accept": {manifestAccept}})
 	if err != nil {
-		return nil, upstreamError(u, ref, err)
+		return nil, nil, upstreamError(u, ref, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20+1))
 	if err != nil {
 		derr := &downError{u.cfg.Name, err}
 		u.health.down(derr)
-		return nil, upstreamError(u, ref, derr)
+		return nil, nil, upstreamError(u, ref, derr)
 	}
 	if len(body) > 4<<20 {
-		return nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream manifest larger than 4 MiB")
+		return nil, nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream manifest larger than 4 MiB")
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	parsed, err := storage.ParseManifest(ct, body)
 	if err != nil {
-		return nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent a manifest kiln cannot store: " + err.Error())
+		return nil, nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent a manifest kiln cannot store: " + err.Error())
 	}
 	alg := digest.SHA256
 	if want, err := digest.Parse(ref); err == nil {
@@ -209,27 +227,32 @@ func (p *Proxy) fetchManifestLocked(ctx context.Context, u *upstream, repo, upRe
 	}
 	d := alg.FromBytes(body)
 	if want, err := digest.Parse(ref); err == nil && want != d {
-		return nil, errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s sent %s for %s", u.cfg.Name, d, want))
+		return nil, nil, errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s sent %s for %s", u.cfg.Name, d, want))
 	}
-	m := storage.Manifest{Digest: d, MediaType: parsed.MediaType, Content: body}
-	if err := p.store.MarkProxied(ctx, repo); err != nil {
-		return nil, err
-	}
-	var tags []string
-	if tag != "" {
-		tags = append(tags, tag)
-	}
-	if err := p.store.PutManifest(ctx, repo, m, parsed, tags...); err != nil {
-		return nil, err
-	}
-	if tag != "" {
-		// PutManifest leaves an unchanged tag alone; its age must restart.
-		if err := p.store.RefreshTag(ctx, repo, tag); err != nil {
-			return nil, err
+	return &storage.Manifest{Digest: d, MediaType: parsed.MediaType, Content: body}, parsed, nil
+}
+
+// storeManifest stores m, fetched from upstream for ref, in repo (as tag,
+// when set).
+func (p *Proxy) storeManifest(ctx context.Context, u *upstream, repo, ref, tag string, m *storage.Manifest, parsed *storage.ParsedManifest) error {
+	err := p.store.MarkProxied(ctx, repo)
+	if err == nil {
+		var tags []string
+		if tag != "" {
+			tags = append(tags, tag)
 		}
+		err = p.store.PutManifest(ctx, repo, *m, parsed, tags...)
 	}
-	p.log.InfoContext(ctx, "cached from upstream", "upstream", u.cfg.Name, "repo", repo, "ref", ref, "digest", d)
-	return &m, nil
+	if err == nil && tag != "" {
+		// PutManifest leaves an unchanged tag alone; its age must restart.
+		err = p.store.RefreshTag(ctx, repo, tag)
+	}
+	if err != nil {
+		p.log.WarnContext(ctx, "upstream manifest not cached", "upstream", u.cfg.Name, "repo", repo, "ref", ref, "err", err)
+		return err
+	}
+	p.log.InfoContext(ctx, "cached from upstream", "upstream", u.cfg.Name, "repo", repo, "ref", ref, "digest", m.Digest)
+	return nil
 }
 
 // upstreamError turns an upstream failure for content never cached into

@@ -22,21 +22,27 @@ func (s *Store) TagAge(ctx context.Context, repo, tag string) (time.Time, error)
 	return mod, nil
 }
 
-// RefreshTag rewrites tag unchanged, so its age starts again: an upstream
-// confirmed it still points where it did.
+// RefreshTag restarts tag's age: an upstream confirmed it still points
+// where it did. On the filesystem only its modification time changes (the
+// age is advice for the cache, not data: it needs no fsync, and the tag's
+// content is never rewritten); elsewhere it is rewritten unchanged.
 func (s *Store) RefreshTag(ctx context.Context, repo, tag string) error {
 	d, err := s.ResolveTag(ctx, repo, tag)
 	if err != nil {
 		return err
 	}
-	return s.driver.PutContent(ctx, tagPath(repo, tag), []byte(d))
+	return s.touch(ctx, tagPath(repo, tag), func() ([]byte, error) { return []byte(d), nil })
 }
 
 // MarkProxied records that repo holds content cached from an upstream, so
 // the pull-through cache may revalidate its tags; pushed repositories are
-// never marked.
+// never marked. A repository marked already costs a stat.
 func (s *Store) MarkProxied(ctx context.Context, repo string) error {
-	return s.driver.PutContent(ctx, proxiedPath(repo), []byte("1"))
+	p := proxiedPath(repo)
+	if ok, err := s.exists(ctx, p); err != nil || ok {
+		return err
+	}
+	return s.putContent(ctx, p, []byte("1"))
 }
 
 // IsProxied reports whether repo was filled by the pull-through cache, and
