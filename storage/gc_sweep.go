@@ -434,6 +434,7 @@ func (g *gc) recoverTrash(ctx context.Context) error {
 // the filesystem driver's Delete (a stat, then a remove), it cannot report a
 // file a concurrent rename took away as deleted.
 func (s *Store) removeFile(ctx context.Context, p string) (bool, error) {
+	defer s.smallFiles.invalidate()
 	if s.localRoot != "" {
 		err := os.Remove(s.localPath(p))
 		if errors.Is(err, os.ErrNotExist) {

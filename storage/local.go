@@ -47,8 +47,9 @@ func validPath(p string) bool {
 // would refuse; callers see it as an error, as they saw the driver's.
 var errInvalidPath = errors.New("storage: invalid path")
 
-// getContent reads the small file at p: with readSmallFile on the
-// filesystem store, else through the driver.
+// getContent reads the small file at p (a tag or a manifest link): on the
+// filesystem store through the stat-checked cache, else through the
+// driver. The caller must not change the slice.
 func (s *Store) getContent(ctx context.Context, p string) ([]byte, error) {
 	if s.localRoot == "" {
 		return s.driver.GetContent(ctx, p)
@@ -56,7 +57,7 @@ func (s *Store) getContent(ctx context.Context, p string) ([]byte, error) {
 	if !validPath(p) {
 		return nil, errInvalidPath
 	}
-	return readSmallFile(s.localPath(p))
+	return s.smallFiles.read(s.localPath(p))
 }
 
 // listNames returns the names of the entries of directory p (not their
@@ -133,7 +134,8 @@ func (f pendingFile) discard() {
 // publish renames the pending files into place, then fsyncs each directory
 // they are in once, all at the same time (the filesystem's journal commits
 // them together). When it returns nil every one is durable.
-func publish(files ...pendingFile) error {
+func (s *Store) publish(files ...pendingFile) error {
+	defer s.smallFiles.invalidate()
 	dirs := make([]string, 0, len(files))
 	for _, f := range files {
 		if f.tmp == "" {
@@ -162,7 +164,7 @@ func publish(files ...pendingFile) error {
 func (s *Store) publishInOrder(groups ...[]pendingFile) error {
 	if !s.orderedRenames {
 		for _, g := range groups {
-			if err := publish(g...); err != nil {
+			if err := s.publish(g...); err != nil {
 				return err
 			}
 		}
@@ -172,7 +174,7 @@ func (s *Store) publishInOrder(groups ...[]pendingFile) error {
 	for _, g := range groups {
 		all = append(all, g...)
 	}
-	return publish(all...)
+	return s.publish(all...)
 }
 
 // syncDirs fsyncs directories concurrently.

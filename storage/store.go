@@ -60,6 +60,8 @@ type Store struct {
 	uploadLocks    sync.Map // upload id -> *sync.Mutex
 	onTagMoved     func(TagMove)
 	manifests      *manifestCache
+	// smallFiles caches tags and manifest links of the filesystem store.
+	smallFiles smallFileCache
 
 	// gcRunning keeps one collection per store at a time in this process;
 	// it does not lock the store: requests go on.

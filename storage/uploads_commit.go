@@ -50,6 +50,7 @@ func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d di
 
 // moveIntoPlace renames a verified file to its final path, durably.
 func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
+	defer s.smallFiles.invalidate()
 	if s.localRoot == "" {
 		return s.driver.Move(ctx, from, to)
 	}
@@ -69,6 +70,7 @@ func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
 // os.MkdirAll, whose new entries only reach the disk with their parent's
 // next fsync.
 func (s *Store) putContent(ctx context.Context, p string, content []byte) error {
+	defer s.smallFiles.invalidate()
 	if err := s.prepareDir(p); err != nil {
 		return err
 	}
@@ -87,6 +89,7 @@ func (s *Store) prepareDir(p string) error {
 // deleteContent removes p and, on the filesystem store, fsyncs the
 // directory that held it, so an acknowledged delete survives a power loss.
 func (s *Store) deleteContent(ctx context.Context, p string) error {
+	defer s.smallFiles.invalidate()
 	if err := s.driver.Delete(ctx, p); err != nil {
 		return err
 	}
