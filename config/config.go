@@ -318,7 +318,7 @@ func (c *Config) Validate() error {
 	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		bad("http.addr", "%q: port %q is not a number in 0-65535", c.HTTP.Addr, port)
 	}
-	positive(&errs, "http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	positive(bad, "http.shutdown_timeout", c.HTTP.ShutdownTimeout)
 
 	switch c.Storage.Driver {
 	case DriverFilesystem:
@@ -333,7 +333,7 @@ func (c *Config) Validate() error {
 		if c.Storage.S3.Region == "" {
 			bad("storage.s3.region", "must be set for the s3 driver")
 		}
-		positive(&errs, "storage.s3.timeout", c.Storage.S3.Timeout)
+		positive(bad, "storage.s3.timeout", c.Storage.S3.Timeout)
 	case "":
 		bad("storage.driver", "must be set (filesystem, s3 or inmemory)")
 	default:
@@ -345,8 +345,8 @@ func (c *Config) Validate() error {
 	if c.Storage.GC.Grace <= 0 {
 		bad("storage.gc.grace", "must be a positive duration")
 	}
-	positive(&errs, "storage.uploads.expiry", c.Storage.Uploads.Expiry)
-	positive(&errs, "storage.uploads.purge_interval", c.Storage.Uploads.PurgeInterval)
+	positive(bad, "storage.uploads.expiry", c.Storage.Uploads.Expiry)
+	positive(bad, "storage.uploads.purge_interval", c.Storage.Uploads.PurgeInterval)
 
 	if _, ok := logLevels[c.Log.Level]; !ok {
 		bad("log.level", "unknown level %q (want debug, info, warn or error)", c.Log.Level)
@@ -360,8 +360,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func positive(errs *[]error, key string, d time.Duration) {
+// positive reports d at key unless it is a positive duration.
+func positive(bad func(key, format string, args ...any), key string, d time.Duration) {
 	if d <= 0 {
-		*errs = append(*errs, fmt.Errorf("config: %s: must be a positive duration, got %v", key, d))
+		bad(key, "must be a positive duration, got %v", d)
 	}
 }

@@ -1,9 +1,5 @@
 package config
 
-import (
-	"time"
-)
-
 // TLS names the PEM files kiln serves HTTPS with; both empty means plain HTTP.
 type TLS struct {
 	Certificate string `yaml:"certificate"`
@@ -39,15 +35,9 @@ type Limits struct {
 
 func (c *Config) validateOps(bad func(key, format string, args ...any)) {
 	h := c.HTTP
-	for key, d := range map[string]time.Duration{
-		"http.read_header_timeout": h.ReadHeaderTimeout,
-		"http.idle_timeout":        h.IdleTimeout,
-		"http.stall_timeout":       h.StallTimeout,
-	} {
-		if d <= 0 {
-			bad(key, "must be a positive duration, got %v", d)
-		}
-	}
+	positive(bad, "http.read_header_timeout", h.ReadHeaderTimeout)
+	positive(bad, "http.idle_timeout", h.IdleTimeout)
+	positive(bad, "http.stall_timeout", h.StallTimeout)
 	if h.TLS.Enabled() && (h.TLS.Certificate == "" || h.TLS.Key == "") {
 		bad("http.tls", "certificate and key must both be set")
 	}

@@ -18,10 +18,5 @@ var (
 
 // registerStoreMetrics exports the blobs the store holds and their bytes.
 func registerStoreMetrics(m *metrics.Metrics, store *storage.Store) {
-	m.StoreUsage(storeScanner(store), storeScanInterval, storeScanMaxAge)
-}
-
-// storeScanner counts the blobs the store holds and their bytes.
-func storeScanner(store *storage.Store) metrics.StoreScan {
-	return store.Usage
+	m.StoreUsage(store.Usage, storeScanInterval, storeScanMaxAge)
 }
