@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -127,17 +126,6 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func errorMessage(r response) string {
-	var env struct {
-		Errors []struct{ Message string } `json:"errors"`
-	}
-	json.Unmarshal(r.body, &env)
-	if len(env.Errors) == 0 {
-		return ""
-	}
-	return env.Errors[0].Message
-}
-
 // onPath fails op on paths containing sub with err.
 func onPath(op, sub string, err error) func(string, string) error {
 	return func(o, p string) error {
@@ -162,7 +150,7 @@ func TestStorageFaults(t *testing.T) {
 		dg := digest.FromBytes(blob)
 		d.fail(onPath("move", "/blobs/", enospc))
 		r := do(t, srv, "POST", "/v2/faults/blobs/uploads/?digest="+string(dg), blob)
-		if r.status != http.StatusInsufficientStorage || r.errorCode() != "UNKNOWN" || !strings.Contains(errorMessage(r), "full") {
+		if r.status != http.StatusInsufficientStorage || r.errorCode() != "UNKNOWN" || !strings.Contains(r.errorMessage(), "full") {
 			t.Fatalf("push on a full backend: %d %s", r.status, r.body)
 		}
 		if !strings.Contains(logs.String(), "no space left on device") {
@@ -189,7 +177,7 @@ func TestStorageFaults(t *testing.T) {
 		d.fail(onPath("write", "/uploads/", eio))
 		r = do(t, srv, "PATCH", loc, chunk, "Content-Type", "application/octet-stream",
 			"Content-Range", fmt.Sprintf("0-%d", len(chunk)-1))
-		if r.status != http.StatusInternalServerError || r.errorCode() != "UNKNOWN" || !strings.Contains(errorMessage(r), "I/O") {
+		if r.status != http.StatusInternalServerError || r.errorCode() != "UNKNOWN" || !strings.Contains(r.errorMessage(), "I/O") {
 			t.Fatalf("PATCH on a failing backend: %d %s", r.status, r.body)
 		}
 		d.fail(nil)
@@ -249,7 +237,7 @@ func TestStorageFaults(t *testing.T) {
 		pushImage(t, srv, "faults", "v1")
 		d.fail(onPath("get", "/_tags/", timeout))
 		r := do(t, srv, "GET", "/v2/faults/manifests/v1", nil, "Accept", ociManifest)
-		if r.status != http.StatusServiceUnavailable || r.errorCode() != "UNKNOWN" || !strings.Contains(errorMessage(r), "timed out") {
+		if r.status != http.StatusServiceUnavailable || r.errorCode() != "UNKNOWN" || !strings.Contains(r.errorMessage(), "timed out") {
 			t.Fatalf("GET on a backend that times out: %d %s", r.status, r.body)
 		}
 		if !strings.Contains(logs.String(), "store error") {
@@ -289,7 +277,7 @@ func TestCorruptManifestIsNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := do(t, srv, "GET", "/v2/corrupt/manifests/v1", nil, "Accept", ociManifest)
-	if r.status != http.StatusInternalServerError || r.errorCode() != "UNKNOWN" || !strings.Contains(errorMessage(r), "corrupt") {
+	if r.status != http.StatusInternalServerError || r.errorCode() != "UNKNOWN" || !strings.Contains(r.errorMessage(), "corrupt") {
 		t.Fatalf("GET of a corrupt manifest: %d %s", r.status, r.body)
 	}
 	if !strings.Contains(logs.buf.String(), string(d)) {

@@ -37,14 +37,19 @@ type response struct {
 }
 
 // errorCode returns the first error code of an error body.
-func (r response) errorCode() string {
+func (r response) errorCode() string { code, _ := r.firstError(); return code }
+
+// errorMessage returns the first error message of an error body.
+func (r response) errorMessage() string { _, msg := r.firstError(); return msg }
+
+func (r response) firstError() (code, message string) {
 	var env struct {
-		Errors []struct{ Code string } `json:"errors"`
+		Errors []struct{ Code, Message string } `json:"errors"`
 	}
 	if json.Unmarshal(r.body, &env) != nil || len(env.Errors) == 0 {
-		return ""
+		return "", ""
 	}
-	return env.Errors[0].Code
+	return env.Errors[0].Code, env.Errors[0].Message
 }
 
 func do(t *testing.T, srv *httptest.Server, method, path string, body []byte, headers ...string) response {

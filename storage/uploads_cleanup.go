@@ -19,14 +19,15 @@ func (s *Store) deleteSession(ctx context.Context, id string, unfinished bool) e
 }
 
 // abortPendingWrite cancels an unfinished resumable write at p, if there is
-// one. Resuming it in append mode finds it; when there is none the driver
-// answers "not found" or, for an empty object, starts a fresh write that
-// Cancel throws away again.
-func (s *Store) abortPendingWrite(ctx context.Context, p string) {
+// one, and reports whether there was. Resuming it in append mode finds it;
+// when there is none the driver answers "not found" or, for an empty
+// object, starts a fresh write that Cancel throws away again.
+func (s *Store) abortPendingWrite(ctx context.Context, p string) bool {
 	w, err := s.driver.Writer(ctx, p, true)
 	if err != nil {
-		return
+		return false
 	}
 	w.Cancel(ctx)
 	w.Close()
+	return true
 }

@@ -2,23 +2,9 @@ package storage
 
 import (
 	"bytes"
-	"context"
 	"testing"
 	"time"
 )
-
-// pendingWrite reports whether an unfinished resumable write (an S3
-// multipart upload) is left at p: resuming it in append mode succeeds
-// only then.
-func pendingWrite(ctx context.Context, s *Store, p string) bool {
-	w, err := s.driver.Writer(ctx, p, true)
-	if err != nil {
-		return false
-	}
-	w.Cancel(ctx)
-	w.Close()
-	return true
-}
 
 // Cancelled, expired and failed uploads leave no multipart upload behind
 // on S3: its parts would be invisible to listings and kept forever.
@@ -35,10 +21,10 @@ func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
 		if _, err := s.AppendUpload(ctx, "abandon", u.ID, 0, bytes.NewReader(chunk)); err != nil {
 			t.Fatal(err)
 		}
-		if !pendingWrite(ctx, s, uploadDataPath(u.ID)) {
+		if !s.abortPendingWrite(ctx, uploadDataPath(u.ID)) {
 			t.Fatal("no multipart upload after a PATCH: the check below would prove nothing")
 		}
-		// pendingWrite cancelled it; make it again.
+		// The check cancelled it; make it again.
 		u, err = s.NewUpload(ctx, "abandon")
 		if err != nil {
 			t.Fatal(err)
@@ -49,7 +35,7 @@ func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
 		if err := s.CancelUpload(ctx, "abandon", u.ID); err != nil {
 			t.Fatal(err)
 		}
-		if pendingWrite(ctx, s, uploadDataPath(u.ID)) {
+		if s.abortPendingWrite(ctx, uploadDataPath(u.ID)) {
 			t.Error("cancelled upload left its multipart upload behind")
 		}
 	})
@@ -69,7 +55,7 @@ func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
 		if err != nil || n != 1 {
 			t.Fatalf("PurgeUploads = %d, %v; want 1", n, err)
 		}
-		if pendingWrite(ctx, s, uploadDataPath(u.ID)) {
+		if s.abortPendingWrite(ctx, uploadDataPath(u.ID)) {
 			t.Error("purged upload left its multipart upload behind")
 		}
 	})
