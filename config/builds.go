@@ -24,6 +24,17 @@ type Buildhook struct {
 	// naming a tag of this registry: they are rebased when that tag moves,
 	// with no build rule.
 	AutoRebase bool `yaml:"autorebase"`
+	// Limits bound what one build may use.
+	Limits BuildLimits `yaml:"limits"`
+}
+
+// BuildLimits bound one build, whatever its Dockerfile or base does.
+type BuildLimits struct {
+	Memory int64 `yaml:"memory"` // bytes of memory a sandboxed build's commands may use
+	Pids   int   `yaml:"pids"`   // processes a sandboxed build may run at once
+	// Spool is the disk, in bytes, the native builder may spool one build's
+	// layers and files to.
+	Spool int64 `yaml:"spool"`
 }
 
 // Build is one build rule: an image kiln rebuilds when a base it is built
@@ -36,6 +47,13 @@ type Build struct {
 	Args       map[string]string `yaml:"args"`
 	Builder    string            `yaml:"builder"`  // auto | native | docker | buildah
 	Strategy   string            `yaml:"strategy"` // build | rebase
+	// Network is what a sandboxed RUN step reaches: none (the default) or
+	// default (the builder's ordinary network).
+	Network string `yaml:"network"`
+	// OnBuild runs the ONBUILD triggers of a base image. Off by default: a
+	// base's config is whoever pushed it, and its triggers run against
+	// this rule's build context.
+	OnBuild bool `yaml:"onbuild"`
 }
 
 var (
@@ -56,6 +74,9 @@ func (c *Config) applyBuildDefaults() {
 		if b.Strategy == "" {
 			b.Strategy = "build"
 		}
+		if b.Network == "" {
+			b.Network = "none"
+		}
 	}
 }
 
@@ -71,6 +92,15 @@ func (c *Config) validateBuilds(bad func(key, format string, args ...any)) {
 	}
 	if c.Buildhook.Retries < 0 {
 		bad("buildhook.retries", "must not be negative")
+	}
+	if c.Buildhook.Limits.Memory < 1<<20 {
+		bad("buildhook.limits.memory", "must be at least 1 MiB, got %d", c.Buildhook.Limits.Memory)
+	}
+	if c.Buildhook.Limits.Pids < 1 {
+		bad("buildhook.limits.pids", "must be at least 1, got %d", c.Buildhook.Limits.Pids)
+	}
+	if c.Buildhook.Limits.Spool < 1<<20 {
+		bad("buildhook.limits.spool", "must be at least 1 MiB, got %d", c.Buildhook.Limits.Spool)
 	}
 	names := map[string]bool{}
 	for i, b := range c.Builds {
@@ -101,6 +131,11 @@ func (c *Config) validateBuilds(bad func(key, format string, args ...any)) {
 		case "build", "rebase":
 		default:
 			bad(key+".strategy", "unknown strategy %q (want build or rebase)", b.Strategy)
+		}
+		switch b.Network {
+		case "none", "default":
+		default:
+			bad(key+".network", "unknown network %q (want none or default)", b.Network)
 		}
 	}
 }
