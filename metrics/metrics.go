@@ -5,7 +5,6 @@ package metrics
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,8 +97,9 @@ func (m *Metrics) Register(c ...prometheus.Collector) { m.reg.MustRegister(c...)
 // Observe records one finished request.
 func (m *Metrics) Observe(r *http.Request, status int, bytesIn, bytesOut int64, d time.Duration) {
 	route := Route(r.Method, r.URL.Path)
-	m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
-	m.latency.WithLabelValues(route, r.Method).Observe(d.Seconds())
+	method := methodLabel(r.Method)
+	m.requests.WithLabelValues(route, method, statusLabel(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
 	if bytesIn > 0 {
 		m.bytesIn.WithLabelValues(route).Add(float64(bytesIn))
 	}
@@ -136,10 +136,10 @@ func (m *Metrics) GCRun(blobsFreed int, bytesFreed int64, blobsKept int, err err
 }
 
 // BuildDone records a build that ended (buildhook's OnBuildDone). Rule
-// names come from the configuration, so the label set stays bounded.
+// names come from the configuration; adopted images all count as "auto".
 func (m *Metrics) BuildDone(rule, result string, ran time.Duration) {
-	m.builds.WithLabelValues(rule, result).Inc()
-	m.buildDuration.WithLabelValues(rule, result).Observe(ran.Seconds())
+	m.builds.WithLabelValues(ruleLabel(rule), result).Inc()
+	m.buildDuration.WithLabelValues(ruleLabel(rule), result).Observe(ran.Seconds())
 }
 
 // BuildQueue exports gauges of the builds queued and running now.
