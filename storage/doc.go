@@ -15,12 +15,13 @@
 //
 // Repository names never have a component starting with "_", so the
 // underscore directories cannot collide with nested repository names.
-// Every small file is written with PutContent (a temporary file then an
-// atomic rename on the filesystem driver), so a crash leaves either the old
-// or the new content, never half of one. On the filesystem store the hot
-// paths (manifest PUT and GET, tag reads, blob bytes) use os calls directly
-// with the same scheme ("<name>.<uuid>.tmp", fsync, rename, fsync of the
-// directory), skipping the driver's per-call wrapper (see local.go).
+// Every small file is written under a temporary name then atomically
+// renamed, so a crash leaves either the old or the new content, never half
+// of one. On the filesystem store kiln writes tags, manifest links and
+// referrers itself (".<name>.<uuid>.tmp", fsync, rename, fsync of the
+// directory: a leading dot no tag or repository name may have), skipping
+// the driver's per-call wrapper (see local.go and tempname.go); the driver
+// writes only digest-named files, under its own "<name>.<uuid>.tmp".
 //
 // Manifest content is cached in memory by digest (Options.ManifestCacheBytes,
 // 16 MiB by default): content under a digest never changes, so the cache is

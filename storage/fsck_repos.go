@@ -348,7 +348,7 @@ func (f *fsck) tags(ctx context.Context, repo string, manifests map[digest.Diges
 	}
 	for _, name := range names {
 		p := path.Join(root, name)
-		if isTempName(name) {
+		if isOwnTempName(name) {
 			f.leftover(FsckLeftoverTemp, p, "temporary file of an interrupted write", f.remove(ctx, p))
 			continue
 		}

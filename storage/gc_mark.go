@@ -102,7 +102,7 @@ func (s *Store) scanRepositories(ctx context.Context) (*gcIndex, error) {
 				x.repo(name).manifests[d] = fi.ModTime()
 			}
 		case kind == "_tags" && len(rest) == 1:
-			if !gcTempName(rest[0]) {
+			if !isOwnTempName(rest[0]) {
 				x.repo(name).tags[rest[0]] = fi.ModTime()
 			}
 		case kind == "_referrers" && len(rest) == 3:
@@ -130,13 +130,6 @@ func gcDigest(alg, hex string) (digest.Digest, bool) {
 	return d, d.Validate() == nil
 }
 
-// gcTempName reports whether name is a temporary file of the filesystem
-// driver's PutContent: "<name>.<uuid>.tmp".
-func gcTempName(name string) bool {
-	rest, ok := strings.CutSuffix(name, ".tmp")
-	i := strings.LastIndexByte(rest, '.')
-	return ok && i > 0 && len(rest)-i-1 == 36 && strings.Count(rest[i+1:], "-") == 4
-}
 
 // gcMarker marks manifests and the blobs they reference.
 type gcMarker struct {

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/google/uuid"
 )
 
 // Direct filesystem access for the filesystem store's small files (tags,
@@ -17,8 +16,8 @@ import (
 // with a regular expression, traces and throttles each call; on a manifest
 // GET that was a third of the CPU. These helpers do the same work with os
 // calls, on the same paths, with the same crash behaviour as the driver's
-// PutContent (temporary "<name>.<uuid>.tmp" beside the target, fsync,
-// rename, fsync of the directory). Other drivers (S3, in-memory) keep
+// PutContent (a temporary file beside the target, fsync, rename, fsync of
+// the directory; see tempname.go). Other drivers (S3, in-memory) keep
 // going through the driver.
 
 // validPath reports whether p is a path the distribution driver accepts
@@ -116,7 +115,7 @@ func (s *Store) writePending(p string, content []byte) (pendingFile, error) {
 	if err := mkdirDurable(filepath.Dir(dst)); err != nil {
 		return pendingFile{}, err
 	}
-	tmp := dst + "." + uuid.NewString() + ".tmp"
+	tmp := tempPath(dst)
 	if err := writeNewFile(tmp, content); err != nil {
 		os.Remove(tmp)
 		return pendingFile{}, err

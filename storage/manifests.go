@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"path"
 	"sort"
-	"strings"
 	"sync"
 
-	"github.com/google/uuid"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -281,8 +279,8 @@ func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
 	}
 	tags := entries[:0]
 	for _, e := range entries {
-		if isTempName(e) {
-			continue // a PutContent interrupted by a crash
+		if isOwnTempName(e) {
+			continue // a write interrupted by a crash
 		}
 		tags = append(tags, e)
 	}
@@ -330,15 +328,3 @@ func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest) ([]
 	return out, nil
 }
 
-// isTempName reports whether name is a temporary file of the filesystem
-// driver's PutContent ("<name>.<uuid>.tmp"), left behind when the process
-// died between writing it and renaming it into place.
-func isTempName(name string) bool {
-	const suffix = ".tmp"
-	if !strings.HasSuffix(name, suffix) {
-		return false
-	}
-	rest := strings.TrimSuffix(name, suffix)
-	i := strings.LastIndexByte(rest, '.')
-	return i > 0 && uuid.Validate(rest[i+1:]) == nil && len(rest)-i-1 == 36
-}

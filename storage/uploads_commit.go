@@ -64,17 +64,24 @@ func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
 	return syncDir(filepath.Dir(dst))
 }
 
-// putContent is driver.PutContent (on the filesystem: temporary file,
-// fsync, rename, fsync of the directory) whose parent directories, when it
-// has to create them, are themselves durable: the driver creates them with
-// os.MkdirAll, whose new entries only reach the disk with their parent's
-// next fsync.
+// putContent is driver.PutContent, except on the filesystem store: there
+// it writes a temporary file named as kiln's own (see tempname.go; the
+// driver's names could be a tag's), fsyncs it, renames it and fsyncs the
+// directory, whose own parents it has created durably too.
 func (s *Store) putContent(ctx context.Context, p string, content []byte) error {
 	defer s.smallFiles.invalidate()
-	if err := s.prepareDir(p); err != nil {
+	if s.localRoot == "" {
+		return s.driver.PutContent(ctx, p, content)
+	}
+	f, err := s.writePending(p, content)
+	if err != nil {
 		return err
 	}
-	return s.driver.PutContent(ctx, p, content)
+	if err := s.publish(f); err != nil {
+		f.discard()
+		return err
+	}
+	return nil
 }
 
 // prepareDir durably creates the directory that will hold p on the
