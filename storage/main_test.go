@@ -1,29 +1,26 @@
 package storage
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"kiln/internal/testbed"
 )
 
 // The package's tests also run on S3: TestMain starts a real S3-compatible
-// server (versitygw, through shared/s3/start-s3.sh) on loopback, and
+// server (versitygw, through internal/testbed) on loopback, and
 // eachStore adds an "s3" store on it. A server that cannot be started fails
 // the tests that need it; only KILN_E2E=0 outside CI (CI=true) skips them.
 var (
-	s3Env     map[string]string // the S3_... variables start-s3.sh printed
-	s3Err     error             // why the server is not available
-	s3Skip    string            // set when S3 tests are skipped on request
+	s3Server  *testbed.S3 // the running server
+	s3Err     error       // why the server is not available
+	s3Skip    string      // set when S3 tests are skipped on request
 	s3RootSeq atomic.Int64
 )
 
@@ -42,14 +39,14 @@ func runMain(m *testing.M) int {
 		return m.Run()
 	}
 	defer os.RemoveAll(dir)
-	stop, err := startS3(dir)
-	if err != nil {
-		s3Err = err
-		fmt.Fprintf(os.Stderr, "storage: S3 server not available: %v\n", err)
+	s3Server, s3Err = startS3(dir)
+	if s3Err != nil {
+		fmt.Fprintf(os.Stderr, "storage: S3 server not available: %v\n", s3Err)
+		return m.Run()
 	}
 	code := m.Run()
-	if stop != nil {
-		stop()
+	if err := s3Server.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "storage: %v\n", err) // stopped all the same
 	}
 	return code
 }
@@ -62,78 +59,18 @@ func isCI() bool {
 	return false
 }
 
-// sharedDir finds the project's shared/ tools: $KILN_SHARED_DIR, else
-// shared/ beside the module root or one of its parents.
-func sharedDir() (string, error) {
-	if d := os.Getenv("KILN_SHARED_DIR"); d != "" {
-		return d, nil
-	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a module")
-	}
-	for dir := filepath.Dir(gomod); ; {
-		p := filepath.Join(dir, "..", "shared")
-		if _, err := os.Stat(filepath.Join(p, "s3", "start-s3.sh")); err == nil {
-			return filepath.Clean(p), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("shared/s3/start-s3.sh not found beside %s or its parents; set KILN_SHARED_DIR", filepath.Dir(gomod))
-		}
-		dir = parent
-	}
-}
-
-var exportLine = regexp.MustCompile(`^export ([A-Z0-9_]+)=(.*)$`)
-
-// startS3 starts the server with its state in dir and returns how to stop it.
-func startS3(dir string) (func(), error) {
-	shared, err := sharedDir()
-	if err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	data := filepath.Join(dir, "s3")
-	// The first run installs versitygw from the Go module proxy (minutes).
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+// startS3 starts the server with its state in dir.
+func startS3(dir string) (*testbed.S3, error) {
+	// The first run builds versitygw from the Go module proxy (minutes).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(shared, "s3", "start-s3.sh"), addr, data, "kiln-test")
-	cmd.Env = append(os.Environ(), "S3_QUIET=1")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
 	start := time.Now()
-	out, err := cmd.Output()
-	stop := func() {
-		exec.Command("bash", filepath.Join(shared, "s3", "stop-s3.sh"), data).Run()
-	}
+	s, err := testbed.StartS3(ctx, dir, "kiln-test")
 	if err != nil {
-		stop()
-		return nil, fmt.Errorf("start-s3.sh: %v\n%s", err, stderr.String())
+		return nil, err
 	}
-	env := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if m := exportLine.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
-			env[m[1]] = m[2]
-		}
-	}
-	if env["S3_ENDPOINT"] == "" || env["S3_BUCKET"] == "" {
-		stop()
-		return nil, fmt.Errorf("start-s3.sh printed no S3_ENDPOINT/S3_BUCKET:\n%s", out)
-	}
-	s3Env = env
-	fmt.Fprintf(os.Stderr, "storage: S3 server at %s (bucket %s) up in %s\n", env["S3_ENDPOINT"], env["S3_BUCKET"], time.Since(start).Round(time.Millisecond))
-	return stop, nil
+	fmt.Fprintf(os.Stderr, "storage: S3 server at %s (bucket %s) up in %s\n", s.Endpoint, s.Bucket, time.Since(start).Round(time.Millisecond))
+	return s, nil
 }
 
 // s3Params returns parameters for a fresh key prefix of the test bucket, so
@@ -149,11 +86,11 @@ func s3Params(t *testing.T) S3Params {
 	}
 	name := regexp.MustCompile(`[^A-Za-z0-9_-]+`).ReplaceAllString(t.Name(), "-")
 	return S3Params{
-		Endpoint:      s3Env["S3_ENDPOINT"],
-		Region:        s3Env["S3_REGION"],
-		Bucket:        s3Env["S3_BUCKET"],
-		AccessKey:     s3Env["S3_ACCESS_KEY"],
-		SecretKey:     s3Env["S3_SECRET_KEY"],
+		Endpoint:      s3Server.Endpoint,
+		Region:        s3Server.Region,
+		Bucket:        s3Server.Bucket,
+		AccessKey:     s3Server.AccessKey,
+		SecretKey:     s3Server.SecretKey,
 		PathStyle:     true,
 		Insecure:      true,
 		RootDirectory: fmt.Sprintf("/t/%s-%d-%d", name, time.Now().UnixNano(), s3RootSeq.Add(1)),

@@ -149,8 +149,8 @@ func TestS3BlobURL(t *testing.T) {
 	if err != nil || u == "" {
 		t.Fatalf("BlobURL: %q %v", u, err)
 	}
-	if !strings.HasPrefix(u, s3Env["S3_ENDPOINT"]+"/") {
-		t.Errorf("URL %s is not on the S3 endpoint %s", u, s3Env["S3_ENDPOINT"])
+	if !strings.HasPrefix(u, s3Server.Endpoint+"/") {
+		t.Errorf("URL %s is not on the S3 endpoint %s", u, s3Server.Endpoint)
 	}
 	resp, err := http.Get(u)
 	if err != nil {
