@@ -1,83 +1,70 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"kiln/internal/testbed"
 )
 
-var countsLine = regexp.MustCompile(`^conformance: (\d+) passed, (\d+) failed, (\d+) skipped$`)
-
 // TestConformance runs the official OCI distribution-spec conformance suite
-// (every area on: pull, push, tags, referrers, deletes) through
-// shared/conformance/run.sh.
+// (every area on: pull, push, tags, referrers, deletes).
 func TestConformance(t *testing.T) {
 	reg := needRegistry(t)
-	script := sharedPath(t, "conformance/run.sh")
-	ensureTool(t, "bash", "bash")
-
-	report := t.TempDir()
-	env := conformanceEnv("e2e/" + reg.RunID + "/conformance")
-	// The first run builds the suite (cached in $HOME/.cache).
-	r := runCmd(t, cmdOpts{Timeout: 20 * time.Minute, Env: env}, "bash", script, reg.URL, report)
-
-	counts := lastLineWithPrefix(r.Stdout, "conformance:")
-	if counts == "" {
-		t.Fatalf("run.sh printed no counts line (%v); stderr:\n%s", r.Err, tail(r.Stderr, 40))
-	}
-	t.Log(counts)
-	if !countsLine.MatchString(counts) {
-		t.Errorf("unexpected counts line %q", counts)
-	}
-	if r.Err != nil {
-		t.Errorf("conformance suite failed (%v): %s\nfailed checks:\n%s", r.Err, counts, failedChecks(filepath.Join(report, "conformance.log"), 300))
-	}
+	runConformance(t, reg, "conformance", nil)
 }
 
-// conformanceEnv is the environment of shared/conformance/run.sh: the
-// repository prefix and which optional areas are on.
-func conformanceEnv(prefix string) []string {
-	env := []string{"OCI_CONFORMANCE_PREFIX=" + prefix,
-		// The suite's optional workflows, on too. Only "sparse" manifests
-		// stay off: kiln refuses a manifest whose blobs or children are not
-		// in the repository (MANIFEST_BLOB_UNKNOWN), so a pull of anything
-		// it accepted cannot fail.
-		"OCI_API_BLOBS_UPLOAD_CANCEL=true",
-		"OCI_API_BLOBS_DIGEST_HEADER=true",
-		"OCI_API_MANIFESTS_DIGEST_HEADER=true",
-		"OCI_API_MANIFESTS_TAG_PARAM=true",
-		"OCI_DATA_EMPTY_BLOB=true",
-	}
-	if os.Getenv("HOME") == "" && os.Getenv("XDG_CACHE_HOME") == "" && os.Getenv("OCI_CONFORMANCE_CACHE") == "" {
-		env = append(env, "OCI_CONFORMANCE_CACHE="+filepath.Join(os.TempDir(), "oci-conformance-cache"))
-	}
-	return env
+// conformanceOptional turns on the suite's optional workflows too. Only
+// "sparse" manifests stay off: kiln refuses a manifest whose blobs or
+// children are not in the repository (MANIFEST_BLOB_UNKNOWN), so a pull of
+// anything it accepted cannot fail.
+var conformanceOptional = []string{
+	"OCI_API_BLOBS_UPLOAD_CANCEL=true",
+	"OCI_API_BLOBS_DIGEST_HEADER=true",
+	"OCI_API_MANIFESTS_DIGEST_HEADER=true",
+	"OCI_API_MANIFESTS_TAG_PARAM=true",
+	"OCI_DATA_EMPTY_BLOB=true",
 }
 
-// failedChecks lists the failed leaf checks of the suite's result tree, each
-// with its messages, at most max lines.
-func failedChecks(logFile string, max int) string {
-	b, err := os.ReadFile(logFile)
+// runConformance runs the suite against reg in repositories under
+// e2e/RUN/name, with conformanceOptional and then extra (which wins) as its
+// settings. It logs the suite's summary and counts and fails the test on
+// any failed check.
+func runConformance(t *testing.T, reg *registryEnv, name string, extra []string) {
+	t.Helper()
+	// The first run on a machine builds the suite (cached).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	opts := testbed.ConformanceOptions{
+		RepoPrefix: "e2e/" + reg.RunID + "/" + name,
+		Env:        append(append([]string{}, conformanceOptional...), extra...),
+	}
+	res, err := testbed.RunConformance(ctx, t.TempDir(), reg.URL, opts)
 	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", logFile, err)
+		t.Fatal(err)
 	}
-	lines := strings.Split(string(b), "\n")
-	var out []string
-	isMsg := func(i int) bool { return i < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[i]), "- ") }
-	for i, l := range lines {
-		if (strings.HasSuffix(l, ": FAIL") || strings.HasSuffix(l, ": Error")) && isMsg(i+1) {
-			out = append(out, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "OCI Conformance Test/")))
-			for j := i + 1; isMsg(j); j++ {
-				out = append(out, "    "+strings.TrimSpace(lines[j]))
-			}
+	t.Log(res.Summary)
+	t.Log(res)
+	if res.Failed > 0 || res.ExitErr != nil {
+		t.Errorf("conformance suite failed (%v): %s\nfailed checks:\n%s", res.ExitErr, res, failureLines(res.Failures, 300))
+	}
+}
+
+// failureLines lists failed checks, each with its messages indented under
+// it, at most max lines.
+func failureLines(failures []testbed.ConformanceFailure, max int) string {
+	var lines []string
+	for _, f := range failures {
+		lines = append(lines, f.Check)
+		for _, m := range f.Messages {
+			lines = append(lines, "    "+strings.ReplaceAll(m, "\n", "\n      "))
 		}
 	}
-	if len(out) > max {
-		out = append(out[:max], fmt.Sprintf("[... %d more lines]", len(out)-max))
+	if len(lines) > max {
+		lines = append(lines[:max], fmt.Sprintf("[... %d more lines]", len(lines)-max))
 	}
-	return strings.Join(out, "\n")
+	return strings.Join(lines, "\n")
 }

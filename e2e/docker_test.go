@@ -2,16 +2,17 @@ package e2e
 
 import (
 	"archive/tar"
+	"context"
 	"debug/elf"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"kiln/internal/testbed"
 )
 
 // staticBusybox returns the path of a statically linked busybox (from
@@ -72,51 +73,46 @@ type dockerEnv struct {
 	env []string // DOCKER_HOST=...
 }
 
-// startDockerd starts a private dockerd through shared/tools/start-dockerd.sh
-// and stops it when the test ends.
+// startDockerd starts a private dockerd and stops it when the test ends.
 func startDockerd(t *testing.T) *dockerEnv {
 	t.Helper()
-	script := sharedPath(t, "tools/start-dockerd.sh")
+	return launchDockerd(t, "kiln-e2e-dockerd-")
+}
+
+// launchDockerd starts a private dockerd (internal/testbed) with its state
+// in a fresh directory named from statePrefix and extraArgs added to its
+// flags; when the test ends it is stopped, its log shown if the test
+// failed, and its state removed.
+func launchDockerd(t *testing.T, statePrefix string, extraArgs ...string) *dockerEnv {
+	t.Helper()
 	ensureTool(t, "dockerd", "docker.io")
 	ensureTool(t, "docker", "docker.io")
-
-	state, err := os.MkdirTemp("/tmp", "kiln-e2e-dockerd-")
+	// Under /tmp, short, so the socket path fits in sun_path.
+	state, err := os.MkdirTemp("/tmp", statePrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stopDockerd(t, state) })
-	out := runCmd(t, cmdOpts{Timeout: 10 * time.Minute}, "bash", script, state)
-	if out.Err != nil {
-		log, _ := os.ReadFile(filepath.Join(state, "dockerd.log"))
-		t.Fatalf("start-dockerd.sh failed: %v\n%s\ndockerd.log:\n%s", out.Err, tail(out.Stderr, 20), tail(string(log), 40))
-	}
-	host := strings.TrimPrefix(lastLineWithPrefix(out.Stdout, "export DOCKER_HOST="), "export ")
-	if host == "" {
-		t.Fatalf("start-dockerd.sh printed no DOCKER_HOST: %q", out.Stdout)
-	}
-	return &dockerEnv{env: []string{host, "DOCKER_CONFIG=" + filepath.Join(state, "client-config")}}
-}
-
-func stopDockerd(t *testing.T, state string) {
-	pidb, err := os.ReadFile(filepath.Join(state, "dockerd.pid"))
-	if err == nil {
-		var pid int
-		if _, err := fmt.Sscan(string(pidb), &pid); err == nil && pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
-			deadline := time.Now().Add(30 * time.Second)
-			for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
-				time.Sleep(200 * time.Millisecond)
-			}
-			if syscall.Kill(pid, 0) == nil {
-				t.Logf("dockerd (pid %d) did not stop within 30s; killing it", pid)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				time.Sleep(time.Second)
-			}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(state); err != nil {
+			t.Logf("removing %s: %v", state, err)
 		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	d, err := testbed.StartDockerd(ctx, state, extraArgs...)
+	if err != nil {
+		t.Fatalf("dockerd: %v", err)
 	}
-	if err := os.RemoveAll(state); err != nil {
-		t.Logf("removing %s: %v", state, err)
-	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(d.LogFile)
+			t.Logf("dockerd.log:\n%s", tail(string(b), 40))
+		}
+		if err := d.Stop(); err != nil {
+			t.Log(err) // stopped all the same
+		}
+	})
+	return &dockerEnv{env: []string{"DOCKER_HOST=" + d.Host, "DOCKER_CONFIG=" + filepath.Join(state, "client-config")}}
 }
 
 func (d *dockerEnv) run(t *testing.T, args ...string) cmdResult {

@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,34 +157,4 @@ func goBin() string {
 		return p
 	}
 	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
-
-// sharedPath finds a file of the project's shared/ tools: $KILN_SHARED_DIR,
-// then shared/ beside the module root or beside any of its parents.
-func sharedPath(t *testing.T, rel string) string {
-	t.Helper()
-	var tried []string
-	if d := os.Getenv("KILN_SHARED_DIR"); d != "" {
-		p := filepath.Join(d, rel)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		tried = append(tried, filepath.Join(d, rel))
-	}
-	for dir := moduleRoot; dir != ""; {
-		p := filepath.Join(dir, "..", "shared", rel)
-		if _, err := os.Stat(p); err == nil {
-			return filepath.Clean(p)
-		}
-		if p = filepath.Clean(p); !slices.Contains(tried, p) {
-			tried = append(tried, p)
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	t.Fatalf("shared tool %s not found (looked at %s); it lives in the project's shared/ directory beside the repository, or set KILN_SHARED_DIR", rel, strings.Join(tried, ", "))
-	return ""
 }

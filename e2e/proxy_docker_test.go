@@ -4,82 +4,20 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
 // ---------------------------------------------------------------- docker
 
-// startMirrorDockerd starts a private dockerd (the flags of
-// shared/tools/start-dockerd.sh) with kiln as its registry mirror, a fresh
-// data root and its own socket; it is stopped when the test ends.
+// startMirrorDockerd starts a private dockerd with kiln as its registry
+// mirror, a fresh data root and its own socket; it is stopped when the test
+// ends.
 func startMirrorDockerd(t *testing.T, mirror string) *dockerEnv {
 	t.Helper()
-	dockerd := ensureTool(t, "dockerd", "docker.io")
-	ensureTool(t, "docker", "docker.io")
-	// Short, so the socket path fits in sun_path.
-	state, err := os.MkdirTemp("/tmp", "kiln-e2e-mirrord-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(state, "docker.sock")
-	logf, err := os.Create(filepath.Join(state, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(dockerd,
-		"--host", "unix://"+sock,
-		"--data-root", filepath.Join(state, "data"),
-		"--exec-root", filepath.Join(state, "exec"),
-		"--pidfile", filepath.Join(state, "dockerd.pid"),
-		"--iptables=false", "--ip6tables=false", "--bridge=none",
-		"--storage-driver=vfs",
-		"--registry-mirror", mirror)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(state, "dockerd.log"))
-			t.Logf("dockerd.log:\n%s", tail(string(b), 40))
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Logf("dockerd (pid %d) did not stop within 30s; killing it", cmd.Process.Pid)
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		stopDockerd(t, state) // removes the state directory
-	})
-	d := &dockerEnv{env: []string{"DOCKER_HOST=unix://" + sock, "DOCKER_CONFIG=" + filepath.Join(state, "client-config")}}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		r := runCmd(t, cmdOpts{Env: d.env, Timeout: 10 * time.Second, Quiet: true}, "docker", "version", "--format", "{{.Server.Version}}")
-		if r.Err == nil {
-			break
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(filepath.Join(state, "dockerd.log"))
-			t.Fatalf("dockerd exited at start:\n%s", tail(string(b), 40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("dockerd did not come up within 60s")
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	return d
+	return launchDockerd(t, "kiln-e2e-mirrord-", "--registry-mirror", mirror)
 }
 
 // TestProxyDockerMirror: a Docker daemon with kiln as its registry mirror

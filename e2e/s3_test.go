@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,54 +18,40 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"kiln/internal/testbed"
 )
-
-// s3Server is a running S3-compatible server (shared/s3/start-s3.sh).
-type s3Server struct {
-	Endpoint, Region, Bucket, AccessKey, SecretKey string
-}
-
-var s3Export = regexp.MustCompile(`^export ([A-Z0-9_]+)=(.*)$`)
 
 // startS3Server starts versitygw on a free loopback port with a bucket for
 // this test and stops it when the test ends. The first run on a machine
-// installs it from the Go module proxy (a few minutes).
-func startS3Server(t *testing.T) *s3Server {
+// builds it from the Go module proxy (a few minutes).
+func startS3Server(t *testing.T) *testbed.S3 {
 	t.Helper()
-	start := sharedPath(t, "s3/start-s3.sh")
-	stop := sharedPath(t, "s3/stop-s3.sh")
-	ensureTool(t, "curl", "curl")
-	port, err := freePort()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	state, err := os.MkdirTemp(suiteTmp, "s3-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := filepath.Join(suiteTmp, fmt.Sprintf("s3-%d", port))
 	t0 := time.Now()
-	r := runCmd(t, cmdOpts{Timeout: 15 * time.Minute, Env: []string{"S3_QUIET=1"}}, "bash", start, fmt.Sprintf("127.0.0.1:%d", port), data, "kiln-e2e")
-	t.Cleanup(func() { runCmd(t, cmdOpts{Timeout: time.Minute}, "bash", stop, data) })
-	if r.Err != nil {
-		t.Fatalf("start-s3.sh failed: %v\n%s", r.Err, tail(r.Stderr, 40))
+	s3, err := testbed.StartS3(ctx, state, "kiln-e2e")
+	if err != nil {
+		t.Fatalf("S3 server: %v", err)
 	}
-	env := map[string]string{}
-	for _, l := range strings.Split(r.Stdout, "\n") {
-		if m := s3Export.FindStringSubmatch(strings.TrimSpace(l)); m != nil {
-			env[m[1]] = m[2]
+	t.Cleanup(func() {
+		if err := s3.Stop(); err != nil {
+			t.Log(err) // stopped all the same
 		}
-	}
-	s := &s3Server{Endpoint: env["S3_ENDPOINT"], Region: env["S3_REGION"], Bucket: env["S3_BUCKET"],
-		AccessKey: env["S3_ACCESS_KEY"], SecretKey: env["S3_SECRET_KEY"]}
-	if s.Endpoint == "" || s.Bucket == "" {
-		t.Fatalf("start-s3.sh printed no S3_ENDPOINT/S3_BUCKET:\n%s", r.Stdout)
-	}
-	t.Logf("S3 server %s (bucket %s) up in %s", s.Endpoint, s.Bucket, time.Since(t0).Round(time.Millisecond))
-	return s
+	})
+	t.Logf("S3 server %s (bucket %s) up in %s", s3.Endpoint, s3.Bucket, time.Since(t0).Round(time.Millisecond))
+	return s3
 }
 
 // launchS3Kiln starts `kiln serve --config FILE` on the S3 server under key
 // prefix root (instances given the same root share one registry), with
 // storageExtra (YAML lines indented under storage:) added to the config.
 // The credentials come from the environment, as in production.
-func launchS3Kiln(t *testing.T, s3 *s3Server, runID, root, name, storageExtra string) *kilnServer {
+func launchS3Kiln(t *testing.T, s3 *testbed.S3, runID, root, name, storageExtra string) *kilnServer {
 	t.Helper()
 	bin, err := buildKiln()
 	if err != nil {
@@ -132,11 +116,11 @@ func TestS3(t *testing.T) {
 
 	t.Run("TwoInstances", func(t *testing.T) { testS3TwoInstances(t, a.env, b.env) })
 	t.Run("Redirect", func(t *testing.T) { testS3Redirect(t, s3, a.env, b.env) })
-	t.Run("Conformance", func(t *testing.T) { testS3Conformance(t, a.env, "a", nil) })
+	t.Run("Conformance", func(t *testing.T) { runConformance(t, a.env, "conformance-a", nil) })
 	// Through redirects the blob GET's last answer comes from S3, which
 	// cannot send Docker-Content-Digest: only that optional check is off.
 	t.Run("ConformanceRedirect", func(t *testing.T) {
-		testS3Conformance(t, b.env, "b", []string{"OCI_API_BLOBS_DIGEST_HEADER=false"})
+		runConformance(t, b.env, "conformance-b", []string{"OCI_API_BLOBS_DIGEST_HEADER=false"})
 	})
 }
 
@@ -243,7 +227,7 @@ func uploadPath(t *testing.T, resp *http.Response) string {
 // testS3Redirect: with storage.redirect on, a blob GET answers 307 to a
 // presigned URL on the S3 endpoint; HEAD and the instance without
 // redirects answer themselves.
-func testS3Redirect(t *testing.T, s3 *s3Server, a, b *registryEnv) {
+func testS3Redirect(t *testing.T, s3 *testbed.S3, a, b *registryEnv) {
 	repo := b.Repo("s3", "redirect")
 	content := bytes.Repeat([]byte("kiln on s3 "), 100_000)
 	dgst := sha256Digest(content)
@@ -314,33 +298,5 @@ func testS3Redirect(t *testing.T, s3 *s3Server, a, b *registryEnv) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, content) {
 		t.Errorf("GET on A: %s, %d bytes", resp.Status, len(got))
-	}
-}
-
-// testS3Conformance runs the OCI conformance suite against an instance.
-// extra overrides conformanceEnv's variables.
-func testS3Conformance(t *testing.T, reg *registryEnv, label string, extra []string) {
-	script := sharedPath(t, "conformance/run.sh")
-	report := t.TempDir()
-	var env []string
-	for _, kv := range conformanceEnv("e2e/" + reg.RunID + "/conformance-" + label) {
-		k, _, _ := strings.Cut(kv, "=")
-		if !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, k+"=") }) {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, extra...)
-	r := runCmd(t, cmdOpts{Timeout: 20 * time.Minute, Env: env}, "bash", script, reg.URL, report)
-	counts := lastLineWithPrefix(r.Stdout, "conformance:")
-	if counts == "" {
-		t.Fatalf("run.sh printed no counts line (%v); stderr:\n%s", r.Err, tail(r.Stderr, 40))
-	}
-	t.Log(counts)
-	m := countsLine.FindStringSubmatch(counts)
-	if m == nil {
-		t.Fatalf("unexpected counts line %q", counts)
-	}
-	if r.Err != nil || m[2] != "0" {
-		t.Errorf("conformance on S3 failed (%v): %s\nfailed checks:\n%s", r.Err, counts, failedChecks(filepath.Join(report, "conformance.log"), 300))
 	}
 }

@@ -69,12 +69,14 @@ func (d *Dockerd) answers(ctx context.Context) error {
 }
 
 // Stop stops the daemon: SIGTERM, then SIGKILL for it and its children if
-// it lingers.
+// it lingers. Calling it again does nothing.
 func (d *Dockerd) Stop() error {
 	if d.daemon == nil {
 		return nil
 	}
-	return d.daemon.stop(dockerdStopGrace)
+	daemon := d.daemon
+	d.daemon = nil
+	return daemon.stop(dockerdStopGrace)
 }
 
 // ensureDocker installs Debian's docker.io unless both the daemon and the

@@ -48,24 +48,31 @@ func StartS3(ctx context.Context, stateDir, bucket string) (*S3, error) {
 	}
 	s := &S3{Region: s3Region, Bucket: bucket, AccessKey: s3AccessKey, SecretKey: s3SecretKey,
 		LogFile: filepath.Join(stateDir, "versitygw.log")}
-	if err := s.start(ctx, bin, root); err != nil && logMentions(s.LogFile, "xattr check failed") {
-		// The posix backend keeps metadata in user xattrs; where the
-		// filesystem has none (tmpfs, overlayfs), it keeps them beside.
-		meta := filepath.Join(stateDir, "meta")
-		if err := os.MkdirAll(meta, 0o755); err != nil {
+	var posixFlags []string
+	for attempt := 1; ; attempt++ {
+		err := s.start(ctx, bin, root, posixFlags...)
+		switch {
+		case err == nil:
+			if err := createBucket(ctx, s); err != nil {
+				s.Stop()
+				return nil, err
+			}
+			return s, nil
+		case posixFlags == nil && logMentions(s.LogFile, "xattr check failed"):
+			// The posix backend keeps metadata in user xattrs; where the
+			// filesystem has none (tmpfs, overlayfs), it keeps them in a
+			// sidecar directory.
+			meta := filepath.Join(stateDir, "meta")
+			if err := os.MkdirAll(meta, 0o755); err != nil {
+				return nil, err
+			}
+			posixFlags = []string{"--sidecar", meta}
+		case attempt < 3 && logMentions(s.LogFile, "address already in use"):
+			// Another process took the free port first: pick another.
+		default:
 			return nil, err
 		}
-		if err := s.start(ctx, bin, root, "--sidecar", meta); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, err
 	}
-	if err := createBucket(ctx, s); err != nil {
-		s.Stop()
-		return nil, err
-	}
-	return s, nil
 }
 
 // start starts the server on a free port and waits until it answers.
@@ -76,7 +83,9 @@ func (s *S3) start(ctx context.Context, bin, root string, posixFlags ...string) 
 	}
 	args := append([]string{"--port", addr, "--region", s.Region, "--quiet", "posix"}, posixFlags...)
 	args = append(args, root)
-	env := append(environ(func(name string) bool { return strings.HasPrefix(name, "VGW_") }), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
+	// versitygw reads VGW_* settings too: only the ones here count.
+	env := environ(func(name string) bool { return strings.HasPrefix(name, "VGW_") })
+	env = append(env, "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
 	server, err := startDaemon("versitygw", s.LogFile, env, bin, args...)
 	if err != nil {
 		return err
@@ -107,12 +116,15 @@ func (s *S3) answers(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the server: SIGTERM, then SIGKILL if it lingers.
+// Stop stops the server: SIGTERM, then SIGKILL if it lingers. Calling it
+// again does nothing.
 func (s *S3) Stop() error {
 	if s.server == nil {
 		return nil
 	}
-	if err := s.server.stop(s3StopGrace); err != nil {
+	server := s.server
+	s.server = nil
+	if err := server.stop(s3StopGrace); err != nil {
 		return fmt.Errorf("S3 server: %w", err)
 	}
 	return nil
