@@ -53,13 +53,13 @@ func parseCounters(lines []string) map[string]int {
 
 // failedChecks walks the result tree after "Test results" and lists the
 // checks that failed, leaves only: a failed group just says that one of
-// its checks failed.
+// its checks failed. A check's name in the tree is its path from the root.
 func failedChecks(lines []string) []ConformanceFailure {
 	var (
 		failures  []ConformanceFailure
-		path      []string // names from the root to the current check
-		lastDepth = -1     // depth of failures' last entry
-		current   = false  // messages belong to failures' last entry
+		root      string // the root's name, which starts every other name
+		lastDepth int    // depth of failures' last entry
+		current   bool   // messages belong to failures' last entry
 		inTree    bool
 	)
 	for _, l := range lines {
@@ -71,14 +71,16 @@ func failedChecks(lines []string) []ConformanceFailure {
 			break
 		}
 		if m := resultNode.FindStringSubmatch(l); m != nil {
-			depth := len(m[1]) / 2
-			if len(failures) > 0 && depth > lastDepth && current {
+			depth, name := len(m[1])/2, m[2]
+			if depth == 0 {
+				root = name
+			}
+			if current && depth > lastDepth {
 				failures = failures[:len(failures)-1] // it was a group
 			}
-			path = append(path[:min(depth, len(path))], m[2])
-			current = m[3] == "FAIL" || m[3] == "Error"
+			current = depth > 0 && (m[3] == "FAIL" || m[3] == "Error")
 			if current {
-				failures = append(failures, ConformanceFailure{Check: strings.Join(path[1:], "/")})
+				failures = append(failures, ConformanceFailure{Check: strings.TrimPrefix(name, root+"/")})
 				lastDepth = depth
 			}
 			continue

@@ -6,22 +6,24 @@ import (
 )
 
 // sampleConformanceOutput is shaped as the pinned suite prints (its
-// runner.Report): the result tree, the configuration, the summary.
+// runner.Report): the result tree, each check named by its path and its
+// messages (errors.Join'ed, so one may span lines) after a " - ", then the
+// configuration and the summary.
 const sampleConformanceOutput = `Test results
 OCI Conformance Test: FAIL
-  ping: Pass
-  sha256 blobs: FAIL
-    mount: FAIL
-      blob-post-put: Pass
-      blob-mount: FAIL
+  OCI Conformance Test/ping: Pass
+  OCI Conformance Test/sha256 blobs: FAIL
+    OCI Conformance Test/sha256 blobs/mount: FAIL
+      OCI Conformance Test/sha256 blobs/mount/blob-post-put: Pass
+      OCI Conformance Test/sha256 blobs/mount/blob-mount: FAIL
        - unexpected status code, expected one of [201], received 202
-       - Location header missing
-    empty: Pass
-  sha512 blobs: Skip
-  referrers: Error
-   - failed to list referrers:
-     connection reset
-  tags: FAIL
+missing header "Location"
+       - digest mismatch
+    OCI Conformance Test/sha256 blobs/empty: Pass
+  OCI Conformance Test/sha512 blobs: Skip
+  OCI Conformance Test/referrers: Error
+   - failed to list referrers: connection reset
+  OCI Conformance Test/tags: FAIL
 
 Configuration:
   registry: 127.0.0.1:5000
@@ -47,8 +49,8 @@ func TestParseConformanceReport(t *testing.T) {
 	}
 	wantFailures := []ConformanceFailure{
 		{Check: "sha256 blobs/mount/blob-mount", Messages: []string{
-			"unexpected status code, expected one of [201], received 202", "Location header missing"}},
-		{Check: "referrers", Messages: []string{"failed to list referrers:\nconnection reset"}},
+			"unexpected status code, expected one of [201], received 202\nmissing header \"Location\"", "digest mismatch"}},
+		{Check: "referrers", Messages: []string{"failed to list referrers: connection reset"}},
 		{Check: "tags"},
 	}
 	if !reflect.DeepEqual(rep.failures, wantFailures) {
