@@ -130,7 +130,6 @@ func gcDigest(alg, hex string) (digest.Digest, bool) {
 	return d, d.Validate() == nil
 }
 
-
 // gcMarker marks manifests and the blobs they reference.
 type gcMarker struct {
 	s         *Store

@@ -8,7 +8,6 @@ import (
 	"path"
 	"path/filepath"
 	"sync"
-
 )
 
 // Direct filesystem access for the filesystem store's small files (tags,

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"sync"
 
-
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -327,4 +326,3 @@ func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest) ([]
 	}
 	return out, nil
 }
-
