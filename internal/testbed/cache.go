@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 )
 
-// CacheRoot is where built tools are kept between runs: kiln-testbed in the
+// cacheRoot is where built tools are kept between runs: kiln-testbed in the
 // user's cache directory ($XDG_CACHE_HOME or $HOME/.cache), or in the
 // temporary directory when there is no home.
-func CacheRoot() string {
+func cacheRoot() string {
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "kiln-testbed")
 	}
@@ -21,7 +21,7 @@ func CacheRoot() string {
 // A file lock makes parallel test binaries wait for one build instead of
 // each doing it; isBuilt recognises a finished, right-version binary.
 func cachedBinary(name, version string, isBuilt func(bin string) bool, build func(dir string) error) (string, error) {
-	dir := filepath.Join(CacheRoot(), name+"-"+version)
+	dir := filepath.Join(cacheRoot(), name+"-"+version)
 	bin := filepath.Join(dir, name)
 	if isBuilt(bin) {
 		return bin, nil

@@ -89,26 +89,7 @@ func RunConformance(ctx context.Context, dir, url string, opts ConformanceOption
 	}
 	defer os.RemoveAll(workDir)
 
-	prefix := strings.TrimSuffix(opts.RepoPrefix, "/")
-	if prefix == "" {
-		prefix = "conformance"
-	}
-	run := fmt.Sprintf("r%s-%d-%d", time.Now().UTC().Format("20060102150405"), os.Getpid(), rand.IntN(1_000_000))
-	env := environ(func(name string) bool { return slices.Contains(conformanceLegacyTarget, name) })
-	for _, name := range conformanceAPIs {
-		if _, set := os.LookupEnv(name); !set {
-			env = append(env, name+"=true")
-		}
-	}
-	env = append(env, opts.Env...)
-	env = append(env,
-		"OCI_REGISTRY="+registry,
-		"OCI_TLS="+tls,
-		"OCI_REPO1="+prefix+"/"+run+"/repo1",
-		"OCI_REPO2="+prefix+"/"+run+"/repo2",
-		"OCI_RESULTS_DIR="+dir,
-	)
-
+	env := conformanceEnv(registry, tls, dir, opts)
 	logFile := filepath.Join(dir, "conformance.log")
 	stdout, err := os.Create(logFile)
 	if err != nil {
@@ -140,6 +121,32 @@ func RunConformance(ctx context.Context, dir, url string, opts ConformanceOption
 		LogFile:  logFile,
 		ExitErr:  exitErr,
 	}, nil
+}
+
+// conformanceEnv is the suite's environment: the process's, every API
+// area on unless that says otherwise, opts.Env, and the target with fresh
+// repositories, which nothing overrides.
+func conformanceEnv(registry, tls, resultsDir string, opts ConformanceOptions) []string {
+	prefix := strings.TrimSuffix(opts.RepoPrefix, "/")
+	if prefix == "" {
+		prefix = "conformance"
+	}
+	run := fmt.Sprintf("r%s-%d-%d", time.Now().UTC().Format("20060102150405"), os.Getpid(), rand.IntN(1_000_000))
+	env := environ(func(name string) bool { return slices.Contains(conformanceLegacyTarget, name) })
+	for _, name := range conformanceAPIs {
+		if _, set := os.LookupEnv(name); !set {
+			env = append(env, name+"=true")
+		}
+	}
+	env = append(env, opts.Env...)
+	// Where names repeat, exec uses the last.
+	return append(env,
+		"OCI_REGISTRY="+registry,
+		"OCI_TLS="+tls,
+		"OCI_REPO1="+prefix+"/"+run+"/repo1",
+		"OCI_REPO2="+prefix+"/"+run+"/repo2",
+		"OCI_RESULTS_DIR="+resultsDir,
+	)
 }
 
 // conformanceTarget splits url into the suite's OCI_REGISTRY (host:port)

@@ -2,10 +2,10 @@
 // against: an S3-compatible server (versitygw), a private Docker Engine and
 // the OCI distribution-spec conformance suite.
 //
-// The repository needs nothing beside it: tools that are missing are built
-// from the Go module proxy at pinned versions (cached under the user's cache
-// directory, see CacheRoot) or installed with apt-get when running as root.
-// Everything listens on loopback only. Every function returns an error
-// rather than failing a test, so it can be called from TestMain too, and
-// whatever it starts has a Stop that must be called.
+// The repository needs nothing beside it: a missing tool is built from the
+// Go module proxy at a pinned version (cached in kiln-testbed under
+// $XDG_CACHE_HOME or $HOME/.cache) or installed with apt-get when running
+// as root. Servers listen on loopback or a unix socket only. Functions
+// return errors rather than failing a test, so TestMain can call them too;
+// whatever they start has a Stop that the caller must call.
 package testbed
