@@ -53,6 +53,10 @@ func (b BuildahBuilder) cmd(ctx context.Context, log io.Writer, args ...string) 
 	// the running container rather than leave it behind.
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
 	c.WaitDelay = 30 * time.Second
+	// So does it when kiln dies: a killed buildah leaves its container
+	// running. (kiln never locks a goroutine to its thread, so the thread
+	// that started buildah does not end before kiln.)
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	return c
 }
 
