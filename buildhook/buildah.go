@@ -62,7 +62,7 @@ func (b BuildahBuilder) cmd(ctx context.Context, log io.Writer, args ...string) 
 
 // Build implements Builder.
 func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
-	idMap, err := sandboxReady()
+	sb, err := sandboxReady()
 	if err != nil {
 		return "", err
 	}
@@ -92,9 +92,13 @@ func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 		return "", err
 	}
 
-	args := b.budArgs(job.Rule, idMap, image)
-	fmt.Fprintf(log, "sandbox: OCI isolation (runc), user namespace %s, network %s, memory %d bytes, %d processes\n",
-		idMap, ruleNetwork(job.Rule), b.Limits.Memory, b.Limits.Pids)
+	args := b.budArgs(job.Rule, sb, image)
+	memory := "memory cgroup"
+	if !sb.Cgroup {
+		memory = "per process (RLIMIT_DATA: no memory cgroup for an unprivileged kiln)"
+	}
+	fmt.Fprintf(log, "sandbox: OCI isolation (runc), user namespace %s, network %s, memory %d bytes %s, %d processes\n",
+		sb.IDMap, ruleNetwork(job.Rule), b.Limits.Memory, memory, b.Limits.Pids)
 	fmt.Fprintf(log, "$ buildah %s\n", strings.Join(args, " "))
 	if err := b.cmd(ctx, log, args...).Run(); err != nil {
 		return "", fmt.Errorf("buildah bud: %w", err)
@@ -119,14 +123,16 @@ func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 // store only (pulled before), no login, no --pid/--ipc/--uts flags
 // (private is the default under OCI isolation, and buildah 1.28 turns
 // --network none back into a private network when any of them is given).
-func (b BuildahBuilder) budArgs(rule *Rule, idMap, image string) []string {
+func (b BuildahBuilder) budArgs(rule *Rule, sb sandbox, image string) []string {
 	args := []string{"bud", "--isolation", "oci", "--pull=never",
-		"--userns-uid-map", idMap, "--userns-gid-map", idMap}
+		"--userns-uid-map", sb.IDMap, "--userns-gid-map", sb.IDMap}
 	if ruleNetwork(rule) == "none" {
 		args = append(args, "--network=none")
 	}
-	if b.Limits.Memory > 0 {
-		args = append(args, "--memory", strconv.FormatInt(b.Limits.Memory, 10))
+	if m := strconv.FormatInt(b.Limits.Memory, 10); b.Limits.Memory > 0 && sb.Cgroup {
+		args = append(args, "--memory", m)
+	} else if b.Limits.Memory > 0 {
+		args = append(args, "--ulimit", "data="+m+":"+m)
 	}
 	if b.Limits.Pids > 0 {
 		// RLIMIT_NPROC counts per uid and user namespace: every process

@@ -103,9 +103,19 @@ func userNamespacesUsable() error {
 	return nil
 }
 
+// sandbox is how buildah sandboxes a build's commands on this machine.
+type sandbox struct {
+	// IDMap is the --userns-uid-map and --userns-gid-map value.
+	IDMap string
+	// Cgroup is whether a memory cgroup can bound the build: kiln runs as
+	// root. Otherwise (rootless, where cgroups v1 or an undelegated v2
+	// refuse the limit) RLIMIT_DATA bounds each process's memory instead.
+	Cgroup bool
+}
+
 // sandboxReady says why buildah cannot run a build's commands sandboxed
-// here (wrapping errNoSandbox), or returns the uid/gid map to use.
-func sandboxReady() (string, error) {
+// here (wrapping errNoSandbox), or how it can.
+func sandboxReady() (sandbox, error) {
 	var missing []string
 	for _, tool := range []string{"buildah", "runc"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -113,14 +123,14 @@ func sandboxReady() (string, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return "", fmt.Errorf("%w: %s not installed; %s", errNoSandbox, strings.Join(missing, " and "), sandboxInstall)
+		return sandbox{}, fmt.Errorf("%w: %s not installed; %s", errNoSandbox, strings.Join(missing, " and "), sandboxInstall)
 	}
 	if err := userNamespacesUsable(); err != nil {
-		return "", fmt.Errorf("%w: %v", errNoSandbox, err)
+		return sandbox{}, fmt.Errorf("%w: %v", errNoSandbox, err)
 	}
 	idMap, err := sandboxIDMap()
 	if err != nil {
-		return "", fmt.Errorf("%w: %v; %s", errNoSandbox, err, sandboxInstall)
+		return sandbox{}, fmt.Errorf("%w: %v; %s", errNoSandbox, err, sandboxInstall)
 	}
-	return idMap, nil
+	return sandbox{IDMap: idMap, Cgroup: os.Geteuid() == 0}, nil
 }

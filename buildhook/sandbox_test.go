@@ -17,7 +17,7 @@ import (
 func TestBuildahBudArgsSandbox(t *testing.T) {
 	b := BuildahBuilder{Root: t.TempDir(), Limits: Limits{Memory: 256 << 20, Pids: 300}}
 	rule := &Rule{Context: "/ctx", Dockerfile: "Dockerfile", Args: map[string]string{"B": "2", "A": "1"}}
-	args := b.budArgs(rule, "0:1879048192:65536", "127.0.0.1:5000/x:staging")
+	args := b.budArgs(rule, sandbox{IDMap: "0:1879048192:65536", Cgroup: true}, "127.0.0.1:5000/x:staging")
 	joined := " " + strings.Join(args, " ") + " "
 	for _, want := range []string{
 		" bud --isolation oci ", " --pull=never ",
@@ -37,10 +37,15 @@ func TestBuildahBudArgsSandbox(t *testing.T) {
 		}
 	}
 
+	// Unprivileged: no memory cgroup, so a per-process bound.
 	rule.Network = "default"
-	args = b.budArgs(rule, "0:1:65536", "x")
+	args = b.budArgs(rule, sandbox{IDMap: "0:1:65536"}, "x")
 	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--network") }) {
 		t.Errorf("network: default, yet %v", args)
+	}
+	joined = " " + strings.Join(args, " ") + " "
+	if !strings.Contains(joined, " --ulimit data=268435456:268435456 ") || strings.Contains(joined, "--memory") {
+		t.Errorf("unprivileged: buildah %s, want --ulimit data= and no --memory", joined)
 	}
 }
 
