@@ -89,7 +89,7 @@ func TestSandboxEscape(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	os.MkdirAll(filepath.Join(dir, "app"), 0o755)
 	os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte(fmt.Sprintf(
-		"FROM %s/escape/base:1\nRUN listen=%s sentinel=%s\n", addr, listener.Addr(), sentinel)), 0o644)
+		"FROM %s/escape/base:1\nRUN listen=%s sentinel=%s threads=400 alloc=536870912\n", addr, listener.Addr(), sentinel)), 0o644)
 	cfg := fmt.Sprintf(`http:
   addr: %q
 auth:
@@ -222,6 +222,12 @@ builds:
 		}
 		if !strings.Contains(log, "probe: memory limit 268435456") {
 			t.Errorf("%s: the build's memory limit is not buildhook.limits.memory", rule)
+		}
+		// Above the limits (300 processes, 256 MiB): refused or killed.
+		for _, try := range []string{"threads 400", "alloc 536870912"} {
+			if !strings.Contains(log, "probe: "+try+": ") || strings.Contains(log, "probe: "+try+": ok") {
+				t.Errorf("%s: the probe's %s was not stopped by buildhook.limits", rule, try)
+			}
 		}
 		interfaces := regexp.MustCompile(`probe: interfaces (\S*)`).FindStringSubmatch(log)
 		switch {

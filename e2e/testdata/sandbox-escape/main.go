@@ -4,15 +4,21 @@
 // got, one "probe: " line each, so the build log shows it.
 //
 // A RUN line passes it key=value words: listen= a loopback address to
-// dial, sentinel= a host file to read and overwrite.
+// dial, sentinel= a host file to read and overwrite, threads= how many
+// threads to start at once and alloc= how many bytes to fill (in a child
+// each, to see the build's limits hold).
 package main
 
 import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -30,6 +36,10 @@ func say(format string, args ...any) {
 }
 
 func main() {
+	if len(os.Args) == 3 && strings.HasPrefix(os.Args[1], "child-") {
+		child(os.Args[1], os.Args[2])
+		return
+	}
 	opts := map[string]string{}
 	for _, w := range strings.Fields(strings.Join(os.Args[1:], " ")) {
 		if k, v, ok := strings.Cut(w, "="); ok {
@@ -104,7 +114,45 @@ func main() {
 			say("connect %s: ok", a)
 		}
 	}
+	for _, what := range []string{"threads", "alloc"} {
+		if n := opts[what]; n != "" {
+			self, _ := os.Executable()
+			if err := exec.Command(self, "child-"+what, n).Run(); err != nil {
+				say("%s %s: %v", what, n, err)
+			} else {
+				say("%s %s: ok", what, n)
+			}
+		}
+	}
 	say("done")
+}
+
+// child starts n threads that all stay, or fills n bytes of memory, and
+// exits 0 if it could.
+func child(what, arg string) {
+	n, err := strconv.Atoi(arg)
+	if err != nil {
+		os.Exit(3)
+	}
+	switch what {
+	case "child-threads":
+		var started sync.WaitGroup
+		hold := make(chan struct{})
+		for range n {
+			started.Add(1)
+			go func() {
+				runtime.LockOSThread() // a thread of its own, kept while it waits
+				started.Done()
+				<-hold
+			}()
+		}
+		started.Wait()
+	case "child-alloc":
+		b := make([]byte, n)
+		for i := 0; i < n; i += 4096 {
+			b[i] = 1
+		}
+	}
 }
 
 // limits prints the process limit and the memory cgroup's limit, as the
