@@ -66,7 +66,7 @@ func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(b.Root, 0o700); err != nil {
+	if err := privateDir(b.Root); err != nil {
 		return "", err
 	}
 	bases, err := buildInputs(job.Rule)
@@ -117,6 +117,24 @@ func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 		return "", err
 	}
 	return resolveStaging(ctx, job)
+}
+
+// privateDir makes dir, or checks the one there: a directory of this
+// user's that no one else may enter. Under a shared /tmp, another user
+// could otherwise have made it first, or made it a symbolic link.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("buildah's storage %s is not a directory of this user's", dir)
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // budArgs is the sandboxed `buildah bud` of rule: bases from the local
