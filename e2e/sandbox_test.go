@@ -31,13 +31,16 @@ import (
 var builderCredMarker = base64.StdEncoding.EncodeToString([]byte("kiln-builder:"))[:16]
 
 // TestSandboxEscape pushes a base whose /bin/sh is a static escape probe
-// (testdata/sandbox-escape) to a kiln with authentication and no Docker
-// daemon, and builds a rule with a RUN line on it with buildah, with auto
-// and with network: default. The probe tries a chroot breakout, reads
-// /dev/shm and a host sentinel file, overwrites it and dials a loopback
-// listener of the test. None of that may reach the host: the sentinel
-// stays, the listener hears nothing, the credential of kiln's builders is
-// nowhere in the logs or images, and the logs show each attempt failing.
+// (testdata/sandbox-escape) to a kiln with authentication, and builds
+// rules with a RUN line on it: with no Docker daemon, with buildah, auto
+// and network: default; then with the docker builder. The probe tries a
+// chroot breakout, reads /dev/shm and a host sentinel file, overwrites it,
+// dials a loopback listener of the test, starts 400 threads and fills
+// 512 MiB. None of that may reach the host: the sentinel stays, the
+// listener hears nothing, the credential of kiln's builders is nowhere in
+// the logs or images, and the logs show each attempt failing. buildah's
+// sandbox also maps root to an unprivileged uid and holds buildhook.limits
+// (300 processes, 256 MiB).
 func TestSandboxEscape(t *testing.T) {
 	needSetup(t)
 	ensureTool(t, "buildah", "buildah")
@@ -48,14 +51,62 @@ func TestSandboxEscape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	probe := filepath.Join(dir, "probe")
+	probe := filepath.Join(t.TempDir(), "probe")
 	mustRun(t, cmdOpts{Env: []string{"CGO_ENABLED=0"}, Timeout: 5 * time.Minute, Dir: moduleRoot},
 		goBin(), "build", "-o", probe, "./e2e/testdata/sandbox-escape")
+	hash := mustRun(t, cmdOpts{Stdin: strings.NewReader(escapePassword), Quiet: true}, htpasswd, "-Bin", escapeUser)
 
-	const user, password = "alice", "e2e-Sandbox-pw-5521"
-	hash := mustRun(t, cmdOpts{Stdin: strings.NewReader(password), Quiet: true}, htpasswd, "-Bin", user)
-	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(hash), 0o600); err != nil {
+	t.Run("buildah", func(t *testing.T) {
+		// No Docker daemon answers: auto has to fall back to buildah.
+		noDocker := "DOCKER_HOST=unix://" + filepath.Join(t.TempDir(), "no-docker.sock")
+		logs := runEscapeBuilds(t, bin, probe, hash, noDocker, `
+  - name: escape-buildah
+    context: ./app
+    tags: [escape/buildah:v1]
+    builder: buildah
+  - name: escape-auto
+    context: ./app
+    tags: [escape/auto:v1]
+  - name: escape-network
+    context: ./app
+    tags: [escape/network:v1]
+    builder: buildah
+    network: default
+`, true)
+		if !strings.Contains(logs["escape-auto"], "builder buildah: auto") {
+			t.Errorf("escape-auto: the log does not say auto chose buildah and why:\n%s", tail(logs["escape-auto"], 20))
+		}
+	})
+	t.Run("docker", func(t *testing.T) {
+		// The operator's daemon: trusted, no user namespace unless it is
+		// configured with one, but the build must not reach the host.
+		docker := startDockerd(t)
+		var host string
+		for _, v := range docker.env {
+			if strings.HasPrefix(v, "DOCKER_HOST=") {
+				host = v
+			}
+		}
+		runEscapeBuilds(t, bin, probe, hash, host, `
+  - name: escape-docker
+    context: ./app
+    tags: [escape/docker:v1]
+    builder: docker
+`, false)
+	})
+}
+
+const escapeUser, escapePassword = "alice", "e2e-Sandbox-pw-5521"
+
+// runEscapeBuilds starts kiln with rules (YAML list items, context ./app)
+// and the environment variable env, pushes the probe as escape/base:1,
+// waits for every rule's build, checks what the probe got and returns the
+// build logs by rule. sandboxed adds the checks of buildah's sandbox: an
+// unprivileged root, a user namespace, buildhook.limits.
+func runEscapeBuilds(t *testing.T, bin, probe, htpasswdLine, env, rules string, sandboxed bool) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(htpasswdLine), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sentinel := filepath.Join(dir, "sentinel")
@@ -102,33 +153,18 @@ buildhook:
   limits:
     memory: 268435456
     pids: 300
-builds:
-  - name: escape-buildah
-    context: ./app
-    tags: [escape/buildah:v1]
-    builder: buildah
-  - name: escape-auto
-    context: ./app
-    tags: [escape/auto:v1]
-  - name: escape-network
-    context: ./app
-    tags: [escape/network:v1]
-    builder: buildah
-    network: default
-`, addr)
+builds:%s`, addr, rules)
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// No Docker daemon answers: auto has to fall back to buildah.
-	env := []string{"DOCKER_HOST=unix://" + filepath.Join(dir, "no-docker.sock")}
-	srv := launchTLSKiln(t, bin, dir, "kiln.log", env, "http://"+addr, &http.Client{Timeout: 10 * time.Second})
+	srv := launchTLSKiln(t, bin, dir, "kiln.log", []string{env}, "http://"+addr, &http.Client{Timeout: 10 * time.Second})
 	t.Cleanup(func() {
 		if t.Failed() {
 			srv.printTail(os.Stdout, 80)
 		}
 	})
 
-	login := &authn.Basic{Username: user, Password: password}
+	login := &authn.Basic{Username: escapeUser, Password: escapePassword}
 	baseRef, _ := name.ParseReference(addr+"/escape/base:1", name.Insecure)
 	if err := remote.Write(baseRef, probeBase(t, probe), remote.WithAuth(login)); err != nil {
 		t.Fatal(err)
@@ -137,7 +173,7 @@ builds:
 	api := func(path string) (int, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
-		req.SetBasicAuth(user, password)
+		req.SetBasicAuth(escapeUser, escapePassword)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -146,9 +182,12 @@ builds:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
 	}
-	rules := []string{"escape-buildah", "escape-auto", "escape-network"}
+	var names []string
+	for _, m := range regexp.MustCompile(`- name: (\S+)`).FindAllStringSubmatch(rules, -1) {
+		names = append(names, m[1])
+	}
 	logs := map[string]string{}
-	for _, rule := range rules {
+	for _, rule := range names {
 		var recs []buildRecord
 		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
 			code, body := api("/kiln/v1/builds?rule=" + rule)
@@ -188,11 +227,8 @@ builds:
 		t.Errorf("a build reached the test's loopback listener: %s", h)
 	default:
 	}
-	if strings.Contains(logs["escape-auto"], "builder buildah: auto") == false {
-		t.Errorf("escape-auto: the log does not say auto chose buildah and why:\n%s", tail(logs["escape-auto"], 20))
-	}
 
-	for _, rule := range rules {
+	for _, rule := range names {
 		log := logs[rule]
 		if !strings.Contains(log, "probe: done") {
 			t.Errorf("%s: the probe did not run to its end", rule)
@@ -208,35 +244,42 @@ builds:
 		if strings.Contains(log, "probe: connect "+listener.Addr().String()+": ok") {
 			t.Errorf("%s: the probe connected to the host's loopback", rule)
 		}
-		if m := regexp.MustCompile(`probe: uid_map (\S+) (\S+) (\S+)`).FindStringSubmatch(log); m == nil || m[2] == "0" {
-			t.Errorf("%s: root in the build is the host's root: uid_map %q", rule, m)
+		namespaces := []string{"mnt", "pid", "ipc", "uts", "net"}
+		if sandboxed {
+			namespaces = append(namespaces, "user")
 		}
-		for _, ns := range []string{"mnt", "pid", "ipc", "uts", "user", "net"} {
+		for _, ns := range namespaces {
 			host, _ := os.Readlink("/proc/self/ns/" + ns)
 			if strings.Contains(log, "probe: ns "+host+"\n") || !strings.Contains(log, "probe: ns "+ns+":") {
 				t.Errorf("%s: the build does not have its own %s namespace (the host's is %s)", rule, ns, host)
 			}
 		}
-		if !strings.Contains(log, "probe: limit Max processes 300 300") {
-			t.Errorf("%s: the build's process limit is not buildhook.limits.pids", rule)
-		}
-		if !strings.Contains(log, "probe: memory limit 268435456") {
-			t.Errorf("%s: the build's memory limit is not buildhook.limits.memory", rule)
-		}
-		// Above the limits (300 processes, 256 MiB): refused or killed.
-		for _, try := range []string{"threads 400", "alloc 536870912"} {
-			if !strings.Contains(log, "probe: "+try+": ") || strings.Contains(log, "probe: "+try+": ok") {
-				t.Errorf("%s: the probe's %s was not stopped by buildhook.limits", rule, try)
-			}
-		}
+		// The rules named *network* say network: default.
 		interfaces := regexp.MustCompile(`probe: interfaces (\S*)`).FindStringSubmatch(log)
 		switch {
 		case interfaces == nil:
 			t.Errorf("%s: the probe listed no interfaces", rule)
-		case rule == "escape-network" && interfaces[1] == "lo":
+		case strings.Contains(rule, "network") && interfaces[1] == "lo":
 			t.Errorf("%s: network: default, yet only a loopback interface", rule)
-		case rule != "escape-network" && interfaces[1] != "lo":
+		case !strings.Contains(rule, "network") && interfaces[1] != "lo":
 			t.Errorf("%s: network: none, yet interfaces %s", rule, interfaces[1])
+		}
+		if sandboxed {
+			if m := regexp.MustCompile(`probe: uid_map (\S+) (\S+) (\S+)`).FindStringSubmatch(log); m == nil || m[2] == "0" {
+				t.Errorf("%s: root in the build is the host's root: uid_map %q", rule, m)
+			}
+			if !strings.Contains(log, "probe: limit Max processes 300 300") {
+				t.Errorf("%s: the build's process limit is not buildhook.limits.pids", rule)
+			}
+			if !strings.Contains(log, "probe: memory limit 268435456") {
+				t.Errorf("%s: the build's memory limit is not buildhook.limits.memory", rule)
+			}
+			// Above the limits (300 processes, 256 MiB): refused or killed.
+			for _, try := range []string{"threads 400", "alloc 536870912"} {
+				if !strings.Contains(log, "probe: "+try+": ") || strings.Contains(log, "probe: "+try+": ok") {
+					t.Errorf("%s: the probe's %s was not stopped by buildhook.limits", rule, try)
+				}
+			}
 		}
 		// What the probe wrote into the image: it must hold no credential.
 		ref, _ := name.ParseReference(addr+"/escape/"+strings.TrimPrefix(rule, "escape-")+":v1", name.Insecure)
@@ -251,10 +294,11 @@ builds:
 			t.Errorf("%s: the built image holds kiln's builder credential", rule)
 		}
 	}
-	checkNoSecret(t, srv, user, password)
+	checkNoSecret(t, srv, escapeUser, escapePassword)
 	if b, _ := os.ReadFile(srv.stderr); strings.Contains(string(b), builderCredMarker) {
 		t.Error("kiln's log holds the builder credential")
 	}
+	return logs
 }
 
 // probeBase is an image whose /bin/sh is the escape probe.
