@@ -83,7 +83,7 @@ func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 			args = append(args, base)
 			fmt.Fprintf(log, "$ buildah %s\n", strings.Join(args, " "))
 			if err := b.cmd(ctx, log, args...).Run(); err != nil {
-				return transient(fmt.Errorf("buildah pull %s: %w", base, err))
+				return fmt.Errorf("buildah pull %s: %w", base, err)
 			}
 		}
 		return nil
@@ -93,11 +93,11 @@ func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	}
 
 	args := b.budArgs(job.Rule, sb, image)
-	memory := "memory cgroup"
+	memory := "a memory cgroup"
 	if !sb.Cgroup {
-		memory = "per process (RLIMIT_DATA: no memory cgroup for an unprivileged kiln)"
+		memory = "per process, RLIMIT_DATA: an unprivileged kiln has no memory cgroup"
 	}
-	fmt.Fprintf(log, "sandbox: OCI isolation (runc), user namespace %s, network %s, memory %d bytes %s, %d processes\n",
+	fmt.Fprintf(log, "sandbox: OCI isolation (runc), user namespace %s, network %s, memory %d bytes (%s), %d processes\n",
 		sb.IDMap, ruleNetwork(job.Rule), b.Limits.Memory, memory, b.Limits.Pids)
 	fmt.Fprintf(log, "$ buildah %s\n", strings.Join(args, " "))
 	if err := b.cmd(ctx, log, args...).Run(); err != nil {

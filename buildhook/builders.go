@@ -14,8 +14,15 @@ import (
 
 // defaultBuilders returns every builder by name. hosts are the names under
 // which a FROM line reaches kiln itself; upstreams the mirrored registries;
-// limits bound the commands of sandboxed builds.
+// limits bound the commands of sandboxed builds (zero values: the
+// configuration's defaults).
 func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]Builder {
+	if limits.Memory <= 0 {
+		limits.Memory = 2 << 30
+	}
+	if limits.Pids <= 0 {
+		limits.Pids = 1024
+	}
 	return map[string]Builder{
 		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams},
 		"rebase":  &RebaseBuilder{},
