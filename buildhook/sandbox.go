@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Limits bound what the commands of one sandboxed build may use
@@ -99,6 +100,21 @@ func userNamespacesUsable() error {
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && os.Geteuid() != 0 && strings.TrimSpace(string(b)) == "0" {
 		return errors.New("unprivileged user namespaces are off (kernel.unprivileged_userns_clone is 0)")
+	}
+	// A seccomp filter or an LSM (a container kiln runs in, AppArmor) can
+	// refuse them all the same: try one.
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		return nil // nothing to try with; buildah will say
+	}
+	c := exec.Command(truePath)
+	c.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
+	}
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("this system refuses to create a user namespace: %v", err)
 	}
 	return nil
 }

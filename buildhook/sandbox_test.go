@@ -212,3 +212,10 @@ func TestPrivateDir(t *testing.T) {
 		t.Error("a symbolic link was taken for buildah's storage")
 	}
 }
+
+func TestUserNamespacesUsable(t *testing.T) {
+	// This machine runs the e2e builds in user namespaces: they must work.
+	if err := userNamespacesUsable(); err != nil {
+		t.Fatal(err)
+	}
+}
