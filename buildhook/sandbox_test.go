@@ -219,3 +219,31 @@ func TestUserNamespacesUsable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBuildahStoppedBySIGTERM: at the build's timeout buildah gets SIGTERM
+// (it then stops its container; SIGKILL would leave that running). A fake
+// buildah records which signal it got.
+func TestBuildahStoppedBySIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "signal")
+	script := "#!/bin/sh\ntrap 'echo TERM > " + marker + "; kill $!; exit 0' TERM\nsleep 300 >/dev/null 2>&1 &\necho ready\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "buildah"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	ctx, cancel := context.WithCancel(context.Background())
+	r, w := io.Pipe()
+	c := BuildahBuilder{Root: dir}.cmd(ctx, w, "bud")
+	done := make(chan error, 1)
+	go func() { done <- c.Run(); w.Close() }()
+	line := make([]byte, len("ready\n"))
+	if _, err := io.ReadFull(r, line); err != nil || string(line) != "ready\n" {
+		t.Fatalf("the fake buildah did not start: %q %v", line, err)
+	}
+	cancel()
+	go io.Copy(io.Discard, r)
+	<-done
+	if b, err := os.ReadFile(marker); err != nil || string(b) != "TERM\n" {
+		t.Errorf("buildah was not stopped with SIGTERM: %q %v", b, err)
+	}
+}
