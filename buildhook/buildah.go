@@ -10,60 +10,203 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
-// BuildahBuilder builds with the buildah CLI (chroot isolation, vfs storage:
-// no daemon and no privileges beyond the process's own).
+// BuildahBuilder builds with the buildah CLI, every RUN step in a sandbox:
+// OCI isolation (runc) in a user namespace whose root is an unprivileged
+// uid of the host, with its own mount, pid, ipc and uts namespaces, no
+// network unless the rule asks for it, and bounded memory and processes.
+// It never uses chroot isolation. kiln's credential is on disk only while
+// buildah pulls the bases and pushes the result, never while a command of
+// the build runs.
 type BuildahBuilder struct {
 	// Root holds buildah's storage (--root; --runroot beside it).
 	Root string
+	// Limits bound each build's commands.
+	Limits Limits
 }
 
 // Name implements Builder.
 func (BuildahBuilder) Name() string { return "buildah" }
 
+// SandboxReady says why this machine cannot run a build's commands
+// sandboxed, and what to install; nil when it can.
+func (BuildahBuilder) SandboxReady() error {
+	_, err := sandboxReady()
+	return err
+}
+
 func (b BuildahBuilder) cmd(ctx context.Context, log io.Writer, args ...string) *exec.Cmd {
-	base := []string{"--root", filepath.Join(b.Root, "root"), "--runroot", filepath.Join(b.Root, "run"), "--storage-driver", "vfs"}
+	// overlay, not vfs: vfs leaves the root directory of a layer shifted
+	// into the user namespace owned by the host's root, so the build's
+	// root could not even create /proc in it.
+	base := []string{"--root", filepath.Join(b.Root, "sandbox"), "--runroot", filepath.Join(b.Root, "sandbox-run"), "--storage-driver", "overlay"}
 	c := exec.CommandContext(ctx, "buildah", append(base, args...)...)
 	c.Stdout, c.Stderr = log, log
+	// At the build's timeout buildah gets SIGTERM first, so that it stops
+	// the running container rather than leave it behind.
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = 30 * time.Second
+	// So does it when kiln dies: a killed buildah leaves its container
+	// running. (kiln never locks a goroutine to its thread, so the thread
+	// that started buildah does not end before kiln.)
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	return c
 }
 
 // Build implements Builder.
 func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
-	if _, err := exec.LookPath("buildah"); err != nil {
-		return "", fmt.Errorf("buildah is not installed: %w", err)
-	}
-	image := job.Registry + "/" + job.Staging.String()
-	authFile, removeAuth, err := buildahAuthFile(job)
+	sb, err := sandboxReady()
 	if err != nil {
 		return "", err
 	}
-	defer removeAuth()
-	args := append([]string{"bud", "--isolation", "chroot", "--pull=always"}, buildahSelfArgs(job, authFile)...)
-	args = append(args, "-f", filepath.Join(job.Rule.Context, job.Rule.Dockerfile), "-t", image)
-	keys := make([]string, 0, len(job.Rule.Args))
-	for k := range job.Rule.Args {
+	if err := privateDir(b.Root); err != nil {
+		return "", err
+	}
+	bases, err := buildInputs(job.Rule)
+	if err != nil {
+		return "", err
+	}
+	image := job.Registry + "/" + job.Staging.String()
+
+	// The bases are pulled first, with kiln's login, so that the build
+	// itself runs with no credential on disk.
+	err = withSelfAuth(job, func(authFile string) error {
+		for _, base := range bases {
+			args := append([]string{"pull", "--policy", "always"}, buildahSelfArgs(job, authFile)...)
+			args = append(args, base)
+			fmt.Fprintf(log, "$ buildah %s\n", strings.Join(args, " "))
+			if err := b.cmd(ctx, log, args...).Run(); err != nil {
+				return fmt.Errorf("buildah pull %s: %w", base, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+
+	args := b.budArgs(job.Rule, sb, image)
+	memory := "a memory cgroup"
+	if !sb.Cgroup {
+		memory = "per process, RLIMIT_DATA: an unprivileged kiln has no memory cgroup"
+	}
+	fmt.Fprintf(log, "sandbox: OCI isolation (runc), user namespace %s, network %s, memory %d bytes (%s), %d processes\n",
+		sb.IDMap, ruleNetwork(job.Rule), b.Limits.Memory, memory, b.Limits.Pids)
+	fmt.Fprintf(log, "$ buildah %s\n", strings.Join(args, " "))
+	if err := b.cmd(ctx, log, args...).Run(); err != nil {
+		return "", fmt.Errorf("buildah bud: %w", err)
+	}
+	defer b.cmd(context.WithoutCancel(ctx), io.Discard, "rmi", image).Run()
+
+	fmt.Fprintf(log, "pushing %s\n", image)
+	err = withSelfAuth(job, func(authFile string) error {
+		push := append(append([]string{"push"}, buildahSelfArgs(job, authFile)...), image, "docker://"+image)
+		if err := b.cmd(ctx, log, push...).Run(); err != nil {
+			return transient(fmt.Errorf("buildah push: %w", err))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return resolveStaging(ctx, job)
+}
+
+// privateDir makes dir, or checks the one there: a directory of this
+// user's that no one else may enter. Under a shared /tmp, another user
+// could otherwise have made it first, or made it a symbolic link.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("buildah's storage %s is not a directory of this user's", dir)
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// budArgs is the sandboxed `buildah bud` of rule: bases from the local
+// store only (pulled before), no login, no --pid/--ipc/--uts flags
+// (private is the default under OCI isolation, and buildah 1.28 turns
+// --network none back into a private network when any of them is given).
+func (b BuildahBuilder) budArgs(rule *Rule, sb sandbox, image string) []string {
+	args := []string{"bud", "--isolation", "oci", "--pull=never",
+		"--userns-uid-map", sb.IDMap, "--userns-gid-map", sb.IDMap}
+	if ruleNetwork(rule) == "none" {
+		args = append(args, "--network=none")
+	}
+	if m := strconv.FormatInt(b.Limits.Memory, 10); b.Limits.Memory > 0 && sb.Cgroup {
+		args = append(args, "--memory", m)
+	} else if b.Limits.Memory > 0 {
+		args = append(args, "--ulimit", "data="+m+":"+m)
+	}
+	if b.Limits.Pids > 0 {
+		// RLIMIT_NPROC counts per uid and user namespace: every process
+		// of this build, and only them.
+		n := strconv.Itoa(b.Limits.Pids)
+		args = append(args, "--ulimit", "nproc="+n+":"+n)
+	}
+	args = append(args, "-f", filepath.Join(rule.Context, rule.Dockerfile), "-t", image)
+	keys := make([]string, 0, len(rule.Args))
+	for k := range rule.Args {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		args = append(args, "--build-arg", k+"="+job.Rule.Args[k])
+		args = append(args, "--build-arg", k+"="+rule.Args[k])
 	}
-	args = append(args, job.Rule.Context)
-	fmt.Fprintf(log, "$ buildah %v\n", args)
-	if err := b.cmd(ctx, log, args...).Run(); err != nil {
-		return "", fmt.Errorf("buildah bud: %w", err)
+	return append(args, rule.Context)
+}
+
+// ruleNetwork is what the rule's RUN steps reach: none unless it says
+// default.
+func ruleNetwork(r *Rule) string {
+	if r.Network == "default" {
+		return "default"
 	}
-	fmt.Fprintf(log, "pushing %s\n", image)
-	push := append(append([]string{"push"}, buildahSelfArgs(job, authFile)...), image, "docker://"+image)
-	if err := b.cmd(ctx, log, push...).Run(); err != nil {
-		return "", transient(fmt.Errorf("buildah push: %w", err))
+	return "none"
+}
+
+// buildInputs are the images rule's Dockerfile builds from: every stage's
+// base and every COPY --from image, once each.
+func buildInputs(rule *Rule) ([]string, error) {
+	content, err := os.ReadFile(filepath.Join(rule.Context, rule.Dockerfile))
+	if err != nil {
+		return nil, err
 	}
-	b.cmd(context.WithoutCancel(ctx), io.Discard, "rmi", image).Run()
-	return resolveStaging(ctx, job)
+	info, err := ParseDockerfile(content, rule.Args)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var images []string
+	add := func(name string) {
+		if name != "" && !strings.EqualFold(name, "scratch") && !seen[name] {
+			seen[name] = true
+			images = append(images, name)
+		}
+	}
+	for _, st := range info.Stages {
+		if !st.FromStage {
+			add(st.BaseName)
+		}
+	}
+	for _, img := range info.CopyFromImages {
+		add(img)
+	}
+	return images, nil
 }
 
 // buildahSelfArgs are the flags that reach kiln itself: over HTTPS its
@@ -83,31 +226,33 @@ func buildahSelfArgs(job *Job, authFile string) []string {
 	return args
 }
 
-// buildahAuthFile writes kiln's internal builder login, for kiln's address
-// only, as an --authfile: --creds would be sent to every registry the
-// build pulls from. It goes to memory-backed /dev/shm when there is one,
-// readable by this user only; remove deletes it. "" when there is no login.
-func buildahAuthFile(job *Job) (path string, remove func(), err error) {
+// withSelfAuth runs fn with kiln's internal builder login, for kiln's
+// address only, as an --authfile (--creds would go to every registry the
+// build pulls from), or with "" when there is no login. The file lives in
+// a directory only this user can enter, on memory-backed /dev/shm when
+// there is one, and is gone when fn returns: never while a build's
+// command runs.
+func withSelfAuth(job *Job, fn func(authFile string) error) error {
 	if job.Self.Username == "" {
-		return "", func() {}, nil
+		return fn("")
 	}
-	dir := ""
+	parent := ""
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		dir = "/dev/shm"
+		parent = "/dev/shm"
 	}
-	f, err := os.CreateTemp(dir, "kiln-buildah-auth-*.json")
+	dir, err := os.MkdirTemp(parent, "kiln-buildah-auth-*") // mode 0700
 	if err != nil {
-		return "", nil, err
+		return err
 	}
-	remove = func() { os.Remove(f.Name()) }
+	defer os.RemoveAll(dir)
 	basic := base64.StdEncoding.EncodeToString([]byte(job.Self.Username + ":" + job.Self.Password))
-	err = json.NewEncoder(f).Encode(map[string]any{"auths": map[string]any{job.Registry: map[string]string{"auth": basic}}})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	content, err := json.Marshal(map[string]any{"auths": map[string]any{job.Registry: map[string]string{"auth": basic}}})
 	if err != nil {
-		remove()
-		return "", nil, err
+		return err
 	}
-	return f.Name(), remove, nil
+	file := filepath.Join(dir, "auth.json")
+	if err := os.WriteFile(file, content, 0o600); err != nil {
+		return err
+	}
+	return fn(file)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -14,19 +13,36 @@ import (
 )
 
 // defaultBuilders returns every builder by name. hosts are the names under
-// which a FROM line reaches kiln itself; upstreams the mirrored registries.
-func defaultBuilders(hosts, upstreams []string) map[string]Builder {
+// which a FROM line reaches kiln itself; upstreams the mirrored registries;
+// limits bound the commands of sandboxed builds (zero values: the
+// configuration's defaults).
+func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]Builder {
+	if limits.Memory <= 0 {
+		limits.Memory = 2 << 30
+	}
+	if limits.Pids <= 0 {
+		limits.Pids = 1024
+	}
 	return map[string]Builder{
 		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams},
 		"rebase":  &RebaseBuilder{},
 		"docker":  DockerBuilder{},
-		"buildah": BuildahBuilder{Root: filepath.Join(os.TempDir(), "kiln-buildah")},
+		"buildah": BuildahBuilder{Root: filepath.Join(os.TempDir(), "kiln-buildah"), Limits: limits},
 	}
 }
 
+// sandboxer is a builder that runs a build's commands in a sandbox, if
+// the machine has what that takes.
+type sandboxer interface {
+	// SandboxReady says why the sandbox cannot run here, and what to
+	// install; nil when it can.
+	SandboxReady() error
+}
+
 // chooseBuilder picks the rule's builder and says why. auto means native
-// when the Dockerfile runs no commands, else docker when a daemon answers,
-// else buildah.
+// when the Dockerfile runs no commands, else docker when a daemon answers
+// (trusting that daemon is the operator's choice), else sandboxed buildah,
+// else a failure saying what to install: commands never run unsandboxed.
 func (s *Service) chooseBuilder(ctx context.Context, r *Rule) (Builder, string, error) {
 	if r.Builder != "auto" {
 		b := s.builders[r.Builder]
@@ -47,12 +63,19 @@ func (s *Service) chooseBuilder(ctx context.Context, r *Rule) (Builder, string, 
 		return s.builders["native"], "auto: the Dockerfile runs no commands, so it is built in-process", nil
 	}
 	need := strings.Join(info.NeedsExec, "; ")
-	if err := dockerAvailable(ctx); err == nil {
+	derr := dockerAvailable(ctx)
+	if derr == nil {
 		return s.builders["docker"], "auto: the Dockerfile runs commands (" + need + ") and a Docker daemon answers", nil
-	} else if _, lerr := exec.LookPath("buildah"); lerr == nil {
-		return s.builders["buildah"], "auto: the Dockerfile runs commands (" + need + "), no Docker daemon answers (" + err.Error() + "), buildah is installed", nil
 	}
-	return nil, "", fmt.Errorf("the Dockerfile runs commands (%s) but no Docker daemon answers and buildah is not installed", need)
+	sandboxed := s.builders["buildah"]
+	serr := fmt.Errorf("%w: the buildah builder cannot sandbox", errNoSandbox)
+	if sb, ok := sandboxed.(sandboxer); ok {
+		serr = sb.SandboxReady()
+	}
+	if serr == nil {
+		return sandboxed, "auto: the Dockerfile runs commands (" + need + "), no Docker daemon answers (" + derr.Error() + "), so buildah runs them sandboxed", nil
+	}
+	return nil, "", fmt.Errorf("the Dockerfile runs commands (%s), no Docker daemon answers (%v), and %w", need, derr, serr)
 }
 
 // resolveStaging asks kiln, over HTTP like any client, for the digest the

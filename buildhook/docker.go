@@ -67,7 +67,7 @@ func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest
 		PullParent:  true, // the base just moved: never build on a stale local copy
 		Remove:      true,
 		ForceRemove: true,
-		NetworkMode: "none",
+		NetworkMode: dockerNetwork(job.Rule),
 		Version:     build.BuilderV1,
 		AuthConfigs: dockerSelfAuth(job),
 	})
@@ -93,6 +93,15 @@ func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest
 	// but its staging tag would only pile up.
 	c.ImageRemove(context.WithoutCancel(ctx), image, client.ImageRemoveOptions{})
 	return resolveStaging(ctx, job)
+}
+
+// dockerNetwork is the network of the build's RUN steps: none unless the
+// rule asks for the daemon's default.
+func dockerNetwork(r *Rule) string {
+	if ruleNetwork(r) == "default" {
+		return "default"
+	}
+	return "none"
 }
 
 // dockerSelfAuth is the daemon's login to kiln itself: the internal

@@ -25,6 +25,8 @@ type ServiceOptions struct {
 	Window      time.Duration
 	Timeout     time.Duration
 	Retries     int
+	// Limits bound the commands of each sandboxed build.
+	Limits Limits
 	// AutoRebase adopts images pushed with a base annotation naming a tag
 	// of this registry: they are rebased when it moves (see autorebase.go).
 	AutoRebase bool
@@ -76,7 +78,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		log:      opts.Logger,
 	}
 	if s.builders == nil {
-		s.builders = defaultBuilders(opts.Hosts, opts.Upstreams)
+		s.builders = defaultBuilders(opts.Hosts, opts.Upstreams, opts.Limits)
 	}
 	s.queue = NewQueue(g, opts.Concurrency, opts.Window, newBuildID, QueueHooks{
 		Queued:  s.queued,

@@ -21,6 +21,7 @@ type Rule struct {
 	Name       string
 	Context    string            // absolute directory
 	Dockerfile string            // path relative to Context
+	Network    string            // none (also "") | default: what a RUN step reaches
 	Tags       []ImageRef        // what the rule produces
 	Args       map[string]string // build arguments
 	Builder    string            // auto | native | docker | buildah

@@ -83,7 +83,7 @@ func TestServeAuthTLS(t *testing.T) {
 	bctx := t.TempDir()
 	os.WriteFile(filepath.Join(bctx, "Dockerfile"), []byte("FROM kiln.test/base:1\nCOPY f /f\n"), 0o644)
 	os.WriteFile(filepath.Join(bctx, "f"), []byte("hi"), 0o644)
-	cfg.Builds = []config.Build{{Name: "app", Context: bctx, Dockerfile: "Dockerfile", Tags: []string{"app/built:latest"}, Builder: "native", Strategy: "build"}}
+	cfg.Builds = []config.Build{{Name: "app", Context: bctx, Dockerfile: "Dockerfile", Tags: []string{"app/built:latest"}, Builder: "native", Strategy: "build", Network: "none"}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
