@@ -105,7 +105,9 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	}
 	h.Set("Docker-Content-Digest", string(d))
 	h.Set("Content-Type", "application/octet-stream")
-	w.WriteHeader(http.StatusOK)
+	// The status goes out with the first bytes of the body: until then a
+	// failure can still be a proper error response.
+	body := &bodyWriter{w: w}
 
 	// One goroutine reads the upstream body into chunks and hands each to
 	// the client (written here, in the handler's goroutine) and to the
@@ -122,7 +124,7 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 		t.storeDone(err)
 		stored <- err
 	}()
-	n, out := t.serveClient(r.Context(), w, d)
+	n, out := t.serveClient(r.Context(), body, d)
 	commit := func(err error) error {
 		if out == clientMismatch || errors.Is(err, storage.ErrDigestMismatch) {
 			p.mismatches.Add(1)
@@ -144,16 +146,48 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 		// failed or sent the wrong bytes (the store fails too, and the
 		// response must be cut short).
 		err := commit(<-stored)
-		if out != clientLeft {
+		switch {
+		case out == clientLeft:
+			return err
+		case !body.started:
+			for _, k := range []string{"Content-Length", "Docker-Content-Digest", "Content-Type"} {
+				h.Del(k)
+			}
+			return cutError(u, d, out, t.readErr())
+		default:
 			return errAborted
 		}
-		return err
 	}
 	// The client has the whole blob, verified: flush it, and leave the
 	// store to verify, sync and commit it.
 	_ = http.NewResponseController(w).Flush()
 	go func() { _ = commit(<-stored) }()
 	return nil
+}
+
+// bodyWriter notes whether any of the body (and with it the status) went
+// out.
+type bodyWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (b *bodyWriter) Write(p []byte) (int, error) {
+	b.started = true
+	return b.w.Write(p)
+}
+
+// cutError is the error a client gets for a blob that failed before any of
+// it was sent.
+func cutError(u *upstream, d digest.Digest, out clientOutcome, readErr error) error {
+	switch {
+	case out == clientMismatch:
+		return errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent bytes that do not match " + string(d) + "; not cached")
+	case errors.Is(readErr, errTooLarge):
+		return errcode.SizeInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + "'s blob " + string(d) + " is larger than limits.max_blob_size")
+	default:
+		return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s failed sending blob %s: %v; not cached", u.cfg.Name, d, readErr))
+	}
 }
 
 func blobError(u *upstream, d digest.Digest, err error) error {

@@ -30,11 +30,10 @@ func getBlob(t *testing.T, k *kilnProxy, repo string, d digest.Digest) (status i
 // An upstream blob whose bytes do not match its digest never reaches a
 // client as a complete 200, is not cached, and is counted.
 func TestUpstreamBlobWithWrongBytesIsNeverServedWhole(t *testing.T) {
-	for _, size := range []int{100, 300 << 10} {
+	for _, size := range []int{0, 100, 300 << 10} {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
-			want := bytes.Repeat([]byte("a"), size)
-			d := digest.FromBytes(want)
-			evil := bytes.Repeat([]byte("b"), size)
+			d := digest.FromBytes(bytes.Repeat([]byte("a"), max(size, 1)))
+			evil := bytes.Repeat([]byte("b"), size) // none at all, for size 0
 			up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", strconv.Itoa(len(evil)))
 				w.Write(evil)
@@ -44,8 +43,12 @@ func TestUpstreamBlobWithWrongBytesIsNeverServedWhole(t *testing.T) {
 			if complete {
 				t.Errorf("client got a complete %d response of %d bytes whose digest is not %s", status, len(body), d)
 			}
-			if bytes.Equal(body, evil) {
+			if size > 0 && bytes.Equal(body, evil) {
 				t.Errorf("client got every wrong byte")
+			}
+			if size <= teeChunk && (status != http.StatusBadGateway || !strings.Contains(string(body), "DIGEST_INVALID")) {
+				// Held back whole: the client gets a proper error.
+				t.Errorf("blob of one chunk with the wrong bytes: %d %q, want 502 DIGEST_INVALID", status, body)
 			}
 			if ok, _ := k.proxy.store.HasBlob(context.Background(), d); ok {
 				t.Errorf("blob with the wrong bytes was cached")
