@@ -89,6 +89,9 @@ func TestUpstreamRedirectOnlyToListedHosts(t *testing.T) {
 	if n := hits.Load(); n != 0 {
 		t.Errorf("unlisted redirect target got %d requests", n)
 	}
+	if status != http.StatusBadGateway || !strings.Contains(string(body), "redirect_hosts") {
+		t.Errorf("refused redirect: %d %q, want a 502 naming redirect_hosts", status, body)
+	}
 
 	listed := upstreamConfig("up.example", up.srv.URL)
 	listed.RedirectHosts = []string{strings.TrimPrefix(internal.URL, "http://")}
@@ -135,11 +138,19 @@ func TestTokenRealmOnOtherHostGetsNoPassword(t *testing.T) {
 
 	k, _ := newKiln(t, 0, cfg)
 	resp, err := http.Get("http://" + k.host + "/v2/up.example/team/app/manifests/v1")
-	if err == nil {
-		resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if n := sawPassword.Load(); n != 0 {
 		t.Errorf("a token realm on another host got the upstream password %d times", n)
+	}
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "redirect_hosts") {
+		t.Errorf("refused realm: %s %q, want a 502 naming redirect_hosts", resp.Status, body)
+	}
+	if k.proxy.upstreams["up.example"].health.recentlyDown() {
+		t.Errorf("a refused realm counted as the upstream being down")
 	}
 
 	cfg.RedirectHosts = []string{realmHost}
