@@ -18,9 +18,24 @@ type Upstream struct {
 	TTL           time.Duration `yaml:"ttl"`            // how long a cached tag is trusted; default 1h
 	Timeout       time.Duration `yaml:"timeout"`        // per upstream request before falling back to the cache; default 30s
 	WatchInterval time.Duration `yaml:"watch_interval"` // how often watched tags are polled; default 5m
+	// RedirectHosts are the hosts besides the upstream's own that its
+	// redirects and token realms may lead to: "host", "host:port" or
+	// "*.domain". Nothing else is followed, and no credential goes there.
+	RedirectHosts []string `yaml:"redirect_hosts"`
 }
 
-var upstreamNameRegexp = regexp.MustCompile(`^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]+)?$`)
+var (
+	upstreamNameRegexp = regexp.MustCompile(`^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]+)?$`)
+	redirectHostRegexp = regexp.MustCompile(`^(\*\.)?([A-Za-z0-9]+([.-][A-Za-z0-9]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]+)?$`)
+)
+
+// knownRedirectHosts are where well-known registries send token requests
+// and blob downloads: the redirect_hosts of an upstream at that host that
+// lists none.
+var knownRedirectHosts = map[string][]string{
+	"registry-1.docker.io": {"auth.docker.io", "production.cloudflare.docker.com"},
+	"ghcr.io":              {"pkg-containers.githubusercontent.com"},
+}
 
 func (c *Config) applyProxyDefaults() {
 	for i := range c.Proxy {
@@ -33,6 +48,9 @@ func (c *Config) applyProxyDefaults() {
 		}
 		if u.WatchInterval == 0 {
 			u.WatchInterval = 5 * time.Minute
+		}
+		if pu, err := url.Parse(u.URL); err == nil && u.RedirectHosts == nil {
+			u.RedirectHosts = knownRedirectHosts[pu.Hostname()]
 		}
 	}
 }
@@ -52,6 +70,11 @@ func (c *Config) validateProxy(bad func(key, format string, args ...any)) {
 		}
 		if u.TTL < 0 || u.Timeout < 0 || u.WatchInterval < 0 {
 			bad(key, "durations must not be negative")
+		}
+		for j, h := range u.RedirectHosts {
+			if !redirectHostRegexp.MatchString(h) {
+				bad(fmt.Sprintf("%s.redirect_hosts[%d]", key, j), "%q is not a host, host:port or *.domain", h)
+			}
 		}
 	}
 }

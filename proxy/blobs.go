@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
 
 	"kiln/registry/errcode"
+	"kiln/storage"
 )
 
 // ServeBlob answers a GET or HEAD of blob d that repo does not hold yet.
@@ -32,9 +34,12 @@ func (p *Proxy) ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d
 	f, leader := p.join(key)
 	if !leader {
 		p.cacheResult(KindBlob, ResultCoalesced)
+		f.waiters.Add(1) // the fetch goes on for this request if its leader's client leaves
 		select {
 		case <-f.done:
+			f.waiters.Add(-1)
 		case <-r.Context().Done():
+			f.waiters.Add(-1)
 			return true, r.Context().Err()
 		}
 		if f.err != nil {
@@ -52,7 +57,7 @@ func (p *Proxy) ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d
 	p.cacheResult(KindBlob, ResultMiss)
 	// fetchBlob finishes the flight once the store kept (or refused) the
 	// blob: after the client has it, possibly after this handler returned.
-	err = p.fetchBlob(w, r, u, repo, upRepo, d, func(err error) { p.finish(key, f, err) })
+	err = p.fetchBlob(w, r, u, repo, upRepo, d, f, func(err error) { p.finish(key, f, err) })
 	if errors.Is(err, errAborted) {
 		// Headers are gone: all that is left is to cut the response short.
 		panic(http.ErrAbortHandler)
@@ -69,12 +74,26 @@ var errAborted = errors.New("upstream blob failed mid-stream")
 // cut the response short), else from a goroutine once the store committed
 // the blob, so the client, which has the whole blob by then, need not wait
 // for the store's sync and commit (nor does its next request on the same
-// connection).
-func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, repo, upRepo string, d digest.Digest, done func(error)) error {
-	// The fetch outlives a client that hangs up: the cache still fills.
+// connection). The client's copy is verified on its own: its last bytes
+// are sent once the digest matched.
+func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, repo, upRepo string, d digest.Digest, f *flight, done func(error)) error {
+	// The fetch outlives a client that hangs up, for a while: the cache
+	// still fills.
 	ctx := context.WithoutCancel(r.Context())
 	p.blobFetches.Add(1)
 	resp, err := u.do(ctx, http.MethodGet, upRepo, "blobs/"+string(d), nil)
+	if err == nil && p.maxBlobSize > 0 && resp.ContentLength > p.maxBlobSize {
+		resp.Body.Close()
+		err = errcode.SizeInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf(
+			"upstream %s's blob %s is %d bytes, larger than limits.max_blob_size (%d)", u.cfg.Name, d, resp.ContentLength, p.maxBlobSize))
+	}
+	if err == nil {
+		// A mirror copy from its first blob on: a name pulled through the
+		// mirror never turns into a local repository.
+		if err = p.store.MarkProxied(ctx, repo); err != nil {
+			resp.Body.Close()
+		}
+	}
 	if err != nil {
 		err = blobError(u, d, err)
 		done(err)
@@ -86,13 +105,15 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	}
 	h.Set("Docker-Content-Digest", string(d))
 	h.Set("Content-Type", "application/octet-stream")
-	w.WriteHeader(http.StatusOK)
+	// The status goes out with the first bytes of the body: until then a
+	// failure can still be a proper error response.
+	body := &bodyWriter{w: w}
 
 	// One goroutine reads the upstream body into chunks and hands each to
 	// the client (written here, in the handler's goroutine) and to the
 	// store (a second goroutine hashing, writing and syncing it): the
 	// client never waits for the store, only for the upstream.
-	t := newTee(resp.Body)
+	t := newTee(resp.Body, p.maxBlobSize, p.orphanLimit, func() bool { return f.waiters.Load() > 0 })
 	go func() {
 		t.read()
 		resp.Body.Close()
@@ -103,8 +124,14 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 		t.storeDone(err)
 		stored <- err
 	}()
-	n, clientOK := t.serveClient(w)
+	n, out := t.serveClient(r.Context(), body, d)
 	commit := func(err error) error {
+		if out == clientMismatch || errors.Is(err, storage.ErrDigestMismatch) {
+			p.mismatches.Add(1)
+		}
+		if err == nil && out == clientMismatch {
+			err = storage.ErrDigestMismatch // cannot be: the store hashed the same bytes
+		}
 		if err != nil {
 			p.log.WarnContext(ctx, "upstream blob not cached", "upstream", u.cfg.Name, "repo", repo, "digest", d, "err", err)
 			done(errAborted)
@@ -114,19 +141,60 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 		done(nil)
 		return nil
 	}
-	if !clientOK || t.readErr() != nil {
-		// The client is gone (the cache still fills) or the upstream failed
-		// (the store fails too, and the response must be cut short).
-		return commit(<-stored)
+	if out != clientServed {
+		// The client is gone (the cache may still fill), or the upstream
+		// failed or sent the wrong bytes (the store fails too, and the
+		// response must be cut short).
+		err := commit(<-stored)
+		switch {
+		case out == clientLeft:
+			return err
+		case !body.started:
+			for _, k := range []string{"Content-Length", "Docker-Content-Digest", "Content-Type"} {
+				h.Del(k)
+			}
+			return cutError(u, d, out, t.readErr())
+		default:
+			return errAborted
+		}
 	}
-	// The client has the whole blob once the upstream body ends: flush it
-	// then, and leave the store to verify, sync and commit it.
+	// The client has the whole blob, verified: flush it, and leave the
+	// store to verify, sync and commit it.
 	_ = http.NewResponseController(w).Flush()
 	go func() { _ = commit(<-stored) }()
 	return nil
 }
 
+// bodyWriter notes whether any of the body (and with it the status) went
+// out.
+type bodyWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (b *bodyWriter) Write(p []byte) (int, error) {
+	b.started = true
+	return b.w.Write(p)
+}
+
+// cutError is the error a client gets for a blob that failed before any of
+// it was sent.
+func cutError(u *upstream, d digest.Digest, out clientOutcome, readErr error) error {
+	switch {
+	case out == clientMismatch:
+		return errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent bytes that do not match " + string(d) + "; not cached")
+	case errors.Is(readErr, errTooLarge):
+		return errcode.SizeInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + "'s blob " + string(d) + " is larger than limits.max_blob_size")
+	default:
+		return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s failed sending blob %s: %v; not cached", u.cfg.Name, d, readErr))
+	}
+}
+
 func blobError(u *upstream, d digest.Digest, err error) error {
+	var ae *errcode.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
 	if errors.Is(err, errNotFound) {
 		return errcode.BlobUnknown.WithMessage("not found in upstream " + u.cfg.Name)
 	}

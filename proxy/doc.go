@@ -3,4 +3,11 @@
 // to the client while it writes), revalidates cached tags after their TTL,
 // falls back to the cache when the upstream is down, and makes one upstream
 // request for concurrent misses of the same content.
+//
+// Upstreams are untrusted: a client gets a cold blob's last bytes only once
+// its digest matched, requests follow redirects and token realms only to
+// the upstream's own host and its redirect_hosts, and what is fetched is
+// bounded (limits.max_blob_size, and a fetch no client waits for stops).
+// A mirror copy is never pushed to, and a pushed repository never goes
+// upstream.
 package proxy

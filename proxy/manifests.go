@@ -227,6 +227,7 @@ func (p *Proxy) fetchUpstreamManifest(ctx context.Context, u *upstream, upRepo, 
 	}
 	d := alg.FromBytes(body)
 	if want, err := digest.Parse(ref); err == nil && want != d {
+		p.mismatches.Add(1)
 		return nil, nil, errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s sent %s for %s", u.cfg.Name, d, want))
 	}
 	return &storage.Manifest{Digest: d, MediaType: parsed.MediaType, Content: body}, parsed, nil

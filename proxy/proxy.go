@@ -21,7 +21,11 @@ type Proxy struct {
 
 	requests    atomic.Int64              // every request sent upstream
 	blobFetches atomic.Int64              // blob GETs sent upstream
+	mismatches  atomic.Int64              // upstream content whose bytes did not match its digest
 	observe     func(kind, result string) // see SetCacheObserver
+
+	maxBlobSize int64 // limits.max_blob_size, for upstream blobs too; 0: none
+	orphanLimit int64 // what a blob fetch reads on once no client waits for it
 
 	mu       sync.Mutex
 	inflight map[string]*flight // blob and manifest fetches in progress
@@ -39,7 +43,8 @@ func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Pro
 	if logger == nil {
 		logger = slog.Default()
 	}
-	p := &Proxy{store: store, upstreams: map[string]*upstream{}, log: logger, inflight: map[string]*flight{}}
+	p := &Proxy{store: store, upstreams: map[string]*upstream{}, log: logger, inflight: map[string]*flight{},
+		orphanLimit: defaultOrphanLimit}
 	for _, c := range ups {
 		u, err := newUpstream(c, &p.requests, logger)
 		if err != nil {
@@ -104,6 +109,19 @@ func hubName(u *upstream, repo string) string {
 	return repo
 }
 
+// defaultOrphanLimit is how much of a blob a fetch reads on after its
+// client left (to fill the cache for the next pull) before it gives up.
+const defaultOrphanLimit = 64 << 20
+
+// SetMaxBlobSize applies limits.max_blob_size to upstream blobs: a larger
+// declared size is refused, a larger body cut short. Call it before
+// serving.
+func (p *Proxy) SetMaxBlobSize(n int64) { p.maxBlobSize = n }
+
+// DigestMismatches returns how many upstream blobs and manifests did not
+// match their digest (and were neither served whole nor cached).
+func (p *Proxy) DigestMismatches() int64 { return p.mismatches.Load() }
+
 // UpstreamRequests returns how many requests were sent upstream in all.
 func (p *Proxy) UpstreamRequests() int64 { return p.requests.Load() }
 
@@ -112,8 +130,9 @@ func (p *Proxy) BlobFetches() int64 { return p.blobFetches.Load() }
 
 // flight is one upstream fetch that concurrent requests wait for.
 type flight struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	waiters atomic.Int32 // requests waiting for it besides the leader's
 }
 
 // join returns the flight for key and whether the caller leads it (and

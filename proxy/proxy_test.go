@@ -133,7 +133,11 @@ func newKilnProxy(t *testing.T, up *upstreamServer, ttl time.Duration) *kilnProx
 
 func newKilnProxyTimeout(t *testing.T, up *upstreamServer, ttl, timeout time.Duration) *kilnProxy {
 	t.Helper()
-	store := storage.NewInMemory(storage.Options{})
+	return newKilnProxyStore(t, up, ttl, timeout, storage.NewInMemory(storage.Options{}))
+}
+
+func newKilnProxyStore(t *testing.T, up *upstreamServer, ttl, timeout time.Duration, store *storage.Store) *kilnProxy {
+	t.Helper()
 	ups := []config.Upstream{
 		{Name: "up.example", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: timeout},
 		{Name: "docker.io", URL: up.srv.URL, Username: "kiln", Password: "secret", TTL: ttl, Timeout: timeout},

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
-	"net/http"
 	"sync"
 	"sync/atomic"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Sizes of the buffers a blob streams through: the store (whose disk may
@@ -36,8 +38,14 @@ func (c *chunk) release() {
 	}
 }
 
-// errStoreFailed stops the upstream reads once the store gave up.
-var errStoreFailed = errors.New("store failed")
+var (
+	// errStoreFailed stops the upstream reads once the store gave up.
+	errStoreFailed = errors.New("store failed")
+	// errTooLarge stops a body longer than limits.max_blob_size.
+	errTooLarge = errors.New("upstream blob exceeds limits.max_blob_size")
+	// errOrphaned stops a fetch no client waits for after its bound.
+	errOrphaned = errors.New("no client waits for the upstream blob any more")
+)
 
 // tee fans an upstream body out to the client and to the store.
 type tee struct {
@@ -51,15 +59,27 @@ type tee struct {
 	// reading on is pointless.
 	storeGone chan struct{}
 	err       error // why reading stopped, nil at EOF; set before the channels close
+
+	maxSize int64 // the body may be this long at most; 0: any length
+	// Once the client is gone and wanted says no other waits, reading
+	// goes on for orphanLimit bytes at most.
+	orphanLimit int64
+	wanted      func() bool
 }
 
-func newTee(src io.Reader) *tee {
+func newTee(src io.Reader, maxSize, orphanLimit int64, wanted func() bool) *tee {
+	if maxSize > 0 {
+		src = io.LimitReader(src, maxSize+1) // one byte more shows it is too long
+	}
 	return &tee{
-		src:        src,
-		toClient:   make(chan *chunk, clientDepth),
-		toStore:    make(chan *chunk, storeDepth),
-		clientGone: make(chan struct{}),
-		storeGone:  make(chan struct{}),
+		src:         src,
+		toClient:    make(chan *chunk, clientDepth),
+		toStore:     make(chan *chunk, storeDepth),
+		clientGone:  make(chan struct{}),
+		storeGone:   make(chan struct{}),
+		maxSize:     maxSize,
+		orphanLimit: orphanLimit,
+		wanted:      wanted,
 	}
 }
 
@@ -67,11 +87,25 @@ func newTee(src io.Reader) *tee {
 func (t *tee) read() {
 	defer close(t.toClient)
 	defer close(t.toStore)
+	var total, orphaned int64
 	for {
 		c := chunkPool.Get().(*chunk)
 		n, err := io.ReadAtLeast(t.src, c.buf, teeMinRead)
 		if err == io.ErrUnexpectedEOF {
 			err = io.EOF // the body ended inside this chunk
+		}
+		total += int64(n)
+		if t.maxSize > 0 && total > t.maxSize {
+			chunkPool.Put(c)
+			t.err = errTooLarge
+			return
+		}
+		if t.orphan() {
+			if orphaned += int64(n); orphaned > t.orphanLimit {
+				chunkPool.Put(c)
+				t.err = errOrphaned
+				return
+			}
 		}
 		if n > 0 {
 			c.n = n
@@ -101,37 +135,90 @@ func (t *tee) read() {
 	}
 }
 
+// orphan reports whether no client waits for the body any more.
+func (t *tee) orphan() bool {
+	select {
+	case <-t.clientGone:
+		return t.wanted == nil || !t.wanted()
+	default:
+		return false
+	}
+}
+
 // readErr is why the upstream reads stopped (nil: the body ended); valid
 // once toClient or toStore is closed and drained.
 func (t *tee) readErr() error { return t.err }
 
-// serveClient writes the chunks to w until they end or the client fails;
-// it returns the bytes read upstream meanwhile and whether the client
-// took them all.
-func (t *tee) serveClient(w http.ResponseWriter) (n int64, ok bool) {
-	ok = true
-	for c := range t.toClient {
-		n += int64(c.n)
-		if ok {
-			if _, err := w.Write(c.buf[:c.n]); err != nil {
-				ok = false
-				close(t.clientGone)
-			}
+// clientOutcome is how serving a blob to its client ended.
+type clientOutcome int
+
+const (
+	clientServed   clientOutcome = iota // it has the whole blob, verified
+	clientLeft                          // it hung up first
+	clientCut                           // the upstream failed: the end is withheld
+	clientMismatch                      // the digest did not match: the end is withheld
+)
+
+// serveClient writes the chunks to w as they come, hashing them, but holds
+// the last one back until the body ended and its digest is want: a client
+// never gets a blob whole that was not verified. It returns the bytes read
+// upstream meanwhile and how the client fared; it stops at once when ctx
+// (the client's request) ends.
+func (t *tee) serveClient(ctx context.Context, w io.Writer, want digest.Digest) (n int64, out clientOutcome) {
+	h := want.Algorithm().Hash()
+	var held *chunk
+	defer func() {
+		if held != nil {
+			held.release()
 		}
-		c.release()
+	}()
+	for {
+		var c *chunk
+		ok := true
+		select {
+		case c, ok = <-t.toClient:
+		case <-ctx.Done():
+			return n + t.leave(), clientLeft
+		}
 		if !ok {
 			break
 		}
+		n += int64(c.n)
+		h.Write(c.buf[:c.n])
+		if held != nil {
+			_, err := w.Write(held.buf[:held.n])
+			held.release()
+			held = nil
+			if err != nil {
+				c.release()
+				return n + t.leave(), clientLeft
+			}
+		}
+		held = c
 	}
-	if !ok {
-		// The reader no longer sends to the client; release what it had
-		// queued already.
-		for c := range t.toClient {
-			n += int64(c.n)
-			c.release()
+	switch {
+	case t.readErr() != nil:
+		return n, clientCut
+	case digest.NewDigest(want.Algorithm(), h) != want:
+		return n, clientMismatch
+	}
+	if held != nil {
+		if _, err := w.Write(held.buf[:held.n]); err != nil {
+			return n, clientLeft
 		}
 	}
-	return n, ok
+	return n, clientServed
+}
+
+// leave tells the reader the client is gone and releases what it had
+// queued for it already; it returns the bytes those held.
+func (t *tee) leave() (n int64) {
+	close(t.clientGone)
+	for c := range t.toClient {
+		n += int64(c.n)
+		c.release()
+	}
+	return n
 }
 
 // storeReader reads the chunks for the store; it fails as the upstream

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,8 +30,9 @@ type upstream struct {
 	inner    http.RoundTripper
 	requests *atomic.Int64 // shared counter of upstream requests
 
-	mu         sync.Mutex
-	transports map[string]http.RoundTripper // per upstream repository (token scope)
+	policy     *hostPolicy     // where its requests may go
+	mu         sync.Mutex      // held while a transport is made
+	transports *transportCache // per upstream repository (token scope)
 
 	health health // whether it answered lately
 }
@@ -52,13 +54,15 @@ func newUpstream(c config.Upstream, requests *atomic.Int64, log *slog.Logger) (*
 	if c.Username != "" {
 		auth = &authn.Basic{Username: c.Username, Password: c.Password}
 	}
+	policy := newHostPolicy(c.Name, u, c.RedirectHosts)
 	inner := http.DefaultTransport.(*http.Transport).Clone()
 	// A slow upstream counts as down after the timeout, so the cache
 	// answers; a blob body may then take as long as it needs.
 	inner.ResponseHeaderTimeout = c.Timeout
-	return &upstream{cfg: c, base: u, registry: reg, auth: auth, inner: inner, requests: requests,
-		transports: map[string]http.RoundTripper{},
-		health:     health{name: c.Name, window: downWindow(c.Timeout), log: log}}, nil
+	inner.DialContext = policy.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
+	return &upstream{cfg: c, base: u, registry: reg, auth: auth, inner: guardedTransport{policy, inner}, requests: requests,
+		policy: policy, transports: newTransportCache(maxTransports),
+		health: health{name: c.Name, window: downWindow(c.Timeout), log: log}}, nil
 }
 
 // transport returns the authenticating transport for repo: ggcr's, which
@@ -66,18 +70,27 @@ func newUpstream(c config.Upstream, requests *atomic.Int64, log *slog.Logger) (*
 func (u *upstream) transport(ctx context.Context, repo string) (http.RoundTripper, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if t, ok := u.transports[repo]; ok {
+	if t, ok := u.transports.get(repo); ok {
 		return t, nil
 	}
 	scope := u.registry.Repo(repo).Scope(transport.PullScope)
 	t, err := transport.NewWithContext(ctx, u.registry, u.auth, countingTransport{u.inner, u.requests}, []string{scope})
 	if err != nil {
+		if refused(err) {
+			return nil, err // the upstream answers, where kiln does not go
+		}
 		derr := &downError{u.cfg.Name, err}
 		u.health.down(derr)
 		return nil, derr
 	}
-	u.transports[repo] = t
+	u.transports.put(repo, t)
 	return t, nil
+}
+
+// refused reports whether err is a request the host policy did not send.
+func refused(err error) bool {
+	var r *refusedError
+	return errors.As(err, &r)
 }
 
 // countingTransport counts every request sent upstream (tests and metrics).
@@ -129,8 +142,9 @@ func (u *upstream) do(ctx context.Context, method, repo, path string, header htt
 	}
 	resp, err := (&http.Client{Transport: t}).Do(req)
 	if err != nil {
-		if ctx.Err() != nil && context.Cause(ctx) == context.Canceled {
-			// The caller gave up, not the upstream.
+		if ctx.Err() != nil && context.Cause(ctx) == context.Canceled || refused(err) {
+			// The caller gave up, or the upstream sent kiln where it does
+			// not go: not an outage.
 			return nil, err
 		}
 		err = &downError{u.cfg.Name, err}

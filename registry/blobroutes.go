@@ -31,6 +31,9 @@ func (a *api) blob(w http.ResponseWriter, r *http.Request, name, dg string) erro
 }
 
 func (a *api) startUpload(w http.ResponseWriter, r *http.Request, name, _ string) error {
+	if err := a.checkPush(r, name); err != nil {
+		return err
+	}
 	return a.blobs.StartUpload(w, r, name, validName)
 }
 

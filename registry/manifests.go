@@ -103,6 +103,9 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name, refArg s
 	if err != nil {
 		return err
 	}
+	if err := a.checkPush(r, name); err != nil {
+		return err
+	}
 	// The one body read whole into memory: bounded by the limit.
 	limit := a.opts.MaxManifestSize
 	if r.ContentLength > limit {
@@ -235,6 +238,11 @@ func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name, refAr
 		return errcode.ManifestUnknown
 	case err != nil:
 		return a.internal(r, err)
+	}
+	if a.opts.Upstream != nil {
+		if err := a.opts.Upstream.CopyDeleted(r.Context(), name); err != nil {
+			return a.internal(r, err)
+		}
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"path"
 	"time"
 )
 
@@ -46,13 +47,29 @@ func (s *Store) MarkProxied(ctx context.Context, repo string) error {
 }
 
 // IsProxied reports whether repo was filled by the pull-through cache, and
-// whether it exists at all.
+// whether it exists at all: holds manifests or blobs of its own (a
+// repository nested under its name, as nginx/conf is under nginx, does not
+// count).
 func (s *Store) IsProxied(ctx context.Context, repo string) (proxied, exists bool, err error) {
 	if proxied, err = s.exists(ctx, proxiedPath(repo)); err != nil || proxied {
 		return proxied, proxied, err
 	}
-	exists, err = s.exists(ctx, repoPath(repo))
-	return false, exists, err
+	for _, own := range []string{"_manifests", "_layers"} {
+		if exists, err = s.exists(ctx, path.Join(repoPath(repo), own)); err != nil || exists {
+			return false, exists, err
+		}
+	}
+	return false, false, nil
+}
+
+// UnmarkProxied makes repo an ordinary repository again: its mirror copy
+// was deleted, and a push may take the name.
+func (s *Store) UnmarkProxied(ctx context.Context, repo string) error {
+	err := s.deleteContent(ctx, proxiedPath(repo))
+	if isNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 func proxiedPath(repo string) string { return repoPath(repo) + "/_proxied" }

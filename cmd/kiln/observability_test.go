@@ -152,6 +152,7 @@ func TestServeObservability(t *testing.T) {
 		`kiln_proxy_cache_requests_total{kind="manifest",result="hit"} 1`,
 		`kiln_proxy_cache_requests_total{kind="manifest",result="stale"} 0`,
 		`kiln_proxy_upstream_blob_fetches_total 3`,
+		`kiln_proxy_upstream_digest_mismatches_total 0`,
 	)
 
 	// The store scan counts what is on disk, after pushes and a GC.

@@ -55,5 +55,8 @@ func registerProxyMetrics(m *metrics.Metrics, p *proxy.Proxy) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "kiln_proxy_upstream_blob_fetches_total", Help: "Blobs fetched from upstream registries.",
 		}, func() float64 { return float64(p.BlobFetches()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kiln_proxy_upstream_digest_mismatches_total", Help: "Upstream blobs and manifests whose bytes did not match their digest: neither served whole nor cached.",
+		}, func() float64 { return float64(p.DigestMismatches()) }),
 	)
 }

@@ -18,6 +18,7 @@ func newUpstream(cfg *config.Config, store *storage.Store, logger *slog.Logger) 
 	if err != nil || p == nil {
 		return nil, nil, err
 	}
+	p.SetMaxBlobSize(cfg.Limits.MaxBlobSize)
 	for _, u := range cfg.Proxy {
 		logger.Info("mirroring upstream", "name", u.Name, "url", u.URL, "ttl", u.TTL)
 	}
