@@ -1,4 +1,4 @@
-// Package auth is the HTTP middleware that admits htpasswd users and kiln's own builders (Basic, or bearer tokens when anonymous pull is on), lets anonymous clients pull when configured, and rate-limits failed logins.
+// Package auth is the HTTP middleware that admits htpasswd users and kiln's own builders (Basic, or bearer tokens when anonymous pull is on), lets anonymous clients pull when configured, and rate-limits failed logins; without an htpasswd file, LocalWritesOnly keeps writes to clients on this host.
 package auth
 
 import (
