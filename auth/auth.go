@@ -1,25 +1,20 @@
-// Package auth is the HTTP middleware that admits htpasswd users and kiln's own builders (Basic, or bearer tokens when anonymous pull is on), lets anonymous clients pull when configured, and rate-limits failed logins.
+// Package auth is the HTTP middleware that admits htpasswd users and kiln's own builders (Basic, or bearer tokens when anonymous pull is on), lets anonymous clients pull when configured, and rate-limits failed logins; without an htpasswd file, LocalWritesOnly keeps writes to clients on this host.
 package auth
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"net"
 	"net/http"
-	"strconv"
+	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"kiln/auth/identity"
 	"kiln/registry/errcode"
 )
 
@@ -55,13 +50,22 @@ type Authenticator struct {
 	cache          *verifiedCache
 	basicChallenge string
 	tokens         *tokenSigner
-	// dummyHash is compared against for unknown users so that a wrong
-	// name costs as much time as a wrong password. Made on first use:
-	// bcrypt at the default cost is slow.
-	dummyHash func() []byte
+	// checks bounds the password checks (bcrypt) running at once, so that
+	// logins cannot take all the CPU; a check waits at most checkWait for
+	// a slot, then gets 429.
+	checks    chan struct{}
+	checkWait time.Duration
 	// compare is bcrypt's check; tests count its calls.
 	compare func(hash, password []byte) error
 }
+
+// checkWait is how long a password check waits for a slot: a burst of
+// logins is spread out rather than refused.
+const checkWait = time.Second
+
+// checkSlots is how many password checks run at once: half the CPUs, so
+// that the rest keeps serving.
+func checkSlots() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // New loads the htpasswd file; a file that cannot be read or parsed is an
 // error.
@@ -78,11 +82,9 @@ func New(opts Options) (*Authenticator, error) {
 		cache:          newVerifiedCache(),
 		basicChallenge: fmt.Sprintf("Basic realm=%q", opts.Realm),
 		tokens:         newTokenSigner(),
-		dummyHash: sync.OnceValue(func() []byte {
-			h, _ := bcrypt.GenerateFromPassword([]byte(rand.Text()), bcrypt.DefaultCost)
-			return h
-		}),
-		compare: bcrypt.CompareHashAndPassword,
+		checks:         make(chan struct{}, checkSlots()),
+		checkWait:      checkWait,
+		compare:        bcrypt.CompareHashAndPassword,
 	}
 	var err error
 	a.file, err = openHtpasswd(opts.Htpasswd, opts.Logger, a.cache.flush)
@@ -92,14 +94,9 @@ func New(opts Options) (*Authenticator, error) {
 	return a, nil
 }
 
-type userKey struct{}
-
 // User returns the authenticated user of the request ctx belongs to, ""
 // for an anonymous one.
-func User(ctx context.Context) string {
-	u, _ := ctx.Value(userKey{}).(string)
-	return u
-}
+func User(ctx context.Context) string { return identity.User(ctx) }
 
 // Handler admits a request to next when it carries valid credentials
 // (Basic, or with anonymous pull a bearer token from TokenPath), or, with
@@ -126,7 +123,7 @@ func (a *Authenticator) Handler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
+		next.ServeHTTP(w, r.WithContext(identity.WithUser(r.Context(), user)))
 	})
 }
 
@@ -138,15 +135,16 @@ func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (us
 		return "", true
 	}
 	if user, password, basic := r.BasicAuth(); basic {
-		// containers/image answers a challenge with empty credentials
-		// when it has none: that is an anonymous request.
-		if user == "" && password == "" && a.opts.AnonymousPull {
+		// containers/image (skopeo, podman, buildah, CRI-O) answers a
+		// challenge with empty credentials when it has none: that is an
+		// anonymous request, never a failed login.
+		if user == "" && password == "" {
 			return "", true
 		}
 		return user, a.login(w, r, user, password)
 	}
 	if token, bearer := strings.CutPrefix(authz, "Bearer "); bearer && a.opts.AnonymousPull {
-		user, err := a.tokens.verify(token)
+		user, err := a.verifyToken(token)
 		if err != nil {
 			a.deny(w, r, errcode.Unauthorized.WithMessage(err.Error()))
 			return "", false
@@ -155,61 +153,6 @@ func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (us
 	}
 	a.deny(w, r, errcode.Unauthorized.WithMessage("unsupported authorization scheme"))
 	return "", false
-}
-
-// login checks a user's password, counting failures against the client's
-// address. When it returns false it has answered the request.
-func (a *Authenticator) login(w http.ResponseWriter, r *http.Request, user, password string) bool {
-	addr := clientAddr(r)
-	if blocked, wait := a.limiter.blocked(addr); blocked {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		errcode.Write(w, errcode.TooManyRequests.WithMessage("too many failed logins from this address; retry later"))
-		return false
-	}
-	if !a.verify(user, password) {
-		a.limiter.failed(addr)
-		// The name is left out too: people type passwords into it.
-		a.opts.Logger.Warn("login failed", slog.String("remote", addr))
-		w.Header().Set("WWW-Authenticate", a.basicChallenge)
-		errcode.Write(w, errcode.Unauthorized.WithMessage("invalid username or password"))
-		return false
-	}
-	return true
-}
-
-// serveToken answers a token request (the distribution token protocol,
-// GET only): with a valid Basic login a token for that user, without one
-// an anonymous token, which only reads.
-func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		errcode.Write(w, errcode.Unsupported.WithMessage("use GET"))
-		return
-	}
-	user := ""
-	if r.Header.Get("Authorization") != "" {
-		u, password, ok := r.BasicAuth()
-		if !ok {
-			w.Header().Set("WWW-Authenticate", a.basicChallenge)
-			errcode.Write(w, errcode.Unauthorized.WithMessage("the token service takes Basic credentials"))
-			return
-		}
-		if u != "" || password != "" {
-			if !a.login(w, r, u, password) {
-				return
-			}
-			user = u
-		}
-	}
-	token, exp := a.tokens.issue(user)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]any{
-		"token":        token,
-		"access_token": token,
-		"expires_in":   int(tokenTTL.Seconds()),
-		"issued_at":    exp.Add(-tokenTTL).UTC().Format(time.RFC3339),
-	})
 }
 
 // deny answers 401 with the challenge clients should follow: Basic, or
@@ -227,43 +170,10 @@ func (a *Authenticator) deny(w http.ResponseWriter, r *http.Request, e *errcode.
 	errcode.Write(w, e)
 }
 
-// verify checks a user's password: the internal credential by constant
-// time comparison, file users by bcrypt behind the cache.
-func (a *Authenticator) verify(user, password string) bool {
-	if in := a.opts.Internal; in.Username != "" && user == in.Username {
-		got, want := sha256.Sum256([]byte(password)), sha256.Sum256([]byte(in.Password))
-		return subtle.ConstantTimeCompare(got[:], want[:]) == 1
-	}
-	hash, known := a.file.users()[user]
-	if !known {
-		a.compare(a.dummyHash(), []byte(password))
-		return false
-	}
-	k := cacheKey(user, password, hash)
-	if a.cache.has(k) {
-		return true
-	}
-	if a.compare(hash, []byte(password)) != nil {
-		return false
-	}
-	a.cache.add(k)
-	return true
-}
-
 // isPull reports whether r only reads the registry API.
 func isPull(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
 	return r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/")
-}
-
-// clientAddr is the peer's IP: failures are counted per address, not per
-// connection. X-Forwarded-For is not trusted: any client could set it.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -185,9 +185,10 @@ func TestLimiterForgetsIdleAddresses(t *testing.T) {
 	l := newFailureLimiter(2)
 	now := time.Unix(1_000_000, 0)
 	l.now = func() time.Time { return now }
-	l.failed("192.0.2.1")
+	b, _ := l.reserve("192.0.2.1")
+	l.settle(b, true)
 	now = now.Add(2 * time.Minute)
-	l.failed("192.0.2.2") // sweeps: .1 has refilled
+	l.reserve("192.0.2.2") // sweeps: .1 has refilled
 	if _, ok := l.buckets["192.0.2.1"]; ok || len(l.buckets) != 1 {
 		t.Fatalf("buckets after sweep: %v", l.buckets)
 	}
@@ -270,7 +271,7 @@ func TestNonBcryptIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(a.file.users()); got != 1 {
+	if got := len(a.file.users().hashes); got != 1 {
 		t.Fatalf("%d users loaded, want only alice", got)
 	}
 	for _, line := range []string{"line=2", "line=3", "line=4"} {
@@ -291,8 +292,9 @@ func TestNonBcryptIgnored(t *testing.T) {
 func TestBadFileAtStart(t *testing.T) {
 	dir := t.TempDir()
 	for name, content := range map[string]string{
-		"no colon":  "alice\n",
-		"duplicate": "alice:" + hashOf(t, "a") + "\nalice:" + hashOf(t, "b") + "\n",
+		"no colon":   "alice\n",
+		"empty hash": "alice:\n",
+		"empty name": ":" + hashOf(t, "a") + "\n",
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
 		os.WriteFile(path, []byte(content), 0o600)
@@ -391,4 +393,11 @@ func TestTokenEndpointRateLimited(t *testing.T) {
 	if calls.Load() != n {
 		t.Fatal("bcrypt ran while limited")
 	}
+}
+
+// setCheckSlots gives a n password check slots, each waited for at most
+// wait (0: a request finding none free gets 429 at once).
+func setCheckSlots(a *Authenticator, n int, wait time.Duration) {
+	a.checks = make(chan struct{}, n)
+	a.checkWait = wait
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,15 +15,23 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// users maps a user name to its bcrypt hash.
-type users map[string][]byte
+// users are the entries of an htpasswd file.
+type users struct {
+	hashes map[string][]byte // bcrypt hash by user name
+	// dummy is checked against for unknown names so that they cost as
+	// much as the costliest entry: a wrong name and a wrong password take
+	// the same time. Made on first use: bcrypt is slow by design.
+	dummy func() []byte
+}
 
 // parseHtpasswd reads an htpasswd file. Only bcrypt entries count (what
 // `htpasswd -B` writes); other hash types are skipped with a warning that
-// names the line, never the hash. A line without "user:hash" or a user
-// listed twice makes the whole file bad.
+// names the line, never the hash. A user listed twice is a warning and
+// the last line wins (ignored or not), as in an edited file the last
+// line is the newest. A line without "user:hash" makes the whole file bad.
 func parseHtpasswd(content []byte, path string, logger *slog.Logger) (users, error) {
-	u := users{}
+	hashes := map[string][]byte{}
+	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(content))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -31,11 +40,14 @@ func parseHtpasswd(content []byte, path string, logger *slog.Logger) (users, err
 		}
 		name, hash, ok := strings.Cut(line, ":")
 		if !ok || name == "" || hash == "" {
-			return nil, fmt.Errorf("%s line %d: want user:bcrypt-hash", path, n)
+			return users{}, fmt.Errorf("%s line %d: want user:bcrypt-hash", path, n)
 		}
-		if _, dup := u[name]; dup {
-			return nil, fmt.Errorf("%s line %d: user %q listed twice", path, n, name)
+		if seen[name] {
+			logger.Warn("htpasswd: user listed again; this later line replaces the earlier one",
+				slog.String("file", path), slog.Int("line", n), slog.String("user", name))
+			delete(hashes, name)
 		}
+		seen[name] = true
 		// bcrypt.Cost parses the whole $2a$/$2b$/$2y$ header, so MD5
 		// ($apr1$), SHA ({SHA}), crypt and plain text all fail here.
 		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
@@ -43,12 +55,29 @@ func parseHtpasswd(content []byte, path string, logger *slog.Logger) (users, err
 				slog.String("file", path), slog.Int("line", n), slog.String("user", name))
 			continue
 		}
-		u[name] = []byte(hash)
+		hashes[name] = []byte(hash)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return users{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return u, nil
+	return users{hashes: hashes, dummy: dummyHash(hashes)}, nil
+}
+
+// dummyHash makes, when first called, a hash of a random password at the
+// highest cost among hashes (bcrypt's default when there are none).
+func dummyHash(hashes map[string][]byte) func() []byte {
+	cost := 0
+	for _, h := range hashes {
+		c, _ := bcrypt.Cost(h)
+		cost = max(cost, c)
+	}
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	return sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte(rand.Text()), cost)
+		return h
+	})
 }
 
 // htpasswdFile holds the users of an htpasswd file and re-reads it when
@@ -72,7 +101,7 @@ func openHtpasswd(path string, logger *slog.Logger, reloaded func()) (*htpasswdF
 	if err := f.load(); err != nil {
 		return nil, err
 	}
-	if len(*f.current.Load()) == 0 {
+	if len(f.current.Load().hashes) == 0 {
 		logger.Warn("htpasswd: no bcrypt users; only anonymous access (if enabled) works", slog.String("file", path))
 	}
 	return f, nil
@@ -129,7 +158,7 @@ func (f *htpasswdFile) maybeReload() {
 		f.logger.Error("htpasswd: reload failed; keeping the users already loaded", slog.String("file", f.path), slog.Any("err", err))
 		return
 	}
-	f.logger.Info("htpasswd reloaded", slog.String("file", f.path), slog.Int("users", len(*f.current.Load())))
+	f.logger.Info("htpasswd reloaded", slog.String("file", f.path), slog.Int("users", len(f.current.Load().hashes)))
 	if f.reloaded != nil {
 		f.reloaded()
 	}

@@ -24,8 +24,10 @@ const tokenTTL = 5 * time.Minute
 // challenge lets both through: a client without a login fetches an
 // anonymous token, one with a login fetches a token for its user.
 
-// tokenSigner makes and checks bearer tokens: a user name and expiry,
-// HMAC-signed with a key made at start (restarts invalidate tokens).
+// tokenSigner makes and checks bearer tokens: a user name, a fingerprint
+// of the user's entry and an expiry, HMAC-signed with a key made at start
+// (restarts invalidate tokens). The fingerprint lets a token be refused
+// as soon as its user is removed or changes password.
 type tokenSigner struct {
 	key []byte
 	now func() time.Time
@@ -38,8 +40,9 @@ func newTokenSigner() *tokenSigner {
 }
 
 type tokenClaims struct {
-	User    string `json:"u"`
-	Expires int64  `json:"exp"`
+	User        string `json:"u"`
+	Fingerprint string `json:"f,omitempty"`
+	Expires     int64  `json:"exp"`
 }
 
 func (s *tokenSigner) mac(payload string) []byte {
@@ -48,34 +51,45 @@ func (s *tokenSigner) mac(payload string) []byte {
 	return m.Sum(nil)
 }
 
-// issue returns a token for user ("" is anonymous) and its expiry.
-func (s *tokenSigner) issue(user string) (string, time.Time) {
+// fingerprint identifies a user's current entry (its hash, or for the
+// internal user its password) without revealing it: it goes into tokens,
+// which clients can read.
+func (s *tokenSigner) fingerprint(user string, secret []byte) string {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte("entry\x00" + user + "\x00"))
+	m.Write(secret)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// issue returns a token for user ("" is anonymous) whose entry has
+// fingerprint, and its expiry.
+func (s *tokenSigner) issue(user, fingerprint string) (string, time.Time) {
 	exp := s.now().Add(tokenTTL)
-	b, _ := json.Marshal(tokenClaims{User: user, Expires: exp.Unix()})
+	b, _ := json.Marshal(tokenClaims{User: user, Fingerprint: fingerprint, Expires: exp.Unix()})
 	payload := base64.RawURLEncoding.EncodeToString(b)
 	return payload + "." + base64.RawURLEncoding.EncodeToString(s.mac(payload)), exp
 }
 
-// verify returns the user of a valid, unexpired token.
-func (s *tokenSigner) verify(token string) (string, error) {
+// verify returns the claims of a valid, unexpired token.
+func (s *tokenSigner) verify(token string) (tokenClaims, error) {
 	payload, sig, ok := strings.Cut(token, ".")
 	if !ok {
-		return "", errors.New("malformed token")
+		return tokenClaims{}, errors.New("malformed token")
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.mac(payload)) {
-		return "", errors.New("bad token signature")
+		return tokenClaims{}, errors.New("bad token signature")
 	}
 	b, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil {
-		return "", errors.New("malformed token")
+		return tokenClaims{}, errors.New("malformed token")
 	}
 	var c tokenClaims
 	if err := json.Unmarshal(b, &c); err != nil {
-		return "", errors.New("malformed token")
+		return tokenClaims{}, errors.New("malformed token")
 	}
 	if s.now().Unix() >= c.Expires {
-		return "", errors.New("token expired")
+		return tokenClaims{}, errors.New("token expired")
 	}
-	return c.User, nil
+	return c, nil
 }

@@ -6,20 +6,57 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
+	"kiln/auth/identity"
 	"kiln/registry/errcode"
 )
 
-// UploadGate caps the upload requests that carry a body at once. A nil
-// gate lets everything through.
-type UploadGate struct{ slots chan struct{} }
+// UploadGate caps the upload requests that carry a body at once: in all,
+// and per client (a user, or an address when anonymous), who may hold
+// only a quarter of the slots (at least one), so that one client
+// trickling bytes into many uploads cannot hold them all. A nil gate
+// lets everything through.
+type UploadGate struct {
+	total, perClient int
+
+	mu       sync.Mutex
+	inUse    int
+	byClient map[string]int // only clients holding slots
+}
 
 // NewUploadGate returns a gate for n uploads at once; n <= 0 means no cap.
 func NewUploadGate(n int) *UploadGate {
 	if n <= 0 {
 		return nil
 	}
-	return &UploadGate{slots: make(chan struct{}, n)}
+	return &UploadGate{total: n, perClient: max(1, n/4), byClient: map[string]int{}}
+}
+
+// take gives client a slot, or says why not.
+func (g *UploadGate) take(client string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.byClient[client] >= g.perClient {
+		return errcode.TooManyRequests.WithMessage("this client already has " + strconv.Itoa(g.perClient) +
+			" uploads in progress, its share of limits.max_concurrent_uploads " + strconv.Itoa(g.total) + "; retry later")
+	}
+	if g.inUse >= g.total {
+		return errcode.TooManyRequests.WithMessage("too many uploads in progress (limits.max_concurrent_uploads " +
+			strconv.Itoa(g.total) + "); retry later")
+	}
+	g.inUse++
+	g.byClient[client]++
+	return nil
+}
+
+func (g *UploadGate) give(client string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inUse--
+	if g.byClient[client]--; g.byClient[client] == 0 {
+		delete(g.byClient, client)
+	}
 }
 
 // retryAfter is what a refused upload is told to wait, in seconds.
@@ -33,15 +70,13 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (release func(),
 	if h.Uploads == nil || r.ContentLength == 0 {
 		return func() {}, nil
 	}
-	select {
-	case h.Uploads.slots <- struct{}{}:
-		return func() { <-h.Uploads.slots }, nil
-	default:
+	client := identity.Client(r)
+	if err := h.Uploads.take(client); err != nil {
 		w.Header().Set("Retry-After", retryAfter)
 		refuseBody(w)
-		return nil, errcode.TooManyRequests.WithMessage("too many uploads in progress (limits.max_concurrent_uploads " +
-			strconv.Itoa(cap(h.Uploads.slots)) + "); retry later")
+		return nil, err
 	}
+	return func() { h.Uploads.give(client) }, nil
 }
 
 // errBlobTooLarge marks a body that went past limits.max_blob_size.

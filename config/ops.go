@@ -11,14 +11,20 @@ func (t TLS) Enabled() bool { return t.Certificate != "" || t.Key != "" }
 
 // Anonymous access levels.
 const (
+	// AnonymousNone: with auth.htpasswd every request logs in; without
+	// it, anyone reads but only clients on this host (loopback) write.
 	AnonymousNone = "none"
+	// AnonymousPull: with auth.htpasswd, reads need no login.
 	AnonymousPull = "pull"
+	// AnonymousPush: without auth.htpasswd, anyone may push, delete and
+	// use /kiln/v1 actions: a registry deliberately open to everyone.
+	AnonymousPush = "push"
 )
 
 // Auth configures who may use kiln.
 type Auth struct {
 	Htpasswd              string `yaml:"htpasswd"`  // bcrypt htpasswd file; "" turns authentication off
-	Anonymous             string `yaml:"anonymous"` // none | pull
+	Anonymous             string `yaml:"anonymous"` // none | pull | push
 	Realm                 string `yaml:"realm"`
 	FailedLoginsPerMinute int    `yaml:"failed_logins_per_minute"`
 }
@@ -43,11 +49,18 @@ func (c *Config) validateOps(bad func(key, format string, args ...any)) {
 	}
 
 	a := c.Auth
-	if a.Anonymous != AnonymousNone && a.Anonymous != AnonymousPull {
-		bad("auth.anonymous", "unknown value %q (want none or pull)", a.Anonymous)
-	}
-	if a.Anonymous == AnonymousPull && !a.Enabled() {
-		bad("auth.anonymous", "pull needs auth.htpasswd: without it every request is anonymous already")
+	switch a.Anonymous {
+	case AnonymousNone:
+	case AnonymousPull:
+		if !a.Enabled() {
+			bad("auth.anonymous", "pull needs auth.htpasswd: without it every request is anonymous already")
+		}
+	case AnonymousPush:
+		if a.Enabled() {
+			bad("auth.anonymous", "push opens writes to everyone and is for a registry without auth.htpasswd; with it, use none or pull")
+		}
+	default:
+		bad("auth.anonymous", "unknown value %q (want none, pull or push)", a.Anonymous)
 	}
 	if a.Realm == "" {
 		bad("auth.realm", "must not be empty")

@@ -352,3 +352,54 @@ func launchTLSKiln(t *testing.T, bin, dir, logName string, env []string, base st
 		}
 	}
 }
+
+// TestLoginlessPullsDoNotLockOutLogins: skopeo (containers/image, as
+// podman, buildah and CRI-O) answers a Basic challenge with an empty user
+// and password when it has no login. Those are no credentials, not failed
+// logins: after many of them a correct login from the same address works.
+func TestLoginlessPullsDoNotLockOutLogins(t *testing.T) {
+	needSetup(t)
+	skopeo := ensureTool(t, "skopeo", "skopeo")
+	htpasswd := ensureTool(t, "htpasswd", "apache2-utils")
+	bin, err := buildKiln()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const user, password = "alice", "e2e-Loginless-pw-5521"
+	dir := t.TempDir()
+	hash := mustRun(t, cmdOpts{Stdin: strings.NewReader(password), Quiet: true}, htpasswd, "-Bin", user)
+	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(hash), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := fmt.Sprintf("http:\n  addr: %q\nauth:\n  htpasswd: ./htpasswd\n  failed_logins_per_minute: 3\nstorage:\n  filesystem:\n    root: ./data\n", addr)
+	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := launchTLSKiln(t, bin, dir, "kiln.log", nil, "http://"+addr, &http.Client{Timeout: 10 * time.Second})
+	authfile := filepath.Join(dir, "auth.json") // empty: skopeo has no login for kiln
+	os.WriteFile(authfile, []byte("{}"), 0o600)
+
+	for i := range 6 { // twice the failed logins allowed a minute
+		r := runCmd(t, cmdOpts{}, skopeo, "inspect", "--tls-verify=false", "--authfile", authfile, "docker://"+addr+"/loginless/app:1")
+		if r.Err == nil || strings.Contains(r.Stderr, "429") || strings.Contains(strings.ToLower(r.Stderr), "too many") {
+			t.Fatalf("login-less skopeo inspect %d: %v %q, want an authentication error", i+1, r.Err, r.Stderr)
+		}
+	}
+	if r := runCmd(t, cmdOpts{Stdin: strings.NewReader(password)}, skopeo, "login", "--tls-verify=false", "--authfile", authfile,
+		"-u", user, "--password-stdin", addr); r.Err != nil {
+		t.Fatalf("skopeo login after login-less pulls: %v\n%s", r.Err, r.Stderr)
+	}
+	// skopeo waits out a 429's Retry-After and tries again, so a lockout
+	// shows in kiln's log rather than in skopeo's exit status.
+	if b, _ := os.ReadFile(srv.stderr); strings.Contains(string(b), "login failed") || strings.Contains(string(b), "status=429") {
+		t.Errorf("kiln counted login-less requests as failed logins:\n%s", tail(string(b), 20))
+	}
+	if err := srv.stop(); err != nil {
+		t.Fatal(err)
+	}
+}

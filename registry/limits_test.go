@@ -214,9 +214,11 @@ type heldUpload struct {
 	done chan int // the response status
 }
 
-// holdUpload starts a streamed PATCH to session and returns once the
-// server is reading its body, so the request holds an upload slot.
-func holdUpload(t *testing.T, srv *httptest.Server, session string) *heldUpload {
+// holdUpload starts a streamed PATCH to session from the loopback address
+// from and returns once the server is reading its body, so the request
+// holds an upload slot. Each client may hold only a share of the slots:
+// holds from different addresses fill them all.
+func holdUpload(t *testing.T, srv *httptest.Server, session, from string) *heldUpload {
 	t.Helper()
 	pr, pw := io.Pipe()
 	h := &heldUpload{pw: pw, done: make(chan int, 1)}
@@ -225,8 +227,11 @@ func holdUpload(t *testing.T, srv *httptest.Server, session string) *heldUpload 
 	if err != nil {
 		t.Fatal(err)
 	}
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	t.Cleanup(client.CloseIdleConnections)
 	go func() {
-		resp, err := srv.Client().Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			h.done <- 0
 			return
@@ -252,8 +257,8 @@ func (h *heldUpload) release(t *testing.T) {
 
 func TestUploadCap(t *testing.T) {
 	limitStores(t, Options{MaxConcurrentUploads: 2}, func(t *testing.T, srv *httptest.Server) {
-		a := holdUpload(t, srv, openSession(t, srv, "cap"))
-		b := holdUpload(t, srv, openSession(t, srv, "cap"))
+		a := holdUpload(t, srv, openSession(t, srv, "cap"), "127.0.0.2")
+		b := holdUpload(t, srv, openSession(t, srv, "cap"), "127.0.0.3")
 
 		// Opening a session carries no body: not counted.
 		s := openSession(t, srv, "cap")

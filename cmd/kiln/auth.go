@@ -23,6 +23,10 @@ const builderUser = "kiln-builder"
 type security struct {
 	tls   *serverTLS          // nil: plain HTTP
 	authn *auth.Authenticator // nil: no authentication
+	// openWrites lets anyone write without authentication
+	// (auth.anonymous: push); otherwise, without authentication, only
+	// loopback clients write.
+	openWrites bool
 	// self is how builders reach kiln: the internal credential (random,
 	// made each start, kept in memory only) and trust in its certificate.
 	self buildhook.SelfAccess
@@ -53,17 +57,27 @@ func newSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 		}
 		s.self.Username, s.self.Password = cred.Username, cred.Password
 		logger.Info("authentication on", slog.String("htpasswd", a.Htpasswd), slog.String("anonymous", a.Anonymous))
+	} else if a.Anonymous == config.AnonymousPush {
+		s.openWrites = true
+		logger.Warn("authentication off and auth.anonymous is push: anyone who can reach kiln may push, delete and trigger builds")
+	} else {
+		logger.Warn("authentication off: anyone may pull, but only loopback clients may push, delete or use /kiln/v1 actions; " +
+			"configure auth.htpasswd, or set auth.anonymous: push to open writes to everyone")
 	}
 	return s, nil
 }
 
-// wrap puts authentication in front of h (the registry and /kiln/ APIs;
-// /healthz, /readyz and /metrics are answered before it, open).
+// wrap puts authentication, or without it the loopback-only rule for
+// writes, in front of h (the registry and /kiln/ APIs; /healthz, /readyz
+// and /metrics are answered before it, open).
 func (s *security) wrap(h http.Handler) http.Handler {
-	if s.authn == nil {
+	switch {
+	case s.authn != nil:
+		return s.authn.Handler(h)
+	case s.openWrites:
 		return h
 	}
-	return s.authn.Handler(h)
+	return auth.LocalWritesOnly(h)
 }
 
 func (s *security) serve(srv *http.Server, ln net.Listener) error { return s.tls.serve(srv, ln) }
