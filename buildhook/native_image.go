@@ -11,8 +11,9 @@ import (
 )
 
 // imageRef turns a FROM or COPY --from reference into where to pull it:
-// this registry over plain HTTP for its own names, pinned to the trigger's
-// digest when it is the tag that moved.
+// this registry over plain HTTP for its own names (a mirrored upstream's
+// through kiln's cache), pinned to the trigger's digest when it is the tag
+// that moved. Other registries are refused.
 func (nb *nativeBuild) imageRef(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
@@ -52,7 +53,10 @@ func (nb *nativeBuild) imageRef(s string) (name.Reference, error) {
 		}
 	}
 	if !local {
-		return ref, nil
+		// Anything else is refused before any connection: a FROM or
+		// COPY --from (an ONBUILD trigger's too) must not make kiln probe
+		// other hosts and report what answered.
+		return nil, fmt.Errorf("image %q: the native builder only pulls images of this registry or its mirrored upstreams", s)
 	}
 	if isTag {
 		if tr := job.Trigger; tr.Digest != "" && tr.Ref.Repo == repo && tr.Ref.Tag == tag.TagStr() {
