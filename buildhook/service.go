@@ -33,6 +33,9 @@ type ServiceOptions struct {
 	Builders map[string]Builder
 	// Self is how builders log in to and trust Registry (auth, TLS).
 	Self SelfAccess
+	// SpoolLimit is the disk one native build may use
+	// (buildhook.limits.spool); 0 means DefaultSpoolLimit.
+	SpoolLimit int64
 	// OnBuildDone, when set, is told of every build that ends: result is a
 	// Status (succeeded, failed) or "interrupted" (cut off by shutdown and
 	// left queued); ran is how long it ran, zero if it never started. It
@@ -77,6 +80,9 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	}
 	if s.builders == nil {
 		s.builders = defaultBuilders(opts.Hosts, opts.Upstreams)
+		if nb, ok := s.builders["native"].(*NativeBuilder); ok {
+			nb.SpoolLimit = opts.SpoolLimit
+		}
 	}
 	s.queue = NewQueue(g, opts.Concurrency, opts.Window, newBuildID, QueueHooks{
 		Queued:  s.queued,
@@ -124,9 +130,16 @@ func (s *Service) Trigger(rule string) (*Job, error) {
 	return s.queue.Trigger(rule, Trigger{Reason: "manual"})
 }
 
-// Start re-queues builds a previous run left queued or running, then
+// maxRestarts is how many times kiln may stop while one build runs: a
+// build that kills kiln (out of memory) would otherwise do it again at
+// every start.
+const maxRestarts = 2
+
+// Start removes the spools of builds a dead kiln left, re-queues builds a
+// previous run left queued or running (once: see maxRestarts), then
 // starts the queue. Builds stop when ctx ends; Wait waits for them.
 func (s *Service) Start(ctx context.Context) error {
+	RemoveDeadSpools(s.log)
 	recs, err := s.records.List(ctx)
 	if err != nil {
 		return err
@@ -147,19 +160,40 @@ func (s *Service) Start(ctx context.Context) error {
 		if r.Done() || g.Rule(r.Rule) == nil {
 			continue
 		}
-		t := Trigger{Digest: r.TriggerDigest, Reason: "resume"}
-		t.Ref, _ = parseImageRef(r.TriggerRef)
-		job, err := s.queue.Trigger(r.Rule, t)
-		now := time.Now().UTC()
-		r.Status, r.Finished = StatusFailed, &now
-		r.Error = "interrupted by a restart"
-		if err == nil {
-			r.Error += "; run again as build " + job.ID
-		}
-		s.records.Save(ctx, r)
-		s.log.Info("build resumed after restart", "rule", r.Rule, "old", r.ID)
+		s.resume(ctx, r)
 	}
 	return nil
+}
+
+// resume ends r, which a previous run left unfinished, and queues it again
+// unless kiln stopped twice while it ran.
+func (s *Service) resume(ctx context.Context, r *Record) {
+	restarts := r.Restarts
+	if r.Status == StatusRunning {
+		restarts++ // a shutdown leaves builds queued: kiln died
+	}
+	now := time.Now().UTC()
+	r.Status, r.Finished = StatusFailed, &now
+	if restarts >= maxRestarts {
+		r.Error = fmt.Sprintf("kiln stopped twice while this build ran (killed or crashed, possibly by the build itself); "+
+			"not resumed again: trigger rule %s by hand once the cause is found", r.Rule)
+		if err := s.records.Save(ctx, r); err != nil {
+			s.log.Error("saving build record", "build", r.ID, "err", err)
+		}
+		s.log.Error("build not resumed: kiln stopped twice while it ran", "rule", r.Rule, "build", r.ID)
+		return
+	}
+	t := Trigger{Digest: r.TriggerDigest, Reason: "resume", Restarts: restarts}
+	t.Ref, _ = parseImageRef(r.TriggerRef)
+	job, err := s.queue.Trigger(r.Rule, t)
+	r.Error = "interrupted by a restart"
+	if err == nil {
+		r.Error += "; run again as build " + job.ID
+	}
+	if err := s.records.Save(ctx, r); err != nil {
+		s.log.Error("saving build record", "build", r.ID, "err", err)
+	}
+	s.log.Info("build resumed after restart", "rule", r.Rule, "old", r.ID)
 }
 
 // Wait waits for running builds after Start's context ended.
@@ -200,7 +234,8 @@ func (s *Service) WaitIdle(ctx context.Context) error {
 }
 
 func (s *Service) queued(job *Job) {
-	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC()}
+	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC(),
+		Restarts: job.Trigger.Restarts}
 	if old, err := s.records.Get(context.Background(), job.ID); err == nil {
 		r.Queued = old.Queued
 	}

@@ -41,6 +41,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Logger:      logger,
 		OnBuildDone: onBuildDone,
 		Self:        access, // auth and TLS: builders push to kiln itself
+		SpoolLimit:  cfg.Buildhook.Limits.Spool,
 	})
 	if err != nil {
 		return nil, err
