@@ -2,6 +2,7 @@ package buildhook
 
 import (
 	"context"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
@@ -59,5 +60,18 @@ func TestNativeHostileBaseIsBounded(t *testing.T) {
 				t.Errorf("left in TMPDIR: %v", left)
 			}
 		})
+	}
+}
+
+// A base's config is read whole: one larger than a fixed bound is refused
+// from its manifest's descriptor, before it is fetched.
+func TestNativeHugeConfigRefused(t *testing.T) {
+	host := nbtRegistry(t)
+	base := nbtBase(t, nbtBaseOpts{version: "3.8.1", labels: map[string]string{"padding": strings.Repeat("x", ncMaxConfigSize)}})
+	bd := nbtPush(t, host, "python:3.8", base)
+	dir := nbtContext(t, map[string]string{"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\n", "a": "a"})
+	_, err := (&NativeBuilder{}).Build(context.Background(), nbtJob(host, dir, "c1", ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "its config is") {
+		t.Fatalf("err = %v, want the config refused", err)
 	}
 }

@@ -136,7 +136,7 @@ func (nb *nativeBuild) image(s string, platform v1.Platform) (v1.Image, error) {
 		if err != nil {
 			return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
 		}
-		return img, nil
+		return img, ncCheckConfigSize(s, img)
 	}
 	idx, err := desc.ImageIndex()
 	if err != nil {
@@ -162,7 +162,25 @@ func (nb *nativeBuild) image(s string, platform v1.Platform) (v1.Image, error) {
 	if err != nil {
 		return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
-	return img, nil
+	return img, ncCheckConfigSize(s, img)
+}
+
+// ncMaxConfigSize bounds the image config the native builder reads (whole,
+// into memory) of a base: real ones are kilobytes.
+const ncMaxConfigSize = 8 << 20
+
+// ncCheckConfigSize refuses an image whose manifest announces a config
+// larger than ncMaxConfigSize; go-containerregistry reads no more of a
+// blob than its descriptor says.
+func ncCheckConfigSize(s string, img v1.Image) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return regTransient(fmt.Errorf("pulling %s: %w", s, err))
+	}
+	if m.Config.Size > ncMaxConfigSize {
+		return fmt.Errorf("%s: its config is %d bytes, more than the %d the native builder reads", s, m.Config.Size, ncMaxConfigSize)
+	}
+	return nil
 }
 
 // base returns the scanned filesystem of img, once per build.

@@ -58,6 +58,9 @@ func (nb *nativeBuild) targets() (ncTargets, error) {
 			if err != nil {
 				return ncTargets{}, regTransient(err)
 			}
+			if err := ncCheckConfigSize(base, img); err != nil {
+				return ncTargets{}, err
+			}
 			cf, err := img.ConfigFile()
 			if err != nil {
 				return ncTargets{}, regTransient(err)
