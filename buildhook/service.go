@@ -394,6 +394,9 @@ func (s *Service) buildOnce(ctx context.Context, job *Job, log io.Writer) (diges
 		}
 		fmt.Fprintf(log, "rebase does not apply (%v); falling back to a full build\n", err)
 	}
+	if err := s.checkInputs(job.Rule); err != nil {
+		return "", err
+	}
 	b, why, err := s.chooseBuilder(ctx, job.Rule)
 	if err != nil {
 		return "", err
