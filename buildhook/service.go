@@ -403,6 +403,11 @@ func (s *Service) buildOnce(ctx context.Context, job *Job, log io.Writer) (diges
 	}
 	s.update(job.ID, func(r *Record) { r.Builder = b.Name() })
 	fmt.Fprintf(log, "builder %s: %s\n", b.Name(), why)
+	if b.Name() != "native" {
+		if err := s.checkOnBuild(ctx, job); err != nil {
+			return "", err
+		}
+	}
 	return b.Build(ctx, job, log)
 }
 
