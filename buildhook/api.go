@@ -7,6 +7,9 @@ import (
 	"strconv"
 
 	"github.com/gorilla/mux"
+
+	"kiln/accesslog"
+	"kiln/registry/errcode"
 )
 
 // Handler serves the build API under /kiln/v1/: builds (list, one, log),
@@ -35,6 +38,19 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
+// internalError answers an unexpected error like /v2/ does: the client
+// gets the kind of fault, the log gets the backend's own text (paths,
+// bucket names, keys) with the request's id, which the answer names.
+func (s *Service) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.ErrorContext(r.Context(), "build API error", "method", r.Method, "path", r.URL.Path, "err", err)
+	fault := errcode.StorageFault(err)
+	msg := fault.Message
+	if id := accesslog.RequestID(r.Context()); id != "" {
+		msg += " (request id " + id + "; the server log has the details)"
+	}
+	apiError(w, fault.Status, msg)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	w.Header().Set("Content-Type", "application/json")
@@ -56,7 +72,7 @@ func (s *Service) listBuilds(w http.ResponseWriter, r *http.Request) {
 	}
 	all, err := s.records.List(r.Context())
 	if err != nil {
-		apiError(w, http.StatusInternalServerError, err.Error())
+		s.internalError(w, r, err)
 		return
 	}
 	out := []*Record{}
@@ -78,7 +94,7 @@ func (s *Service) getBuild(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		apiError(w, http.StatusInternalServerError, err.Error())
+		s.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rec)
@@ -88,8 +104,11 @@ func (s *Service) getBuild(w http.ResponseWriter, r *http.Request) {
 // the build runs when following.
 func (s *Service) buildLog(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
-	if _, err := s.records.Get(r.Context(), id); err != nil {
+	if _, err := s.records.Get(r.Context(), id); errors.Is(err, ErrNoBuild) {
 		apiError(w, http.StatusNotFound, "no such build")
+		return
+	} else if err != nil {
+		s.internalError(w, r, err)
 		return
 	}
 	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
@@ -152,8 +171,12 @@ func (s *Service) triggerRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	job, err := s.Trigger(name)
+	if errors.Is(err, ErrQueueStopped) {
+		apiError(w, http.StatusServiceUnavailable, "kiln is shutting down; try again")
+		return
+	}
 	if err != nil {
-		apiError(w, http.StatusInternalServerError, err.Error())
+		s.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": job.ID, "rule": name})
@@ -164,7 +187,7 @@ func (s *Service) triggerRule(w http.ResponseWriter, r *http.Request) {
 func (s *Service) listCandidates(w http.ResponseWriter, r *http.Request) {
 	out, err := FindCandidates(r.Context(), s.opts.Store)
 	if err != nil {
-		apiError(w, http.StatusInternalServerError, err.Error())
+		s.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)

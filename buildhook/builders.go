@@ -14,8 +14,7 @@ import (
 
 // defaultBuilders returns every builder by name. hosts are the names under
 // which a FROM line reaches kiln itself; upstreams the mirrored registries;
-// limits bound the commands of sandboxed builds (zero values: the
-// configuration's defaults).
+// limits bound each build (zero values: the configuration's defaults).
 func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]Builder {
 	if limits.Memory <= 0 {
 		limits.Memory = 2 << 30
@@ -24,9 +23,9 @@ func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]Builde
 		limits.Pids = 1024
 	}
 	return map[string]Builder{
-		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams},
+		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
 		"rebase":  &RebaseBuilder{},
-		"docker":  DockerBuilder{},
+		"docker":  DockerBuilder{Limits: limits},
 		"buildah": BuildahBuilder{Root: filepath.Join(os.TempDir(), "kiln-buildah"), Limits: limits},
 	}
 }

@@ -20,7 +20,12 @@ import (
 
 // DockerBuilder builds with a Docker Engine (DOCKER_HOST): the daemon pulls
 // the fresh base from kiln, builds, and pushes the result to kiln.
-type DockerBuilder struct{}
+type DockerBuilder struct {
+	// Limits.Memory bounds each RUN container. Processes are not bounded:
+	// the classic builder has no pids limit, and an nproc ulimit counts
+	// the host's processes of the same uid (none at all for root).
+	Limits Limits
+}
 
 // Name implements Builder.
 func (DockerBuilder) Name() string { return "docker" }
@@ -41,7 +46,7 @@ func dockerAvailable(ctx context.Context) error {
 }
 
 // Build implements Builder.
-func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (b DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
 	c, err := dockerClient()
 	if err != nil {
 		return "", transient(err)
@@ -68,6 +73,8 @@ func (DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest
 		Remove:      true,
 		ForceRemove: true,
 		NetworkMode: dockerNetwork(job.Rule),
+		Memory:      b.Limits.Memory,
+		MemorySwap:  b.Limits.Memory, // no swap beyond the memory limit
 		Version:     build.BuilderV1,
 		AuthConfigs: dockerSelfAuth(job),
 	})

@@ -50,7 +50,8 @@ type NativeBuilder struct {
 	// anonymous.
 	Keychain authn.Keychain
 	// Transport for registry calls; nil means remote.DefaultTransport.
-	Transport http.RoundTripper
+	Transport  http.RoundTripper
+	SpoolLimit int64
 
 	layers nfsLayerCache
 }
@@ -115,10 +116,11 @@ type nativeBuild struct {
 	shlex      *shell.Lex
 	context    *ncContext
 
-	tmp    string
-	spool  *nfsSpool
-	writer *ncLayerWriter
-	epoch  *time.Time
+	tmp     string
+	release func() // removes tmp
+	spool   *nfsSpool
+	writer  *ncLayerWriter
+	epoch   *time.Time
 
 	mu     sync.Mutex
 	layers map[string]v1.Layer // by plan key: one object for every platform
@@ -183,21 +185,26 @@ func (b *NativeBuilder) start(ctx context.Context, job *Job, log io.Writer) (*na
 		}
 	}
 
-	nb.tmp, err = os.MkdirTemp("", "kiln-native-")
+	nb.tmp, nb.release, err = newSpoolDir()
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.Create(filepath.Join(nb.tmp, "spool"))
 	if err != nil {
-		os.RemoveAll(nb.tmp)
+		nb.release()
 		return nil, err
 	}
-	nb.spool = &nfsSpool{f: f}
+	limit := b.SpoolLimit
+	if limit <= 0 {
+		limit = DefaultSpoolLimit
+	}
+	budget := &nfsBudget{limit: limit}
+	nb.spool = &nfsSpool{f: f, budget: budget}
 	mtime := time.Unix(0, 0).UTC()
 	if nb.epoch != nil {
 		mtime = *nb.epoch
 	}
-	nb.writer = &ncLayerWriter{dir: nb.tmp, mtime: mtime}
+	nb.writer = &ncLayerWriter{dir: nb.tmp, mtime: mtime, budget: budget}
 	return nb, nil
 }
 
@@ -205,7 +212,7 @@ func (nb *nativeBuild) close() {
 	if nb.spool != nil {
 		nb.spool.f.Close()
 	}
-	if nb.tmp != "" {
-		os.RemoveAll(nb.tmp)
+	if nb.release != nil {
+		nb.release()
 	}
 }

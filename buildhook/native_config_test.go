@@ -45,6 +45,7 @@ CMD echo hi
 		"onbuild.txt":   "from the base's trigger",
 	})
 	job := nbtJob(host, dir, "c1", ImageRef{Repo: "tools", Tag: "1"}, "")
+	job.Rule.OnBuild = true
 	d, log := nbtBuild(t, &NativeBuilder{}, job)
 	if !strings.Contains(log, "running ONBUILD COPY onbuild.txt /onbuild.txt") {
 		t.Errorf("log:\n%s", log)

@@ -66,6 +66,14 @@ type nfsLayerEntry struct {
 	err  error
 }
 
+// What the native builder reads of one layer's headers, so that a layer of
+// empty entries (a few bytes each, gzipped) cannot fill memory: several
+// times what large distribution images hold.
+const (
+	nfsMaxLayerEntries   = 1 << 19
+	nfsMaxLayerNameBytes = 64 << 20
+)
+
 // nfsCacheRecords bounds the cache (about 150 bytes a record): a Debian
 // based python image has some 40,000 entries.
 const nfsCacheRecords = 1 << 18
@@ -116,6 +124,7 @@ func nfsScanLayer(l v1.Layer) ([]nfsRec, error) {
 	}
 	defer rc.Close()
 	var recs []nfsRec
+	var bytes int64
 	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
@@ -130,11 +139,15 @@ func nfsScanLayer(l v1.Layer) ([]nfsRec, error) {
 			continue
 		}
 		r := nfsRec{name: name, typ: h.Typeflag, mode: h.Mode & 0o7777, uid: h.Uid, gid: h.Gid, size: h.Size, link: h.Linkname}
-		if r.typ == tar.TypeRegA {
+		if nfsRegular(r.typ) {
 			r.typ = tar.TypeReg
 		}
 		if r.typ == tar.TypeLink {
 			r.link, _ = nfsCleanName(h.Linkname)
+		}
+		bytes += int64(len(r.name) + len(r.link))
+		if len(recs) >= nfsMaxLayerEntries || bytes > nfsMaxLayerNameBytes {
+			return nil, fmt.Errorf("reading layer: more than %d entries or %d bytes of names; the native builder does not read such layers", nfsMaxLayerEntries, nfsMaxLayerNameBytes)
 		}
 		recs = append(recs, r)
 	}
@@ -143,6 +156,13 @@ func nfsScanLayer(l v1.Layer) ([]nfsRec, error) {
 		return nil, err
 	}
 	return recs, nil
+}
+
+// nfsRegular reports whether a tar entry of type typ is a regular file.
+// Go's tar reader expands sparse files (typ S, and PAX sparse ones, which
+// come as regular files), so their size is the apparent one.
+func nfsRegular(typ byte) bool {
+	return typ == tar.TypeReg || typ == tar.TypeRegA || typ == tar.TypeGNUSparse
 }
 
 // nfsCleanName normalizes a tar entry name to a slash path without a

@@ -70,7 +70,7 @@ func TestNativeFSMatchesExtract(t *testing.T) {
 			t.Errorf("resolve(%s) = %q, %v; want %s", in, r, err, want)
 		}
 	}
-	data, err := v.readFile(context.Background(), &nfsSpool{f: nbtTempFile(t)}, "/usr/local/bin/python-link-2")
+	data, err := v.readFile(context.Background(), &nfsSpool{f: nbtTempFile(t), budget: &nfsBudget{limit: 1 << 20}}, "/usr/local/bin/python-link-2", 1<<20)
 	if err != nil || string(data) != "python amd64" {
 		t.Errorf("readFile = %q, %v", data, err)
 	}

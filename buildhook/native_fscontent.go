@@ -34,12 +34,17 @@ func (c *nfsContent) open() (io.ReadCloser, error) {
 
 // nfsSpool holds file contents read out of image layers for the build.
 type nfsSpool struct {
-	mu   sync.Mutex
-	f    *os.File
-	size int64
+	mu     sync.Mutex
+	f      *os.File
+	size   int64
+	budget *nfsBudget
 }
 
-func (s *nfsSpool) add(r io.Reader, n int64) (*nfsContent, error) {
+// add copies n bytes of r, the content of the file what, to the spool.
+func (s *nfsSpool) add(what string, r io.Reader, n int64) (*nfsContent, error) {
+	if err := s.budget.reserve(what, n); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := io.NewOffsetWriter(s.f, s.size)
@@ -141,10 +146,10 @@ func (b *nfsBase) readLayer(ctx context.Context, spool *nfsSpool, li int, want m
 		}
 		name, _ := nfsCleanName(h.Name)
 		targets, ok := want[name]
-		if !ok || (h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA) {
+		if !ok || !nfsRegular(h.Typeflag) {
 			continue
 		}
-		c, err := spool.add(tr, h.Size)
+		c, err := spool.add("/"+name, tr, h.Size)
 		if err != nil {
 			return nil, err
 		}
@@ -159,15 +164,22 @@ func (b *nfsBase) readLayer(ctx context.Context, spool *nfsSpool, li int, want m
 }
 
 // readFile returns the content of the file at p in v (following
-// symlinks), or fs.ErrNotExist.
-func (v *nfsView) readFile(ctx context.Context, spool *nfsSpool, p string) ([]byte, error) {
+// symlinks), or fs.ErrNotExist. A file larger than max is an error, found
+// from its size before anything is read.
+func (v *nfsView) readFile(ctx context.Context, spool *nfsSpool, p string, max int64) ([]byte, error) {
 	rp, err := v.resolve(p, true)
 	if err != nil {
 		return nil, err
 	}
 	n := v.lookup(rp)
-	if n == nil || (n.typ != tar.TypeReg && n.typ != tar.TypeLink) {
+	for hops := 0; n != nil && n.typ == tar.TypeLink && n.src == nil && hops <= nfsMaxSymlinks; hops++ {
+		n = v.lookup(n.link)
+	}
+	if n == nil || n.typ != tar.TypeReg {
 		return nil, fs.ErrNotExist
+	}
+	if n.size > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes (%d bytes)", p, max, n.size)
 	}
 	got, err := v.fetch(ctx, spool, []string{rp})
 	if err != nil {
@@ -182,5 +194,9 @@ func (v *nfsView) readFile(ctx context.Context, spool *nfsSpool, p string) ([]by
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", p, max)
+	}
+	return b, err
 }

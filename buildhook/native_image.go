@@ -11,8 +11,9 @@ import (
 )
 
 // imageRef turns a FROM or COPY --from reference into where to pull it:
-// this registry over plain HTTP for its own names, pinned to the trigger's
-// digest when it is the tag that moved.
+// this registry over plain HTTP for its own names (a mirrored upstream's
+// through kiln's cache), pinned to the trigger's digest when it is the tag
+// that moved. Other registries are refused.
 func (nb *nativeBuild) imageRef(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
@@ -52,7 +53,10 @@ func (nb *nativeBuild) imageRef(s string) (name.Reference, error) {
 		}
 	}
 	if !local {
-		return ref, nil
+		// Anything else is refused before any connection: a FROM or
+		// COPY --from (an ONBUILD trigger's too) must not make kiln probe
+		// other hosts and report what answered.
+		return nil, fmt.Errorf("image %q: the native builder only pulls images of this registry or its mirrored upstreams", s)
 	}
 	if isTag {
 		if tr := job.Trigger; tr.Digest != "" && tr.Ref.Repo == repo && tr.Ref.Tag == tag.TagStr() {
@@ -132,7 +136,7 @@ func (nb *nativeBuild) image(s string, platform v1.Platform) (v1.Image, error) {
 		if err != nil {
 			return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
 		}
-		return img, nil
+		return img, ncCheckConfigSize(s, img)
 	}
 	idx, err := desc.ImageIndex()
 	if err != nil {
@@ -158,7 +162,25 @@ func (nb *nativeBuild) image(s string, platform v1.Platform) (v1.Image, error) {
 	if err != nil {
 		return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
-	return img, nil
+	return img, ncCheckConfigSize(s, img)
+}
+
+// ncMaxConfigSize bounds the image config the native builder reads (whole,
+// into memory) of a base: real ones are kilobytes.
+const ncMaxConfigSize = 8 << 20
+
+// ncCheckConfigSize refuses an image whose manifest announces a config
+// larger than ncMaxConfigSize; go-containerregistry reads no more of a
+// blob than its descriptor says.
+func ncCheckConfigSize(s string, img v1.Image) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return regTransient(fmt.Errorf("pulling %s: %w", s, err))
+	}
+	if m.Config.Size > ncMaxConfigSize {
+		return fmt.Errorf("%s: its config is %d bytes, more than the %d the native builder reads", s, m.Config.Size, ncMaxConfigSize)
+	}
+	return nil
 }
 
 // base returns the scanned filesystem of img, once per build.

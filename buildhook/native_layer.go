@@ -2,6 +2,7 @@ package buildhook
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,12 +21,15 @@ import (
 )
 
 // ncLayerWriter writes the planned entries as a deterministic tar
-// (sorted, fixed times, no user names) into a file of the build's temp
-// directory and hands it to go-containerregistry as a layer.
+// (sorted, fixed times, no user names), gzipped, into a file of the
+// build's temp directory and hands it to go-containerregistry as a layer.
+// The layer is read back from that file whenever it is needed: nothing of
+// it stays in memory.
 type ncLayerWriter struct {
-	dir   string
-	mtime time.Time
-	seq   int
+	dir    string
+	mtime  time.Time
+	seq    int
+	budget *nfsBudget // counts the tar's bytes, before compression
 }
 
 // key identifies a plan's content, to reuse one layer object across
@@ -54,15 +58,27 @@ func ncSorted(p *ncPlan) []*ncEntry {
 
 func (w *ncLayerWriter) layer(ctx context.Context, entries []*ncEntry, mt types.MediaType) (v1.Layer, error) {
 	w.seq++
-	file := filepath.Join(w.dir, "layer-"+strconv.Itoa(w.seq)+".tar")
+	file := filepath.Join(w.dir, "layer-"+strconv.Itoa(w.seq)+".tar.gz")
 	f, err := os.Create(file)
 	if err != nil {
 		return nil, err
 	}
-	tw := tar.NewWriter(f)
+	// The level and header go-containerregistry would use to compress it:
+	// the same bytes, so the same digests, as before layers were gzipped
+	// here.
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
 	err = func() error {
 		for _, e := range entries {
 			if err := ctx.Err(); err != nil {
+				return err
+			}
+			// A header, and the content as its size says.
+			cost := int64(512)
+			if e.typ == tar.TypeReg {
+				cost += e.size
+			}
+			if err := w.budget.reserve("/"+e.name, cost); err != nil {
 				return err
 			}
 			h := &tar.Header{
@@ -99,7 +115,10 @@ func (w *ncLayerWriter) layer(ctx context.Context, entries []*ncEntry, mt types.
 				return fmt.Errorf("/%s changed size while it was copied", e.name)
 			}
 		}
-		return tw.Close()
+		if err := tw.Close(); err != nil {
+			return err
+		}
+		return zw.Close()
 	}()
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -108,5 +127,5 @@ func (w *ncLayerWriter) layer(ctx context.Context, entries []*ncEntry, mt types.
 		return nil, err
 	}
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return os.Open(file) },
-		tarball.WithMediaType(mt), tarball.WithCompressedCaching)
+		tarball.WithMediaType(mt))
 }

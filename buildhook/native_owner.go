@@ -9,6 +9,12 @@ import (
 	"strings"
 )
 
+// ncMaxIDFile bounds what resolving a user or group name reads of
+// /etc/passwd or /etc/group: far more than real ones hold, and a base
+// whose file is larger (a sparse file of gigabytes costs a few bytes in a
+// layer) is refused.
+const ncMaxIDFile = 4 << 20
+
 // ncParseOwner reads --chown=user[:group] (or a USER) against the stage's
 // /etc/passwd and /etc/group when names are used. A numeric user without
 // group gets the same number as group, like BuildKit.
@@ -20,7 +26,7 @@ func ncParseOwner(ctx context.Context, spec string, view *nfsView, spool *nfsSpo
 		if *into != nil {
 			return nil
 		}
-		b, err := view.readFile(ctx, spool, file)
+		b, err := view.readFile(ctx, spool, file, ncMaxIDFile)
 		if errors.Is(err, fs.ErrNotExist) {
 			*into = []byte{}
 			return nil
@@ -29,7 +35,8 @@ func ncParseOwner(ctx context.Context, spec string, view *nfsView, spool *nfsSpo
 		return err
 	}
 	lookup := func(data []byte, name string) (id, gid int, ok bool) {
-		for _, line := range strings.Split(string(data), "\n") {
+		for line := range strings.Lines(string(data)) {
+			line = strings.TrimSuffix(line, "\n")
 			f := strings.Split(line, ":")
 			if len(f) >= 3 && f[0] == name {
 				id, err := strconv.Atoi(f[2])

@@ -58,6 +58,9 @@ func (nb *nativeBuild) targets() (ncTargets, error) {
 			if err != nil {
 				return ncTargets{}, regTransient(err)
 			}
+			if err := ncCheckConfigSize(base, img); err != nil {
+				return ncTargets{}, err
+			}
 			cf, err := img.ConfigFile()
 			if err != nil {
 				return ncTargets{}, regTransient(err)
@@ -304,9 +307,17 @@ func (nb *nativeBuild) from(i int, global []string, target v1.Platform, stages [
 	}
 	st.env = slices.Clone(st.cf.Config.Env)
 
-	// ONBUILD triggers of the base run first, then are dropped.
+	// ONBUILD triggers of the base run first, then are dropped. They are
+	// whoever pushed the base, acting on this rule's context: only a rule
+	// that says it trusts its bases runs them.
 	triggers := st.cf.Config.OnBuild
 	st.cf.Config.OnBuild = nil
+	if !nb.job.Rule.OnBuild {
+		for _, t := range triggers {
+			fmt.Fprintf(nb.log, "%s  ignoring the base's ONBUILD trigger %q (the rule does not set onbuild: true)\n", nb.prefix, t)
+		}
+		triggers = nil
+	}
 	for _, t := range triggers {
 		res, err := parser.Parse(strings.NewReader(t))
 		if err != nil || len(res.AST.Children) != 1 {

@@ -38,6 +38,10 @@ type Record struct {
 	Started       *time.Time    `json:"started,omitempty"`
 	Finished      *time.Time    `json:"finished,omitempty"`
 	Attempts      int           `json:"attempts,omitempty"`
+	// Restarts counts the times kiln stopped without finishing this build
+	// (killed, crashed) before this record; the next start resumes it
+	// once, never after a second time.
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // Done reports whether the build has ended.

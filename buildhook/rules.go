@@ -38,6 +38,7 @@ func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*Rule,
 		Args:       b.Args,
 		Builder:    b.Builder,
 		Strategy:   b.Strategy,
+		OnBuild:    b.OnBuild,
 	}
 	for _, t := range b.Tags {
 		i := strings.LastIndex(t, ":")

@@ -12,11 +12,12 @@ import (
 	"syscall"
 )
 
-// Limits bound what the commands of one sandboxed build may use
-// (buildhook.limits); zero means the builder's own default.
+// Limits bound what one build may use (buildhook.limits); zero means the
+// builder's own default.
 type Limits struct {
-	Memory int64 // bytes
-	Pids   int   // processes at once
+	Memory int64 // bytes of memory a sandboxed build's commands may use
+	Pids   int   // processes a sandboxed build may run at once
+	Spool  int64 // bytes of disk a native build may spool to
 }
 
 // The user namespace a sandboxed build runs in maps its uids and gids

@@ -25,7 +25,7 @@ type ServiceOptions struct {
 	Window      time.Duration
 	Timeout     time.Duration
 	Retries     int
-	// Limits bound the commands of each sandboxed build.
+	// Limits bound each build.
 	Limits Limits
 	// AutoRebase adopts images pushed with a base annotation naming a tag
 	// of this registry: they are rebased when it moves (see autorebase.go).
@@ -126,9 +126,16 @@ func (s *Service) Trigger(rule string) (*Job, error) {
 	return s.queue.Trigger(rule, Trigger{Reason: "manual"})
 }
 
-// Start re-queues builds a previous run left queued or running, then
+// maxRestarts is how many times kiln may stop while one build runs: a
+// build that kills kiln (out of memory) would otherwise do it again at
+// every start.
+const maxRestarts = 2
+
+// Start removes the spools of builds a dead kiln left, re-queues builds a
+// previous run left queued or running (once: see maxRestarts), then
 // starts the queue. Builds stop when ctx ends; Wait waits for them.
 func (s *Service) Start(ctx context.Context) error {
+	RemoveDeadSpools(s.log)
 	recs, err := s.records.List(ctx)
 	if err != nil {
 		return err
@@ -149,19 +156,40 @@ func (s *Service) Start(ctx context.Context) error {
 		if r.Done() || g.Rule(r.Rule) == nil {
 			continue
 		}
-		t := Trigger{Digest: r.TriggerDigest, Reason: "resume"}
-		t.Ref, _ = parseImageRef(r.TriggerRef)
-		job, err := s.queue.Trigger(r.Rule, t)
-		now := time.Now().UTC()
-		r.Status, r.Finished = StatusFailed, &now
-		r.Error = "interrupted by a restart"
-		if err == nil {
-			r.Error += "; run again as build " + job.ID
-		}
-		s.records.Save(ctx, r)
-		s.log.Info("build resumed after restart", "rule", r.Rule, "old", r.ID)
+		s.resume(ctx, r)
 	}
 	return nil
+}
+
+// resume ends r, which a previous run left unfinished, and queues it again
+// unless kiln stopped twice while it ran.
+func (s *Service) resume(ctx context.Context, r *Record) {
+	restarts := r.Restarts
+	if r.Status == StatusRunning {
+		restarts++ // a shutdown leaves builds queued: kiln died
+	}
+	now := time.Now().UTC()
+	r.Status, r.Finished = StatusFailed, &now
+	if restarts >= maxRestarts {
+		r.Error = fmt.Sprintf("kiln stopped twice while this build ran (killed or crashed, possibly by the build itself); "+
+			"not resumed again: trigger rule %s by hand once the cause is found", r.Rule)
+		if err := s.records.Save(ctx, r); err != nil {
+			s.log.Error("saving build record", "build", r.ID, "err", err)
+		}
+		s.log.Error("build not resumed: kiln stopped twice while it ran", "rule", r.Rule, "build", r.ID)
+		return
+	}
+	t := Trigger{Digest: r.TriggerDigest, Reason: "resume", Restarts: restarts}
+	t.Ref, _ = parseImageRef(r.TriggerRef)
+	job, err := s.queue.Trigger(r.Rule, t)
+	r.Error = "interrupted by a restart"
+	if err == nil {
+		r.Error += "; run again as build " + job.ID
+	}
+	if err := s.records.Save(ctx, r); err != nil {
+		s.log.Error("saving build record", "build", r.ID, "err", err)
+	}
+	s.log.Info("build resumed after restart", "rule", r.Rule, "old", r.ID)
 }
 
 // Wait waits for running builds after Start's context ended.
@@ -202,7 +230,8 @@ func (s *Service) WaitIdle(ctx context.Context) error {
 }
 
 func (s *Service) queued(job *Job) {
-	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC()}
+	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC(),
+		Restarts: job.Trigger.Restarts}
 	if old, err := s.records.Get(context.Background(), job.ID); err == nil {
 		r.Queued = old.Queued
 	}
@@ -361,12 +390,20 @@ func (s *Service) buildOnce(ctx context.Context, job *Job, log io.Writer) (diges
 		}
 		fmt.Fprintf(log, "rebase does not apply (%v); falling back to a full build\n", err)
 	}
+	if err := s.checkInputs(job.Rule); err != nil {
+		return "", err
+	}
 	b, why, err := s.chooseBuilder(ctx, job.Rule)
 	if err != nil {
 		return "", err
 	}
 	s.update(job.ID, func(r *Record) { r.Builder = b.Name() })
 	fmt.Fprintf(log, "builder %s: %s\n", b.Name(), why)
+	if b.Name() != "native" {
+		if err := s.checkOnBuild(ctx, job); err != nil {
+			return "", err
+		}
+	}
 	return b.Build(ctx, job, log)
 }
 

@@ -34,7 +34,8 @@ type Rule struct {
 	FinalBase *ImageRef
 	// Auto marks a rule kiln made for an adopted image (buildhook.autorebase):
 	// named "auto:<repo:tag>", strategy rebase, no Dockerfile to fall back to.
-	Auto bool
+	Auto    bool
+	OnBuild bool
 }
 
 // Trigger says why a build runs.
@@ -42,6 +43,9 @@ type Trigger struct {
 	Ref    ImageRef      // the base tag that moved (zero for a manual trigger)
 	Digest digest.Digest // what it moved to
 	Reason string        // "push", "manual", "resume"
+	// Restarts is, for a resumed build, how many times kiln stopped while
+	// it ran (see Record.Restarts).
+	Restarts int
 }
 
 // Job is one build of a rule.

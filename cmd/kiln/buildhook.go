@@ -37,7 +37,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Window:      cfg.Buildhook.Window,
 		Timeout:     cfg.Buildhook.Timeout,
 		Retries:     cfg.Buildhook.Retries,
-		Limits:      buildhook.Limits{Memory: cfg.Buildhook.Limits.Memory, Pids: cfg.Buildhook.Limits.Pids},
+		Limits:      buildhook.Limits{Memory: cfg.Buildhook.Limits.Memory, Pids: cfg.Buildhook.Limits.Pids, Spool: cfg.Buildhook.Limits.Spool},
 		AutoRebase:  cfg.Buildhook.AutoRebase,
 		Logger:      logger,
 		OnBuildDone: onBuildDone,
