@@ -114,16 +114,16 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	// store (a second goroutine hashing, writing and syncing it): the
 	// client never waits for the store, only for the upstream.
 	t := newTee(resp.Body, p.maxBlobSize, p.orphanLimit, func() bool { return f.waiters.Load() > 0 })
-	go func() {
+	p.fills.Go(func() {
 		t.read()
 		resp.Body.Close()
-	}()
+	})
 	stored := make(chan error, 1)
-	go func() {
+	p.fills.Go(func() {
 		_, err := p.store.PutBlob(ctx, repo, d, t.storeReader())
 		t.storeDone(err)
 		stored <- err
-	}()
+	})
 	n, out := t.serveClient(r.Context(), body, d)
 	commit := func(err error) error {
 		if out == clientMismatch || errors.Is(err, storage.ErrDigestMismatch) {
@@ -161,7 +161,7 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	// The client has the whole blob, verified: flush it, and leave the
 	// store to verify, sync and commit it.
 	_ = http.NewResponseController(w).Flush()
-	go func() { _ = commit(<-stored) }()
+	p.fills.Go(func() { _ = commit(<-stored) })
 	return nil
 }
 

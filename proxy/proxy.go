@@ -29,6 +29,8 @@ type Proxy struct {
 
 	mu       sync.Mutex
 	inflight map[string]*flight // blob and manifest fetches in progress
+
+	fills sync.WaitGroup // blob fetches and commits that may outlive their request
 }
 
 // mirrorName is the upstream that also serves names without a registry
@@ -112,6 +114,11 @@ func hubName(u *upstream, repo string) string {
 // defaultOrphanLimit is how much of a blob a fetch reads on after its
 // client left (to fill the cache for the next pull) before it gives up.
 const defaultOrphanLimit = 64 << 20
+
+// Wait blocks until every cache fill that outlived its request has ended:
+// on shutdown, after the server stopped taking requests, so that a blob
+// being committed is not cut off.
+func (p *Proxy) Wait() { p.fills.Wait() }
 
 // SetMaxBlobSize applies limits.max_blob_size to upstream blobs: a larger
 // declared size is refused, a larger body cut short. Call it before

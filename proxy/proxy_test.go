@@ -147,7 +147,10 @@ func newKilnProxyStore(t *testing.T, up *upstreamServer, ttl, timeout time.Durat
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true}))
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		srv.Close()
+		p.Wait() // commits still writing into the store's directory
+	})
 	return &kilnProxy{proxy: p, host: strings.TrimPrefix(srv.URL, "http://")}
 }
 

@@ -25,6 +25,21 @@ func newUpstream(cfg *config.Config, store *storage.Store, logger *slog.Logger) 
 	return p, p, nil
 }
 
+// waitFills lets cache fills that outlived their requests commit, within
+// what is left of the shutdown timeout.
+func waitFills(ctx context.Context, p *proxy.Proxy, logger *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		p.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		logger.Warn("cache fills still running at the shutdown timeout")
+	}
+}
+
 // upstreamNames lists the configured upstreams' names.
 func upstreamNames(cfg *config.Config) []string {
 	var names []string

@@ -142,6 +142,9 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		srv.Close()
 	}
 	<-serveErr // http.ErrServerClosed
+	if mirror != nil {
+		waitFills(sctx, mirror, logger)
+	}
 	logger.Info("stopped")
 	return nil
 }
