@@ -16,25 +16,43 @@ import (
 // Observer receives every finished request (metrics listen here).
 type Observer func(r *http.Request, status int, bytesIn, bytesOut int64, d time.Duration)
 
-// Handler calls next and then logs the request's method, path, status,
-// response bytes, duration, remote address and request id at info level.
-// The query string is left out because it may carry tokens.
-func Handler(next http.Handler, logger *slog.Logger) http.Handler {
-	return WithObserver(next, logger, nil)
+// Lines chooses which finished requests get an access line.
+type Lines int
+
+const (
+	AllLines   Lines = iota // every request
+	ErrorLines              // responses with status 400 and above
+	NoLines                 // none: only the observer sees requests
+)
+
+// Options configure New.
+type Options struct {
+	Logger *slog.Logger
+	// Observe, when set, sees every request, whether it is logged or not.
+	Observe Observer
+	Lines   Lines
 }
 
-// WithObserver is Handler that also reports each request to observe.
-func WithObserver(next http.Handler, logger *slog.Logger, observe Observer) http.Handler {
+// Handler is New logging every request, with no observer.
+func Handler(next http.Handler, logger *slog.Logger) http.Handler {
+	return New(next, Options{Logger: logger})
+}
+
+// New calls next and then logs the request's method, path, status,
+// response bytes, duration, remote address and request id, at info level
+// unless a handler marked it Quiet. The query string is left out because
+// it may carry tokens.
+func New(next http.Handler, o Options) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// Read before next runs: handlers may rewrite r.URL.
 		method, path, remote := r.Method, r.URL.Path, r.RemoteAddr
-		id := requestID(r)
-		w.Header().Set("X-Request-Id", id)
+		req := &request{id: requestID(r)}
+		w.Header().Set("X-Request-Id", req.id)
 		// The access line names the id itself, with the context from before
 		// it, so ContextHandler does not add it a second time.
 		logCtx := r.Context()
-		r = r.WithContext(context.WithValue(logCtx, idKey{}, id))
+		r = r.WithContext(context.WithValue(logCtx, requestKey{}, req))
 		body := &countingBody{ReadCloser: r.Body}
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = body
@@ -46,27 +64,50 @@ func WithObserver(next http.Handler, logger *slog.Logger, observe Observer) http
 			status = http.StatusOK // net/http's answer when nothing was written
 		}
 		d := time.Since(start)
-		logger.LogAttrs(logCtx, slog.LevelInfo, "request",
-			slog.String("method", method),
-			slog.String("path", path),
-			slog.Int("status", status),
-			slog.Int64("bytes", rw.bytes),
-			slog.Duration("duration", d),
-			slog.String("remote", remote),
-			slog.String("request_id", id),
-		)
-		if observe != nil {
-			observe(r, status, body.n, rw.bytes, d)
+		if o.Lines == AllLines || o.Lines == ErrorLines && status >= 400 {
+			level := slog.LevelInfo
+			if req.quiet.Load() {
+				level = slog.LevelDebug
+			}
+			o.Logger.LogAttrs(logCtx, level, "request",
+				slog.String("method", method),
+				slog.String("path", path),
+				slog.Int("status", status),
+				slog.Int64("bytes", rw.bytes),
+				slog.Duration("duration", d),
+				slog.String("remote", remote),
+				slog.String("request_id", req.id),
+			)
+		}
+		if o.Observe != nil {
+			o.Observe(r, status, body.n, rw.bytes, d)
 		}
 	})
 }
 
-type idKey struct{}
+// request is what the access log keeps in a request's context.
+type request struct {
+	id    string
+	quiet atomic.Bool // set by handlers, possibly on other goroutines
+}
+
+type requestKey struct{}
+
+// Quiet makes the access line of the request ctx belongs to a debug line.
+// It is for kiln's own traffic, such as its builders' pushes, which would
+// drown the users' requests. Outside a request it does nothing.
+func Quiet(ctx context.Context) {
+	if req, ok := ctx.Value(requestKey{}).(*request); ok {
+		req.quiet.Store(true)
+	}
+}
 
 // RequestID returns the id of the request ctx belongs to, "" outside one.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(idKey{}).(string)
-	return id
+	if req, ok := ctx.Value(requestKey{}).(*request); ok {
+		return req.id
+	}
+	return ""
 }
 
 var idSeq atomic.Uint64

@@ -207,14 +207,14 @@ func TestRequestIDAndObserver(t *testing.T) {
 	var gotIn, gotOut int64
 	var gotStatus int
 	var seenID string
-	h := WithObserver(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seenID = RequestID(r.Context())
 		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusCreated)
 		w.Write([]byte("done"))
-	}), logger, func(r *http.Request, status int, in, out int64, d time.Duration) {
+	}), Options{Logger: logger, Observe: func(r *http.Request, status int, in, out int64, d time.Duration) {
 		gotStatus, gotIn, gotOut = status, in, out
-	})
+	}})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/v2/x/blobs/uploads/1", strings.NewReader("twelve bytes")))
 	id := rec.Header().Get("X-Request-Id")

@@ -130,7 +130,17 @@ type Uploads struct {
 type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
+	// Requests says which requests get an access line: per-request lines
+	// can drown everything else.
+	Requests string `yaml:"requests"`
 }
+
+// log.requests values.
+const (
+	LogRequestsAll    = "all"
+	LogRequestsErrors = "errors" // responses with status 400 or above
+	LogRequestsNone   = "none"
+)
 
 // logLevels maps log.level values to slog levels.
 var logLevels = map[string]slog.Level{
@@ -353,6 +363,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "unknown format %q (want text or json)", c.Log.Format)
+	}
+	switch c.Log.Requests {
+	case LogRequestsAll, LogRequestsErrors, LogRequestsNone:
+	default:
+		bad("log.requests", "unknown value %q (want all, errors or none)", c.Log.Requests)
 	}
 	c.validateOps(bad)
 	c.validateBuilds(bad)

@@ -65,7 +65,7 @@ func TestLoad(t *testing.T) {
 			S3:         S3{Region: "us-east-1", ChunkSize: 10 << 20, Timeout: 30 * time.Second},
 			GC:         GC{Grace: time.Hour},
 		},
-		Log:       Log{Level: "info", Format: "text"},
+		Log:       Log{Level: "info", Format: "text", Requests: LogRequestsAll},
 		Auth:      Auth{Anonymous: AnonymousNone, Realm: "kiln", FailedLoginsPerMinute: 10},
 		Limits:    Limits{MaxManifestSize: 4 << 20, MaxConcurrentUploads: 64},
 		Registry:  Registry{Hostnames: []string{}},
@@ -199,6 +199,20 @@ func TestLoad(t *testing.T) {
 			name:    "bad log level and format, both reported",
 			file:    "log:\n  level: verbose\n  format: xml\n",
 			wantErr: []string{"log.level", `"verbose"`, "log.format", `"xml"`},
+		},
+		{
+			name: "log.requests errors",
+			file: "log:\n  requests: errors\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Log.Requests != LogRequestsErrors {
+					t.Errorf("log.requests = %q, want %q", c.Log.Requests, LogRequestsErrors)
+				}
+			},
+		},
+		{
+			name:    "bad log.requests",
+			file:    "log:\n  requests: some\n",
+			wantErr: []string{"log.requests", `"some"`, "all, errors or none"},
 		},
 		{
 			name:    "bad version",

@@ -37,7 +37,7 @@ type buildKilnEnv struct {
 	starts int
 }
 
-// startBuildKiln copies examples/ into a temporary directory, writes a
+// startBuildKiln copies examples/ (what git tracks of it) into a temporary directory, writes a
 // config with the chain's rules (every builder and the rebase strategy),
 // and starts kiln on it with DOCKER_HOST set.
 func startBuildKiln(t *testing.T) *buildKilnEnv {
@@ -46,7 +46,7 @@ func startBuildKiln(t *testing.T) *buildKilnEnv {
 	ensureTool(t, "buildah", "buildah")
 	docker := startDockerd(t)
 	dir := t.TempDir()
-	copyTree(t, filepath.Join(moduleRoot, "examples"), dir)
+	copyTracked(t, filepath.Join(moduleRoot, "examples"), dir)
 	b, _ := os.ReadFile(busybox)
 	os.WriteFile(filepath.Join(dir, "python-base", "busybox"), b, 0o755)
 	port, err := freePort()
@@ -130,28 +130,6 @@ func (e *buildKilnEnv) launch(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv = srv
-}
-
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		dst := filepath.Join(to, rel)
-		if fi.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, fi.Mode().Perm())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // builds lists the build records, newest first.

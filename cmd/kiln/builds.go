@@ -18,19 +18,20 @@ import (
 
 // newBuildsCmd is `kiln builds`: the build API of a running kiln.
 func newBuildsCmd() *cobra.Command {
-	server := os.Getenv("KILN_SERVER")
-	if server == "" {
-		server = "http://localhost:5000"
-	}
+	var sf serverFlags
+	var server string // resolved before each subcommand runs
 	cmd := &cobra.Command{
 		Use:   "builds",
 		Short: "List, inspect and trigger the builds of a running kiln",
 	}
-	cmd.PersistentFlags().StringVar(&server, "server", server, "kiln `URL` ($KILN_SERVER)")
+	sf.register(cmd.PersistentFlags())
 	username := os.Getenv("KILN_USERNAME")
 	cmd.PersistentFlags().StringVar(&username, "username", username, "log in as `user` ($KILN_USERNAME; the password comes from $KILN_PASSWORD)")
 	var client *http.Client
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) (err error) {
+		if server, err = sf.url(); err != nil {
+			return err
+		}
 		client, err = apiClient(server, username)
 		return err
 	}

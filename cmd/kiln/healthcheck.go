@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
 
@@ -62,22 +61,11 @@ The address comes from the same configuration serve reads (--config, else
 	return cmd
 }
 
-// healthURL turns a listen address into the URL of its /healthz: a wildcard
-// or empty host is reached through loopback.
+// healthURL is the /healthz of the kiln listening as h says.
 func healthURL(h config.HTTP) (string, error) {
-	host, port, err := net.SplitHostPort(h.Addr)
+	base, err := listenURL(h)
 	if err != nil {
-		return "", fmt.Errorf("http.addr %q: %w", h.Addr, err)
+		return "", err
 	}
-	if ip := net.ParseIP(host); host == "" || ip.IsUnspecified() {
-		host = "127.0.0.1"
-		if ip != nil && ip.To4() == nil {
-			host = "::1"
-		}
-	}
-	scheme := "http"
-	if h.TLS.Enabled() {
-		scheme = "https"
-	}
-	return scheme + "://" + net.JoinHostPort(host, port) + "/healthz", nil
+	return base + "/healthz", nil
 }

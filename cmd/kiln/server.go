@@ -85,9 +85,9 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	srv := &http.Server{
 		// Stall goes outermost: it relies on the wrappers inside passing
 		// ReadFrom through, so blob GETs keep sendfile.
-		Handler: limits.Stall(accesslog.WithObserver(
-			m.TrackUploads(opsRoutes(sec.wrap(routes(api, builds.Handler(), adminHandler(store, cfg, logger, observeGC))), store, m)),
-			logger, m.Observe), cfg.HTTP.StallTimeout),
+		Handler: limits.Stall(accesslog.New(
+			m.TrackUploads(opsRoutes(authenticated(sec, routes(api, builds.Handler(), adminHandler(store, cfg, logger, observeGC))), store, m)),
+			accesslog.Options{Logger: logger, Observe: m.Observe, Lines: accessLines(cfg.Log)}), cfg.HTTP.StallTimeout),
 		// Slow or stalled clients must not hold connections forever, but
 		// there is no overall read/write timeout: blob transfers can take
 		// hours. Stall cuts transfers that stop moving instead.
