@@ -15,7 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"kiln/auth/identity"
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // Credential is a user name and password.
@@ -117,7 +117,7 @@ func (a *Authenticator) Handler(next http.Handler) http.Handler {
 			// the token service; an anonymous token may ping.
 			ping := r.URL.Path == "/v2/" || r.URL.Path == "/v2"
 			if !a.opts.AnonymousPull || !isPull(r) || ping && r.Header.Get("Authorization") == "" {
-				a.deny(w, r, errcode.Unauthorized)
+				a.deny(w, r, distspec.Unauthorized)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -146,18 +146,18 @@ func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (us
 	if token, bearer := strings.CutPrefix(authz, "Bearer "); bearer && a.opts.AnonymousPull {
 		user, err := a.verifyToken(token)
 		if err != nil {
-			a.deny(w, r, errcode.Unauthorized.WithMessage(err.Error()))
+			a.deny(w, r, distspec.Unauthorized.WithMessage(err.Error()))
 			return "", false
 		}
 		return user, true
 	}
-	a.deny(w, r, errcode.Unauthorized.WithMessage("unsupported authorization scheme"))
+	a.deny(w, r, distspec.Unauthorized.WithMessage("unsupported authorization scheme"))
 	return "", false
 }
 
 // deny answers 401 with the challenge clients should follow: Basic, or
 // with anonymous pull a Bearer challenge naming the token service.
-func (a *Authenticator) deny(w http.ResponseWriter, r *http.Request, e *errcode.Error) {
+func (a *Authenticator) deny(w http.ResponseWriter, r *http.Request, e *distspec.Error) {
 	challenge := a.basicChallenge
 	if a.opts.AnonymousPull {
 		scheme := "http"
@@ -167,7 +167,7 @@ func (a *Authenticator) deny(w http.ResponseWriter, r *http.Request, e *errcode.
 		challenge = fmt.Sprintf("Bearer realm=%q,service=%q", scheme+"://"+r.Host+TokenPath, a.opts.Realm)
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
-	errcode.Write(w, e)
+	distspec.WriteError(w, e)
 }
 
 // isPull reports whether r only reads the registry API.

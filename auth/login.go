@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"kiln/auth/identity"
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // login checks a user's password. Failures count against the client's
@@ -24,14 +24,14 @@ func (a *Authenticator) login(w http.ResponseWriter, r *http.Request, user, pass
 	ok, refused, wait := a.check(r.Context(), addr, user, password)
 	if refused != nil {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-		errcode.Write(w, refused)
+		distspec.WriteError(w, refused)
 		return false
 	}
 	if !ok {
 		// The name is left out too: people type passwords into it.
 		a.opts.Logger.Warn("login failed", slog.String("remote", addr))
 		w.Header().Set("WWW-Authenticate", a.basicChallenge)
-		errcode.Write(w, errcode.Unauthorized.WithMessage("invalid username or password"))
+		distspec.WriteError(w, distspec.Unauthorized.WithMessage("invalid username or password"))
 		return false
 	}
 	return true
@@ -39,7 +39,7 @@ func (a *Authenticator) login(w http.ResponseWriter, r *http.Request, user, pass
 
 // check reports whether password is user's. refused, when not nil, is
 // the 429 of a password not checked, and wait how long to wait.
-func (a *Authenticator) check(ctx context.Context, addr, user, password string) (ok bool, refused *errcode.Error, wait time.Duration) {
+func (a *Authenticator) check(ctx context.Context, addr, user, password string) (ok bool, refused *distspec.Error, wait time.Duration) {
 	internal := a.opts.Internal.Username != "" && user == a.opts.Internal.Username
 	hash, known := []byte(nil), false
 	if !internal {
@@ -57,7 +57,7 @@ func (a *Authenticator) check(ctx context.Context, addr, user, password string) 
 	}
 	b, wait := a.limiter.reserve(addr)
 	if b == nil {
-		return false, errcode.TooManyRequests.WithMessage("too many failed logins from this address; retry later"), wait
+		return false, distspec.TooManyRequests.WithMessage("too many failed logins from this address; retry later"), wait
 	}
 	if internal {
 		got, want := sha256.Sum256([]byte(password)), sha256.Sum256([]byte(a.opts.Internal.Password))
@@ -67,7 +67,7 @@ func (a *Authenticator) check(ctx context.Context, addr, user, password string) 
 	}
 	if !a.takeCheckSlot(ctx) {
 		a.limiter.settle(b, false) // not checked: not a failure
-		return false, errcode.TooManyRequests.WithMessage("too many logins being checked; retry later"), time.Second
+		return false, distspec.TooManyRequests.WithMessage("too many logins being checked; retry later"), time.Second
 	}
 	// Unknown users are checked against the dummy hash, which has the
 	// cost of the file's costliest entry, and always fail.

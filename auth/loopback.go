@@ -4,12 +4,12 @@ import (
 	"net/http"
 
 	"kiln/auth/identity"
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // localWritesOnly is the answer to a write from another host while
 // authentication is off.
-var localWritesOnly = errcode.Denied.WithMessage("authentication is not configured, so only clients on this host may push, " +
+var localWritesOnly = distspec.Denied.WithMessage("authentication is not configured, so only clients on this host may push, " +
 	"delete or use /kiln/v1 actions; configure auth.htpasswd, or set auth.anonymous: push for a registry open to everyone")
 
 // LocalWritesOnly serves reads (GET, HEAD) from anyone and everything else
@@ -19,7 +19,7 @@ func LocalWritesOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && !identity.FromLoopback(r) {
 			refuseBody(w)
-			errcode.Write(w, localWritesOnly)
+			distspec.WriteError(w, localWritesOnly)
 			return
 		}
 		next.ServeHTTP(w, r)

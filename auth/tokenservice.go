@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // maxTokenForm bounds the body of an OAuth2 token request: a few short
@@ -24,7 +24,7 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 			u, p, ok := r.BasicAuth()
 			if !ok {
 				w.Header().Set("WWW-Authenticate", a.basicChallenge)
-				errcode.Write(w, errcode.Unauthorized.WithMessage("the token service takes Basic credentials"))
+				distspec.WriteError(w, distspec.Unauthorized.WithMessage("the token service takes Basic credentials"))
 				return
 			}
 			user, password = u, p
@@ -32,18 +32,18 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
 		if err := r.ParseForm(); err != nil {
-			errcode.Write(w, errcode.Unsupported.WithStatus(http.StatusBadRequest).WithMessage("token request: a form of at most 16 KiB"))
+			distspec.WriteError(w, distspec.Unsupported.WithStatus(http.StatusBadRequest).WithMessage("token request: a form of at most 16 KiB"))
 			return
 		}
 		// Only the body counts: credentials in a URL end up in logs.
 		if g := r.PostForm.Get("grant_type"); g != "password" {
-			errcode.Write(w, errcode.Unsupported.WithStatus(http.StatusBadRequest).WithMessage("grant_type must be password"))
+			distspec.WriteError(w, distspec.Unsupported.WithStatus(http.StatusBadRequest).WithMessage("grant_type must be password"))
 			return
 		}
 		user, password = r.PostForm.Get("username"), r.PostForm.Get("password")
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		errcode.Write(w, errcode.Unsupported.WithMessage("use GET, or POST for the OAuth2 password grant"))
+		distspec.WriteError(w, distspec.Unsupported.WithMessage("use GET, or POST for the OAuth2 password grant"))
 		return
 	}
 	fingerprint := ""

@@ -8,7 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
@@ -32,10 +32,10 @@ type Handler struct {
 func ParseDigest(s string) (digest.Digest, error) {
 	d, err := digest.Parse(s)
 	if err != nil {
-		return "", errcode.DigestInvalid.WithMessage("invalid digest " + quote(s))
+		return "", distspec.DigestInvalid.WithMessage("invalid digest " + quote(s))
 	}
 	if d.Algorithm() != digest.SHA256 && d.Algorithm() != digest.SHA512 {
-		return "", errcode.DigestInvalid.WithMessage("unsupported digest algorithm " + quote(string(d.Algorithm())))
+		return "", distspec.DigestInvalid.WithMessage("unsupported digest algorithm " + quote(string(d.Algorithm())))
 	}
 	return d, nil
 }
@@ -103,20 +103,20 @@ func (h *Handler) storeError(r *http.Request, err error) error {
 	case errors.Is(err, errBlobTooLarge):
 		return h.blobTooLarge()
 	case errors.As(err, &be):
-		return errcode.BlobUploadInvalid.WithMessage(be.Error())
+		return distspec.BlobUploadInvalid.WithMessage(be.Error())
 	case errors.Is(err, storage.ErrBlobUnknown):
-		return errcode.BlobUnknown
+		return distspec.BlobUnknown
 	case errors.Is(err, storage.ErrUploadUnknown):
-		return errcode.BlobUploadUnknown
+		return distspec.BlobUploadUnknown
 	case errors.Is(err, storage.ErrDigestMismatch):
-		return errcode.DigestInvalid
+		return distspec.DigestInvalid
 	case errors.Is(err, storage.ErrUnsupportedAlgo):
-		return errcode.DigestInvalid.WithMessage("unsupported digest algorithm")
+		return distspec.DigestInvalid.WithMessage("unsupported digest algorithm")
 	}
-	var ae *errcode.Error
+	var ae *distspec.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	h.Logger.ErrorContext(r.Context(), "store error", "method", r.Method, "path", r.URL.Path, "err", err)
-	return errcode.StorageFault(err)
+	return distspec.StorageFault(err)
 }

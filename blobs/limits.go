@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"kiln/auth/identity"
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // UploadGate caps the upload requests that carry a body at once: in all,
@@ -38,11 +38,11 @@ func (g *UploadGate) take(client string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.byClient[client] >= g.perClient {
-		return errcode.TooManyRequests.WithMessage("this client already has " + strconv.Itoa(g.perClient) +
+		return distspec.TooManyRequests.WithMessage("this client already has " + strconv.Itoa(g.perClient) +
 			" uploads in progress, its share of limits.max_concurrent_uploads " + strconv.Itoa(g.total) + "; retry later")
 	}
 	if g.inUse >= g.total {
-		return errcode.TooManyRequests.WithMessage("too many uploads in progress (limits.max_concurrent_uploads " +
+		return distspec.TooManyRequests.WithMessage("too many uploads in progress (limits.max_concurrent_uploads " +
 			strconv.Itoa(g.total) + "); retry later")
 	}
 	g.inUse++
@@ -86,7 +86,7 @@ var errBlobTooLarge = errors.New("blob exceeds limits.max_blob_size")
 // code for it; BLOB_UPLOAD_INVALID is its "can no longer proceed", which
 // holds: the session is dropped.
 func (h *Handler) blobTooLarge() error {
-	return errcode.BlobUploadInvalid.WithStatus(http.StatusRequestEntityTooLarge).
+	return distspec.BlobUploadInvalid.WithStatus(http.StatusRequestEntityTooLarge).
 		WithMessage("blob is larger than " + strconv.FormatInt(h.MaxBlobSize, 10) + " bytes (limits.max_blob_size)")
 }
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // ServeBlob answers GET and HEAD of blob d in repo, honouring a single
@@ -49,7 +49,7 @@ func (h *Handler) ServeBlob(w http.ResponseWriter, r *http.Request, repo string,
 		s, n, ok, err := parseByteRange(rh, size)
 		if err != nil {
 			hdr.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-			return errcode.RangeInvalid.WithMessage("range " + quote(rh) + " not satisfiable")
+			return distspec.RangeInvalid.WithMessage("range " + quote(rh) + " not satisfiable")
 		}
 		if ok {
 			start, length, status = s, n, http.StatusPartialContent
@@ -78,7 +78,7 @@ func (h *Handler) ServeBlob(w http.ResponseWriter, r *http.Request, repo string,
 // DeleteBlob removes repo's link to blob d.
 func (h *Handler) DeleteBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
 	if !h.DeleteEnabled {
-		return errcode.Unsupported.WithMessage("deletes are disabled (storage.delete.enabled)")
+		return distspec.Unsupported.WithMessage("deletes are disabled (storage.delete.enabled)")
 	}
 	if err := h.Store.UnlinkBlob(r.Context(), repo, d); err != nil {
 		return h.storeError(r, err)

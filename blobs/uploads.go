@@ -8,16 +8,16 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
 // StartUpload answers POST /v2/<repo>/blobs/uploads/: a cross-repository
 // mount (?mount=&from=), a monolithic upload (?digest=), or a new session.
-func (h *Handler) StartUpload(w http.ResponseWriter, r *http.Request, repo string, validName func(string) bool) error {
+func (h *Handler) StartUpload(w http.ResponseWriter, r *http.Request, repo string) error {
 	q := r.URL.Query()
 	if mount := q.Get("mount"); mount != "" {
-		mounted, err := h.mount(r, repo, mount, q.Get("from"), validName)
+		mounted, err := h.mount(r, repo, mount, q.Get("from"))
 		if err != nil {
 			return err
 		}
@@ -55,15 +55,15 @@ func (h *Handler) StartUpload(w http.ResponseWriter, r *http.Request, repo strin
 
 // mount links blob d into repo when repo may see it: from the named source
 // repository, or, without from, when the store holds it at all.
-func (h *Handler) mount(r *http.Request, repo, mount, from string, validName func(string) bool) (digest.Digest, error) {
+func (h *Handler) mount(r *http.Request, repo, mount, from string) (digest.Digest, error) {
 	d, err := ParseDigest(mount)
 	if err != nil {
 		return "", err
 	}
 	ctx := r.Context()
 	if from != "" {
-		if !validName(from) {
-			return "", errcode.NameInvalid.WithMessage("invalid repository name in from: " + quote(from))
+		if !distspec.ValidName(from) {
+			return "", distspec.NameInvalid.WithMessage("invalid repository name in from: " + quote(from))
 		}
 		if _, err := h.Store.BlobSize(ctx, from, d); err != nil {
 			if errors.Is(err, storage.ErrBlobUnknown) {
@@ -110,7 +110,7 @@ func (h *Handler) PatchUpload(w http.ResponseWriter, r *http.Request, repo, id s
 	if err != nil {
 		if errors.Is(err, storage.ErrUploadOutOfOrder) {
 			setUploadHeaders(w, u)
-			return errcode.RangeInvalid.WithMessage("chunk does not start at the end of the upload")
+			return distspec.RangeInvalid.WithMessage("chunk does not start at the end of the upload")
 		}
 		return h.storeError(r, err)
 	}
@@ -123,7 +123,7 @@ func (h *Handler) PatchUpload(w http.ResponseWriter, r *http.Request, repo, id s
 func (h *Handler) FinishUpload(w http.ResponseWriter, r *http.Request, repo, id string) error {
 	dg := r.URL.Query().Get("digest")
 	if dg == "" {
-		return errcode.DigestInvalid.WithMessage("digest query parameter is required")
+		return distspec.DigestInvalid.WithMessage("digest query parameter is required")
 	}
 	d, err := ParseDigest(dg)
 	if err != nil {
@@ -145,7 +145,7 @@ func (h *Handler) FinishUpload(w http.ResponseWriter, r *http.Request, repo, id 
 	if err != nil {
 		if errors.Is(err, storage.ErrUploadOutOfOrder) {
 			setUploadHeaders(w, u)
-			return errcode.RangeInvalid.WithMessage("chunk does not start at the end of the upload")
+			return distspec.RangeInvalid.WithMessage("chunk does not start at the end of the upload")
 		}
 		return h.storeError(r, err)
 	}
@@ -195,11 +195,11 @@ func chunk(r *http.Request) (int64, io.Reader, error) {
 	}
 	first, last, err := parseContentRange(cr)
 	if err != nil {
-		return 0, nil, errcode.RangeInvalid.WithMessage("invalid Content-Range " + quote(cr))
+		return 0, nil, distspec.RangeInvalid.WithMessage("invalid Content-Range " + quote(cr))
 	}
 	n := last - first + 1
 	if r.ContentLength >= 0 && r.ContentLength != n {
-		return 0, nil, errcode.SizeInvalid.WithMessage("Content-Length does not match Content-Range")
+		return 0, nil, distspec.SizeInvalid.WithMessage("Content-Length does not match Content-Range")
 	}
 	return first, &exactReader{r: bodyReader{r.Body}, left: n}, nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"kiln/accesslog"
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // Handler serves the build API under /kiln/v1/: builds (list, one, log),
@@ -43,7 +43,7 @@ func apiError(w http.ResponseWriter, status int, msg string) {
 // bucket names, keys) with the request's id, which the answer names.
 func (s *Service) internalError(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.ErrorContext(r.Context(), "build API error", "method", r.Method, "path", r.URL.Path, "err", err)
-	fault := errcode.StorageFault(err)
+	fault := distspec.StorageFault(err)
 	msg := fault.Message
 	if id := accesslog.RequestID(r.Context()); id != "" {
 		msg += " (request id " + id + "; the server log has the details)"

@@ -96,7 +96,7 @@ func TestServiceResumesInterruptedBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.store.SetTagMovedHook(svc2.TagMoved)
+	c.trigger.service.Store(svc2)
 	if err := svc2.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}

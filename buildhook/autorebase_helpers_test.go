@@ -21,18 +21,19 @@ import (
 
 // autoKiln is an in-process kiln with build-on-push, autorebase on or off.
 type autoKiln struct {
-	store  *storage.Store
-	svc    *Service
-	host   string
-	cancel context.CancelFunc
+	store   *storage.Store
+	trigger *buildTrigger
+	svc     *Service
+	host    string
+	cancel  context.CancelFunc
 }
 
 func newAutoKiln(t *testing.T, autorebase bool, builds []config.Build, dir string) *autoKiln {
 	t.Helper()
-	store := storage.NewInMemory(storage.Options{})
+	store, trigger := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	t.Cleanup(srv.Close)
-	k := &autoKiln{store: store, host: strings.TrimPrefix(srv.URL, "http://")}
+	k := &autoKiln{store: store, trigger: trigger, host: strings.TrimPrefix(srv.URL, "http://")}
 	for i := range builds {
 		builds[i].Args = map[string]string{"REGISTRY": k.host}
 	}
@@ -52,7 +53,7 @@ func (k *autoKiln) start(t *testing.T, autorebase bool, rules []*Rule) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.store.SetTagMovedHook(svc.TagMoved)
+	k.trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); svc.Wait() })
 	if err := svc.Start(ctx); err != nil {

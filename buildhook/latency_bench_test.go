@@ -32,7 +32,14 @@ func BenchmarkBuildOnPush(b *testing.B) {
 }
 
 func benchBuildOnPush(b *testing.B, builder, strategy string) {
-	store := storage.NewInMemory(storage.Options{})
+	moved := make(chan struct{}, 16)
+	var trigger buildTrigger
+	store := storage.NewInMemory(storage.Options{OnTagMoved: func(m storage.TagMove) {
+		trigger.tagMoved(m)
+		if m.Repo == "app" && m.Tag == "v1" {
+			moved <- struct{}{}
+		}
+	}})
 	srv := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -48,13 +55,7 @@ func benchBuildOnPush(b *testing.B, builder, strategy string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	moved := make(chan struct{}, 16)
-	store.SetTagMovedHook(func(m storage.TagMove) {
-		svc.TagMoved(m)
-		if m.Repo == "app" && m.Tag == "v1" {
-			moved <- struct{}{}
-		}
-	})
+	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	svc.Start(ctx)

@@ -12,7 +12,6 @@ import (
 
 	"kiln/config"
 	"kiln/registry"
-	"kiln/storage"
 )
 
 type doneBuild struct {
@@ -21,7 +20,7 @@ type doneBuild struct {
 }
 
 func TestOnBuildDoneHearsEveryResult(t *testing.T) {
-	store := storage.NewInMemory(storage.Options{})
+	store, trigger := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -56,7 +55,7 @@ func TestOnBuildDoneHearsEveryResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store.SetTagMovedHook(svc.TagMoved)
+	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	if err := svc.Start(ctx); err != nil {

@@ -26,7 +26,7 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	defer upstream.Close()
 	upHost := strings.TrimPrefix(upstream.URL, "http://")
 
-	store := storage.NewInMemory(storage.Options{})
+	store, trigger := newTriggeredStore()
 	p, err := proxy.New(store, []config.Upstream{{Name: "up.example", URL: upstream.URL, TTL: time.Hour, Timeout: 2 * time.Second, WatchInterval: 20 * time.Millisecond}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store.SetTagMovedHook(svc.TagMoved)
+	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	svc.Start(ctx)

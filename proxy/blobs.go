@@ -9,7 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
@@ -84,7 +84,7 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	resp, err := u.do(ctx, http.MethodGet, upRepo, "blobs/"+string(d), nil)
 	if err == nil && p.maxBlobSize > 0 && resp.ContentLength > p.maxBlobSize {
 		resp.Body.Close()
-		err = errcode.SizeInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf(
+		err = distspec.SizeInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf(
 			"upstream %s's blob %s is %d bytes, larger than limits.max_blob_size (%d)", u.cfg.Name, d, resp.ContentLength, p.maxBlobSize))
 	}
 	if err == nil {
@@ -182,21 +182,21 @@ func (b *bodyWriter) Write(p []byte) (int, error) {
 func cutError(u *upstream, d digest.Digest, out clientOutcome, readErr error) error {
 	switch {
 	case out == clientMismatch:
-		return errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent bytes that do not match " + string(d) + "; not cached")
+		return distspec.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent bytes that do not match " + string(d) + "; not cached")
 	case errors.Is(readErr, errTooLarge):
-		return errcode.SizeInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + "'s blob " + string(d) + " is larger than limits.max_blob_size")
+		return distspec.SizeInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + "'s blob " + string(d) + " is larger than limits.max_blob_size")
 	default:
-		return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s failed sending blob %s: %v; not cached", u.cfg.Name, d, readErr))
+		return distspec.Internal.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s failed sending blob %s: %v; not cached", u.cfg.Name, d, readErr))
 	}
 }
 
 func blobError(u *upstream, d digest.Digest, err error) error {
-	var ae *errcode.Error
+	var ae *distspec.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	if errors.Is(err, errNotFound) {
-		return errcode.BlobUnknown.WithMessage("not found in upstream " + u.cfg.Name)
+		return distspec.BlobUnknown.WithMessage("not found in upstream " + u.cfg.Name)
 	}
-	return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error() + "; blob " + string(d) + " is not cached")
+	return distspec.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error() + "; blob " + string(d) + " is not cached")
 }

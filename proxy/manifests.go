@@ -12,7 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
@@ -214,12 +214,12 @@ func (p *Proxy) fetchUpstreamManifest(ctx context.Context, u *upstream, upRepo, 
 		return nil, nil, upstreamError(u, ref, derr)
 	}
 	if len(body) > 4<<20 {
-		return nil, nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream manifest larger than 4 MiB")
+		return nil, nil, distspec.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream manifest larger than 4 MiB")
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	parsed, err := storage.ParseManifest(ct, body)
 	if err != nil {
-		return nil, nil, errcode.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent a manifest kiln cannot store: " + err.Error())
+		return nil, nil, distspec.ManifestInvalid.WithStatus(http.StatusBadGateway).WithMessage("upstream " + u.cfg.Name + " sent a manifest kiln cannot store: " + err.Error())
 	}
 	alg := digest.SHA256
 	if want, err := digest.Parse(ref); err == nil {
@@ -228,7 +228,7 @@ func (p *Proxy) fetchUpstreamManifest(ctx context.Context, u *upstream, upRepo, 
 	d := alg.FromBytes(body)
 	if want, err := digest.Parse(ref); err == nil && want != d {
 		p.mismatches.Add(1)
-		return nil, nil, errcode.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s sent %s for %s", u.cfg.Name, d, want))
+		return nil, nil, distspec.DigestInvalid.WithStatus(http.StatusBadGateway).WithMessage(fmt.Sprintf("upstream %s sent %s for %s", u.cfg.Name, d, want))
 	}
 	return &storage.Manifest{Digest: d, MediaType: parsed.MediaType, Content: body}, parsed, nil
 }
@@ -260,10 +260,10 @@ func (p *Proxy) storeManifest(ctx context.Context, u *upstream, repo, ref, tag s
 // the API error a client sees.
 func upstreamError(u *upstream, ref string, err error) error {
 	if errors.Is(err, errNotFound) {
-		return errcode.ManifestUnknown.WithMessage("not found in upstream " + u.cfg.Name + ": " + ref)
+		return distspec.ManifestUnknown.WithMessage("not found in upstream " + u.cfg.Name + ": " + ref)
 	}
 	if isDown(err) {
-		return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error() + "; " + ref + " is not cached")
+		return distspec.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error() + "; " + ref + " is not cached")
 	}
-	return errcode.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error())
+	return distspec.Internal.WithStatus(http.StatusBadGateway).WithMessage(err.Error())
 }

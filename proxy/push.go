@@ -3,7 +3,7 @@ package proxy
 import (
 	"context"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 )
 
 // CheckPush refuses a push to a mirror copy: a repository is either pushed
@@ -28,7 +28,7 @@ func (p *Proxy) CheckPush(ctx context.Context, repo string) error {
 }
 
 func denied(repo string, u *upstream, upRepo, why string) error {
-	return errcode.Denied.WithMessage(repo + " is a mirror copy of " + upRepo + " from upstream " + u.cfg.Name + ": pushes to it are refused; " + why)
+	return distspec.Denied.WithMessage(repo + " is a mirror copy of " + upRepo + " from upstream " + u.cfg.Name + ": pushes to it are refused; " + why)
 }
 
 // CopyDeleted is told that an operator deleted a tag or manifest of repo:

@@ -9,7 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
@@ -54,7 +54,7 @@ func (a *api) negotiate(r *http.Request, name string, m *storage.Manifest) (*sto
 			}
 		}
 	}
-	return nil, errcode.ManifestUnknown.WithMessage("the manifest is " + m.MediaType + ", which the request's Accept header does not include")
+	return nil, distspec.ManifestUnknown.WithMessage("the manifest is " + m.MediaType + ", which the request's Accept header does not include")
 }
 
 // defaultPlatform returns the linux/amd64 entry of an index, if any.

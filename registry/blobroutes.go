@@ -34,7 +34,7 @@ func (a *api) startUpload(w http.ResponseWriter, r *http.Request, name, _ string
 	if err := a.checkPush(r, name); err != nil {
 		return err
 	}
-	return a.blobs.StartUpload(w, r, name, validName)
+	return a.blobs.StartUpload(w, r, name)
 }
 
 func (a *api) upload(w http.ResponseWriter, r *http.Request, name, id string) error {

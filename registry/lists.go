@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strconv"
 
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
@@ -36,7 +36,7 @@ func pagination(r *http.Request) (n int, last string, err error) {
 	if s := q.Get("n"); s != "" {
 		n, err = strconv.Atoi(s)
 		if err != nil || n < 0 {
-			return 0, "", errcode.Unsupported.WithStatus(http.StatusBadRequest).WithMessage("n must be a non-negative integer")
+			return 0, "", distspec.Unsupported.WithStatus(http.StatusBadRequest).WithMessage("n must be a non-negative integer")
 		}
 	}
 	return n, q.Get("last"), nil
@@ -66,7 +66,7 @@ func (a *api) tags(w http.ResponseWriter, r *http.Request, name, _ string) error
 	}
 	all, err := a.store.Tags(r.Context(), name)
 	if errors.Is(err, storage.ErrNameUnknown) {
-		return errcode.NameUnknown.WithDetail(map[string]string{"name": name})
+		return distspec.NameUnknown.WithDetail(map[string]string{"name": name})
 	}
 	if err != nil {
 		return a.internal(r, err)

@@ -11,7 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/blobs"
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
@@ -26,8 +26,8 @@ func parseReference(s string) (reference, error) {
 		d, err := blobs.ParseDigest(s)
 		return reference{digest: d}, err
 	}
-	if !validTag(s) {
-		return reference{}, errcode.ManifestInvalid.WithMessage("invalid tag " + quote(s))
+	if !distspec.ValidTag(s) {
+		return reference{}, distspec.ManifestInvalid.WithMessage("invalid tag " + quote(s))
 	}
 	return reference{tag: s}, nil
 }
@@ -41,7 +41,7 @@ func (a *api) resolve(r *http.Request, name string, ref reference) (digest.Diges
 	}
 	d, err := a.store.ResolveTag(r.Context(), name, ref.tag)
 	if errors.Is(err, storage.ErrTagUnknown) {
-		return "", errcode.ManifestUnknown.WithDetail(map[string]string{"tag": ref.tag})
+		return "", distspec.ManifestUnknown.WithDetail(map[string]string{"tag": ref.tag})
 	}
 	return d, a.internal(r, err)
 }
@@ -82,7 +82,7 @@ func (a *api) lookupManifest(r *http.Request, name string, ref reference) (*stor
 		m, handled, err := a.opts.Upstream.Manifest(r.Context(), name, ref.tag, ref.digest)
 		if handled {
 			if errors.Is(err, storage.ErrTagUnknown) || errors.Is(err, storage.ErrManifestUnknown) {
-				return nil, errcode.ManifestUnknown
+				return nil, distspec.ManifestUnknown
 			}
 			return m, a.internal(r, err)
 		}
@@ -93,7 +93,7 @@ func (a *api) lookupManifest(r *http.Request, name string, ref reference) (*stor
 	}
 	m, err := a.store.GetManifest(r.Context(), name, d)
 	if errors.Is(err, storage.ErrManifestUnknown) {
-		return nil, errcode.ManifestUnknown
+		return nil, distspec.ManifestUnknown
 	}
 	return m, a.internal(r, err)
 }
@@ -113,7 +113,7 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name, refArg s
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return errcode.ManifestInvalid.WithMessage("reading manifest: " + err.Error())
+		return distspec.ManifestInvalid.WithMessage("reading manifest: " + err.Error())
 	}
 	if int64(len(body)) > limit {
 		return manifestTooLarge(limit)
@@ -126,7 +126,7 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name, refArg s
 	}
 	parsed, err := storage.ParseManifest(contentType, body)
 	if err != nil {
-		return errcode.ManifestInvalid.WithMessage(err.Error())
+		return distspec.ManifestInvalid.WithMessage(err.Error())
 	}
 	alg := digest.SHA256
 	if ref.digest != "" {
@@ -134,7 +134,7 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name, refArg s
 	}
 	d := alg.FromBytes(body)
 	if ref.digest != "" && ref.digest != d {
-		return errcode.DigestInvalid.WithMessage("manifest digest " + string(d) + " does not match " + string(ref.digest))
+		return distspec.DigestInvalid.WithMessage("manifest digest " + string(d) + " does not match " + string(ref.digest))
 	}
 	tags, err := tagsToSet(r, ref)
 	if err != nil {
@@ -171,15 +171,15 @@ func tagsToSet(r *http.Request, ref reference) ([]string, error) {
 	}
 	tags := r.URL.Query()["tag"]
 	for _, t := range tags {
-		if !validTag(t) {
-			return nil, errcode.ManifestInvalid.WithMessage("invalid tag " + quote(t))
+		if !distspec.ValidTag(t) {
+			return nil, distspec.ManifestInvalid.WithMessage("invalid tag " + quote(t))
 		}
 	}
 	return tags, nil
 }
 
 func manifestTooLarge(limit int64) error {
-	return errcode.ManifestInvalid.WithStatus(http.StatusRequestEntityTooLarge).
+	return distspec.ManifestInvalid.WithStatus(http.StatusRequestEntityTooLarge).
 		WithMessage("manifest is larger than " + strconv.FormatInt(limit, 10) + " bytes (limits.max_manifest_size)")
 }
 
@@ -203,7 +203,7 @@ func (a *api) checkReferences(r *http.Request, name string, p *storage.ParsedMan
 	for _, b := range p.Blobs {
 		if _, err := a.store.BlobSize(ctx, name, b.Digest); err != nil {
 			if errors.Is(err, storage.ErrBlobUnknown) {
-				return errcode.ManifestBlobUnknown.WithDetail(map[string]string{"digest": string(b.Digest)})
+				return distspec.ManifestBlobUnknown.WithDetail(map[string]string{"digest": string(b.Digest)})
 			}
 			return a.internal(r, err)
 		}
@@ -214,7 +214,7 @@ func (a *api) checkReferences(r *http.Request, name string, p *storage.ParsedMan
 			return a.internal(r, err)
 		}
 		if !ok {
-			return errcode.ManifestBlobUnknown.WithDetail(map[string]string{"digest": string(c.Digest)})
+			return distspec.ManifestBlobUnknown.WithDetail(map[string]string{"digest": string(c.Digest)})
 		}
 	}
 	return nil
@@ -222,7 +222,7 @@ func (a *api) checkReferences(r *http.Request, name string, p *storage.ParsedMan
 
 func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name, refArg string) error {
 	if !a.opts.DeleteEnabled {
-		return errcode.Unsupported.WithMessage("deletes are disabled (storage.delete.enabled)")
+		return distspec.Unsupported.WithMessage("deletes are disabled (storage.delete.enabled)")
 	}
 	ref, err := parseReference(refArg)
 	if err != nil {
@@ -235,7 +235,7 @@ func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name, refAr
 	}
 	switch {
 	case errors.Is(err, storage.ErrTagUnknown), errors.Is(err, storage.ErrManifestUnknown):
-		return errcode.ManifestUnknown
+		return distspec.ManifestUnknown
 	case err != nil:
 		return a.internal(r, err)
 	}
@@ -255,13 +255,13 @@ func (a *api) internal(r *http.Request, err error) error {
 	if err == nil {
 		return nil
 	}
-	var ae *errcode.Error
+	var ae *distspec.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	a.opts.Logger.ErrorContext(r.Context(), "store error", "method", r.Method, "path", r.URL.Path, "err", err)
 	if errors.Is(err, storage.ErrCorrupt) {
-		return errcode.Internal.WithMessage("the stored manifest is corrupt (its bytes do not match its digest); kiln fsck --repair quarantines it")
+		return distspec.Internal.WithMessage("the stored manifest is corrupt (its bytes do not match its digest); kiln fsck --repair quarantines it")
 	}
-	return errcode.StorageFault(err)
+	return distspec.StorageFault(err)
 }

@@ -1,6 +1,7 @@
 // Package registry serves the OCI Distribution v1.1 / Docker Registry v2
-// HTTP API under /v2/: routing, request checks, content negotiation and the
-// spec's error codes, on top of blobs and storage.
+// HTTP API under /v2/: routing, request checks and content negotiation, on
+// top of blobs and storage; the spec's error codes and name grammar are in
+// distspec.
 package registry
 
 import (

@@ -7,7 +7,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"kiln/blobs"
-	"kiln/registry/errcode"
+	"kiln/distspec"
 	"kiln/storage"
 )
 
@@ -136,7 +136,7 @@ func (rt *nameRoute) match(rest string) (name, arg string, ok bool) {
 func (a *api) serve(h handlerFunc, name, arg string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r, name, arg); err != nil {
-			errcode.Write(w, err)
+			distspec.WriteError(w, err)
 		}
 	}
 }
@@ -144,12 +144,12 @@ func (a *api) serve(h handlerFunc, name, arg string) http.HandlerFunc {
 // serveNamed runs the handler of a name route: it checks the repository
 // name and writes any error.
 func (a *api) serveNamed(w http.ResponseWriter, r *http.Request, h handlerFunc, name, arg string) {
-	if !validName(name) {
-		errcode.Write(w, errcode.NameInvalid.WithDetail(map[string]string{"name": truncate(name)}))
+	if !distspec.ValidName(name) {
+		distspec.WriteError(w, distspec.NameInvalid.WithDetail(map[string]string{"name": truncate(name)}))
 		return
 	}
 	if err := h(w, r, name, arg); err != nil {
-		errcode.Write(w, err)
+		distspec.WriteError(w, err)
 	}
 }
 
@@ -170,9 +170,9 @@ func (a *api) base(w http.ResponseWriter, r *http.Request) {
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
-	errcode.Write(w, errcode.Unsupported.WithStatus(http.StatusNotFound).WithMessage("no such endpoint: "+r.Method+" "+truncate(r.URL.Path)))
+	distspec.WriteError(w, distspec.Unsupported.WithStatus(http.StatusNotFound).WithMessage("no such endpoint: "+r.Method+" "+truncate(r.URL.Path)))
 }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	errcode.Write(w, errcode.Unsupported.WithMessage("method "+r.Method+" not allowed on "+truncate(r.URL.Path)))
+	distspec.WriteError(w, distspec.Unsupported.WithMessage("method "+r.Method+" not allowed on "+truncate(r.URL.Path)))
 }

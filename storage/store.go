@@ -38,6 +38,8 @@ type Options struct {
 	UploadExpiry time.Duration
 	// OnTagMoved, when set, is called after a tag was stored pointing to a
 	// different manifest (build-on-push listens here). It must not block.
+	// It is fixed when the store is built: every write, from the first,
+	// reaches the same listener.
 	OnTagMoved func(TagMove)
 	// ManifestCacheBytes bounds the in-process cache of manifest content
 	// by digest (immutable, so correct across instances sharing a store;
@@ -112,10 +114,6 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 func NewInMemory(opts Options) *Store {
 	return New(inmemory.New(), opts)
 }
-
-// SetTagMovedHook sets the function told of every tag move (see
-// Options.OnTagMoved). Call it before the store serves requests.
-func (s *Store) SetTagMovedHook(f func(TagMove)) { s.onTagMoved = f }
 
 // Driver returns the storage driver under the store.
 func (s *Store) Driver() storagedriver.StorageDriver { return s.driver }

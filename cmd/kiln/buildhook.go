@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"kiln/buildhook"
@@ -15,11 +16,26 @@ import (
 	"kiln/storage"
 )
 
-// startBuildhook loads the build rules and starts build-on-push on store.
-// addr is the bound listen address: builders reach kiln through it.
-// onBuildDone hears every build that ends (metrics); access is how
-// builders log in to and trust kiln.
-func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, addr string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access buildhook.SelfAccess) (*buildhook.Service, error) {
+// buildTrigger carries a store's tag moves to build-on-push. The build
+// service reads and records through the store, so it is built after the
+// store: the store is built with tagMoved as its Options.OnTagMoved, and
+// startBuildhook points the trigger at the service before starting it.
+type buildTrigger struct {
+	service atomic.Pointer[buildhook.Service]
+}
+
+// tagMoved queues the builds on m; before the service exists there are none.
+func (b *buildTrigger) tagMoved(m storage.TagMove) {
+	if svc := b.service.Load(); svc != nil {
+		svc.TagMoved(m)
+	}
+}
+
+// startBuildhook loads the build rules and starts build-on-push on store,
+// which reports its tag moves to trigger. addr is the bound listen address:
+// builders reach kiln through it. onBuildDone hears every build that ends
+// (metrics); access is how builders log in to and trust kiln.
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, trigger *buildTrigger, addr string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access buildhook.SelfAccess) (*buildhook.Service, error) {
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)
@@ -46,7 +62,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 	if err != nil {
 		return nil, err
 	}
-	store.SetTagMovedHook(svc.TagMoved)
+	trigger.service.Store(svc)
 	if cfg.Buildhook.AutoRebase {
 		logger.Info("autorebase on: images pushed with " + buildhook.AnnotationBaseName + " naming a tag here are rebased when it moves")
 	}

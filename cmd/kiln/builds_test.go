@@ -22,7 +22,8 @@ import (
 // TestBuildsCandidatesAndAutoRebase drives `kiln builds` against the build
 // API of an in-process kiln with autorebase on.
 func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
-	store := storage.NewInMemory(storage.Options{})
+	var trigger buildTrigger
+	store := storage.NewInMemory(storage.Options{OnTagMoved: trigger.tagMoved})
 	reg := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
@@ -30,7 +31,7 @@ func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store.SetTagMovedHook(svc.TagMoved)
+	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	if err := svc.Start(ctx); err != nil {

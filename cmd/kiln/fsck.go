@@ -44,7 +44,7 @@ remain.`,
 			if err != nil {
 				return err
 			}
-			store, root, err := openStore(cfg)
+			store, root, err := openStore(cfg, nil)
 			if err != nil {
 				return err
 			}

@@ -50,7 +50,7 @@ The store is found like serve finds it (--config, ./config.yml, $KILN_DATA,
 			if cmd.Flags().Changed("delete-untagged") {
 				opts.DeleteUntagged = deleteUntagged
 			}
-			store, root, err := openStore(cfg)
+			store, root, err := openStore(cfg, nil)
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,8 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 	defer sec.close()
-	store, dataRoot, err := openStore(cfg)
+	var trigger buildTrigger
+	store, dataRoot, err := openStore(cfg, trigger.tagMoved)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
 	buildCtx, stopBuilds := context.WithCancel(ctx)
 	defer stopBuilds()
-	builds, err := startBuildhook(buildCtx, cfg, store, ln.Addr().String(), logger, m.BuildDone, sec.self)
+	builds, err := startBuildhook(buildCtx, cfg, store, &trigger, ln.Addr().String(), logger, m.BuildDone, sec.self)
 	if err != nil {
 		ln.Close()
 		return err
@@ -149,9 +150,10 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	return nil
 }
 
-// openStore builds the configured store and says where its data lives.
-func openStore(cfg *config.Config) (*storage.Store, string, error) {
-	opts := storage.Options{UploadExpiry: cfg.Storage.Uploads.Expiry}
+// openStore builds the configured store and says where its data lives;
+// onTagMoved, if not nil, hears its tag moves.
+func openStore(cfg *config.Config, onTagMoved func(storage.TagMove)) (*storage.Store, string, error) {
+	opts := storage.Options{UploadExpiry: cfg.Storage.Uploads.Expiry, OnTagMoved: onTagMoved}
 	switch cfg.Storage.Driver {
 	case config.DriverFilesystem:
 		root := cfg.Storage.Filesystem.Root

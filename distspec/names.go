@@ -1,4 +1,4 @@
-package registry
+package distspec
 
 // The distribution-spec grammar for repository names and tags:
 //
@@ -8,12 +8,13 @@ package registry
 //
 // checked by hand rather than with regular expressions: every request
 // checks its name, and the regexp engine cost more than the rest of the
-// routing (FuzzNameAndReference holds both to the spec's expressions).
+// routing (FuzzNameAndTag holds both to the spec's expressions).
 
 // maxNameLength bounds a repository name, as the reference registry does.
 const maxNameLength = 255
 
-func validName(name string) bool {
+// ValidName reports whether name is a repository name the spec allows.
+func ValidName(name string) bool {
 	if len(name) == 0 || len(name) > maxNameLength {
 		return false
 	}
@@ -67,7 +68,8 @@ func validComponent(c string) bool {
 
 func lowerAlnum(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
 
-func validTag(tag string) bool {
+// ValidTag reports whether tag is a tag the spec allows.
+func ValidTag(tag string) bool {
 	if len(tag) == 0 || len(tag) > 128 {
 		return false
 	}

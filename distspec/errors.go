@@ -1,6 +1,4 @@
-// Package errcode defines the OCI distribution-spec error codes and writes
-// them in the spec's JSON form.
-package errcode
+package distspec
 
 import (
 	"encoding/json"
@@ -73,9 +71,9 @@ type envelope struct {
 	Errors []*Error `json:"errors"`
 }
 
-// Write sends err as the spec's error JSON. An error that is not an *Error
+// WriteError sends err as the spec's error JSON. An error that is not an *Error
 // is reported as a 500 without leaking its text to the client.
-func Write(w http.ResponseWriter, err error) {
+func WriteError(w http.ResponseWriter, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = Internal

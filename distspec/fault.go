@@ -1,4 +1,4 @@
-package errcode
+package distspec
 
 import (
 	"context"
