@@ -103,7 +103,7 @@ func (g *gc) sweepBlobs(ctx context.Context) error {
 		if fi.IsDir() {
 			return nil
 		}
-		d, ok := gcPathDigest(fi.Path())
+		d, ok := parseBlobPath(fi.Path())
 		if !ok {
 			return nil // a PutContent temporary file, or a stray fsck reports
 		}
@@ -414,7 +414,7 @@ func (g *gc) recoverTrash(ctx context.Context) error {
 			continue
 		}
 		alg, hex, _ := strings.Cut(rel, "/")
-		d, ok := gcDigest(alg, hex)
+		d, ok := pathDigest(alg, hex)
 		if !ok {
 			continue // not ours
 		}
