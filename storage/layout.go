@@ -93,6 +93,19 @@ func buildLogPath(id string) string    { return path.Join(buildsRoot, id, "log")
 
 func adoptionPath(repo, tag string) string { return path.Join(adoptionsRoot, repo, tagsDir, tag) }
 
+// parseAdoptionPath splits /autorebase/<repo>/_tags/<tag>.
+func parseAdoptionPath(p string) (repo, tag string, ok bool) {
+	rel, ok := strings.CutPrefix(p, adoptionsRoot+"/")
+	if !ok {
+		return "", "", false
+	}
+	repo, tag, ok = strings.Cut(rel, "/"+tagsDir+"/")
+	if !ok || repo == "" || tag == "" || strings.Contains(tag, "/") || adoptionPath(repo, tag) != p {
+		return "", "", false
+	}
+	return repo, tag, true
+}
+
 func trashBlobPath(d digest.Digest) string {
 	return path.Join(trashRoot, string(d.Algorithm()), d.Encoded())
 }

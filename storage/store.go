@@ -117,9 +117,6 @@ func NewInMemory(opts Options) *Store {
 // Options.OnTagMoved). Call it before the store serves requests.
 func (s *Store) SetTagMovedHook(f func(TagMove)) { s.onTagMoved = f }
 
-// Driver returns the storage driver under the store.
-func (s *Store) Driver() storagedriver.StorageDriver { return s.driver }
-
 func (s *Store) localPath(p string) string { return filepath.Join(s.localRoot, filepath.FromSlash(p)) }
 
 func isNotFound(err error) bool {
