@@ -36,24 +36,14 @@ func (s *Store) BlobSize(ctx context.Context, repo string, d digest.Digest) (int
 
 // modTime returns the modification time of the file at p, and whether it exists.
 func (s *Store) modTime(ctx context.Context, p string) (time.Time, bool, error) {
-	if s.localRoot != "" {
-		fi, err := os.Stat(s.localPath(p))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return time.Time{}, false, nil
-			}
-			return time.Time{}, false, err
-		}
-		return fi.ModTime(), true, nil
-	}
-	fi, err := s.driver.Stat(ctx, p)
+	_, mod, err := s.files.stat(ctx, p)
 	if err != nil {
 		if isNotFound(err) {
 			return time.Time{}, false, nil
 		}
 		return time.Time{}, false, err
 	}
-	return fi.ModTime(), true, nil
+	return mod, true, nil
 }
 
 // blobSize returns the size of the stored blob d, ErrBlobUnknown if absent.
@@ -71,24 +61,14 @@ func (s *Store) blobSize(ctx context.Context, d digest.Digest) (int64, error) {
 }
 
 func (s *Store) statBlob(ctx context.Context, d digest.Digest) (int64, error) {
-	if s.localRoot != "" {
-		fi, err := os.Stat(s.localPath(blobPath(d)))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return 0, ErrBlobUnknown
-			}
-			return 0, err
-		}
-		return fi.Size(), nil
-	}
-	fi, err := s.driver.Stat(ctx, blobPath(d))
+	size, _, err := s.files.stat(ctx, blobPath(d))
 	if err != nil {
 		if isNotFound(err) {
 			return 0, ErrBlobUnknown
 		}
 		return 0, err
 	}
-	return fi.Size(), nil
+	return size, nil
 }
 
 // HasBlob reports whether the store holds blob d in any repository.
@@ -114,23 +94,7 @@ func (s *Store) OpenBlob(ctx context.Context, d digest.Digest, offset int64) (io
 }
 
 func (s *Store) openBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	if s.localRoot != "" {
-		f, err := os.Open(s.localPath(blobPath(d)))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, ErrBlobUnknown
-			}
-			return nil, err
-		}
-		if offset > 0 {
-			if _, err := f.Seek(offset, io.SeekStart); err != nil {
-				f.Close()
-				return nil, err
-			}
-		}
-		return f, nil
-	}
-	r, err := s.driver.Reader(ctx, blobPath(d), offset)
+	r, err := s.files.open(ctx, blobPath(d), offset)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, ErrBlobUnknown

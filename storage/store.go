@@ -49,6 +49,8 @@ type Options struct {
 // Store is the content-addressed store. It is safe for concurrent use.
 type Store struct {
 	driver storagedriver.StorageDriver
+	// files reads the store's files: directly on the filesystem store.
+	files backend
 	// localRoot is set when the driver is the filesystem driver: blob bytes
 	// are then read and written with *os.File directly, so that serving a
 	// blob can use sendfile and uploads skip the driver's extra buffering.
@@ -76,7 +78,7 @@ func New(driver storagedriver.StorageDriver, opts Options) *Store {
 	if opts.UploadExpiry <= 0 {
 		opts.UploadExpiry = 24 * time.Hour
 	}
-	s := &Store{driver: driver, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
+	s := &Store{driver: driver, files: driverFiles{driver}, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
 	s.gcGrace.Store(-1)
 	return s
 }
@@ -93,6 +95,7 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
 	s.localRoot = abs
+	s.files = fsFiles{root: abs, cache: &s.smallFiles}
 	s.orderedRenames = renamesPersistInOrder(abs)
 	if err := makeBlobBuckets(s.localPath(path.Join(blobsRoot, string(digest.SHA256)))); err != nil {
 		return nil, err
@@ -126,17 +129,7 @@ func isNotFound(err error) bool {
 
 // exists reports whether something is stored at p.
 func (s *Store) exists(ctx context.Context, p string) (bool, error) {
-	if s.localRoot != "" {
-		_, err := os.Stat(s.localPath(p))
-		if err == nil {
-			return true, nil
-		}
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	_, err := s.driver.Stat(ctx, p)
+	_, _, err := s.files.stat(ctx, p)
 	if err == nil {
 		return true, nil
 	}
