@@ -52,6 +52,27 @@ func (b faultyFiles) names(ctx context.Context, p string) ([]string, error) {
 	return b.backend.names(ctx, p)
 }
 
+func (b faultyFiles) readAll(ctx context.Context, p string) ([]byte, error) {
+	if b.fails(p) {
+		return nil, errFault
+	}
+	return b.backend.readAll(ctx, p)
+}
+
+func (b faultyFiles) touch(ctx context.Context, p string, content func() ([]byte, error)) error {
+	if b.fails(p) {
+		return errFault
+	}
+	return b.backend.touch(ctx, p, content)
+}
+
+func (b faultyFiles) move(ctx context.Context, from, to string) error {
+	if b.fails(from) || b.fails(to) {
+		return errFault
+	}
+	return b.backend.move(ctx, from, to)
+}
+
 // backendStores runs f on a store of each backend: the filesystem's own
 // and a storage driver's.
 func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
@@ -134,6 +155,43 @@ func TestOpenBlobBackends(t *testing.T) {
 		b, err := io.ReadAll(rc)
 		if err != nil || !strings.HasPrefix(string(b), "a\nlayer a\n") {
 			t.Errorf("from offset 6: %q %v", b[:min(len(b), 20)], err)
+		}
+	})
+}
+
+// Faults in one part of the store reach the callers that depend on it:
+// a manifest's bytes, a link's refresh, the trash a missing blob is
+// looked for in.
+func TestPartialFaultsReachCallers(t *testing.T) {
+	backendStores(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		img := pushImage(t, s, "app", "v1", "a", nil)
+		s.manifests = newManifestCache(-1)
+		healthy := s.files
+
+		s.files = faultyFiles{healthy, blobsRoot}
+		if _, err := s.GetManifest(ctx, "app", img.manifest); !errors.Is(err, errFault) {
+			t.Errorf("GetManifest with failing blobs: %v", err)
+		}
+
+		s.files = faultyFiles{healthy, layerLinkPath("app", img.layer)}
+		if err := s.TouchBlobLink(ctx, "app", img.layer); !errors.Is(err, errFault) {
+			t.Errorf("TouchBlobLink with a failing link: %v", err)
+		}
+
+		s.files = healthy
+		missing := pushImage(t, s, "app", "v2", "b", nil).layer
+		if err := s.files.remove(ctx, blobPath(missing)); err != nil {
+			t.Fatal(err)
+		}
+		s.files = faultyFiles{healthy, trashRoot}
+		if _, err := s.OpenBlob(ctx, missing, 0); !errors.Is(err, errFault) {
+			t.Errorf("OpenBlob of a blob missing, with a failing trash: %v", err)
+		}
+
+		s.files = healthy
+		if _, err := s.OpenBlob(ctx, missing, 0); !errors.Is(err, ErrBlobUnknown) {
+			t.Errorf("OpenBlob of a blob missing: %v, want ErrBlobUnknown", err)
 		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -151,14 +150,7 @@ func (s *Store) getBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 }
 
 func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
-	if s.localRoot != "" {
-		b, err := readSmallFile(s.localPath(blobPath(d)))
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, ErrBlobUnknown
-		}
-		return b, err
-	}
-	b, err := s.driver.GetContent(ctx, blobPath(d))
+	b, err := s.files.readAll(ctx, blobPath(d))
 	if isNotFound(err) {
 		return nil, ErrBlobUnknown
 	}
@@ -218,26 +210,7 @@ func (s *Store) TouchManifestLink(ctx context.Context, repo string, d digest.Dig
 
 // touch sets the modification time of the file at p to now, if it exists:
 // on the filesystem with a utimes call, elsewhere by rewriting the content
-// content returns.
+// content returns (see backend.touch).
 func (s *Store) touch(ctx context.Context, p string, content func() ([]byte, error)) error {
-	if s.localRoot != "" {
-		now := time.Now()
-		err := os.Chtimes(s.localPath(p), now, now)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	ok, err := s.exists(ctx, p)
-	if err != nil || !ok {
-		return err
-	}
-	b, err := content()
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
-		return err
-	}
-	return s.driver.PutContent(ctx, p, b)
+	return s.files.touch(ctx, p, content)
 }

@@ -2,8 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
-	"os"
 	"sort"
 	"strings"
 
@@ -435,14 +433,7 @@ func (g *gc) recoverTrash(ctx context.Context) error {
 // file a concurrent rename took away as deleted.
 func (s *Store) removeFile(ctx context.Context, p string) (bool, error) {
 	defer s.smallFiles.invalidate()
-	if s.localRoot != "" {
-		err := os.Remove(s.localPath(p))
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	err := s.driver.Delete(ctx, p)
+	err := s.files.remove(ctx, p)
 	if isNotFound(err) {
 		return false, nil
 	}

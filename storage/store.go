@@ -95,7 +95,7 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
 	s.localRoot = abs
-	s.files = fsFiles{root: abs, cache: &s.smallFiles}
+	s.files = fsFiles{root: abs, cache: &s.smallFiles, driver: d}
 	s.orderedRenames = renamesPersistInOrder(abs)
 	if err := makeBlobBuckets(s.localPath(path.Join(blobsRoot, string(digest.SHA256)))); err != nil {
 		return nil, err
