@@ -8,6 +8,9 @@
 // quarantine), builds them, and parses them back for GC, fsck and the
 // catalog. Other packages reach those files through Store methods only.
 //
+// The files live in a backend (backend.go): the filesystem store's own
+// (backend_fs.go), or any distribution storage driver.
+//
 // Every small file is written under a temporary name then atomically
 // renamed, so a crash leaves either the old or the new content, never half
 // of one. On the filesystem store kiln writes tags, manifest links and

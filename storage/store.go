@@ -49,11 +49,12 @@ type Options struct {
 // Store is the content-addressed store. It is safe for concurrent use.
 type Store struct {
 	driver storagedriver.StorageDriver
-	// files reads the store's files: directly on the filesystem store.
+	// files holds the store's files: on the filesystem store directly
+	// (blobs served as *os.File, for sendfile), elsewhere through driver.
 	files backend
-	// localRoot is set when the driver is the filesystem driver: blob bytes
-	// are then read and written with *os.File directly, so that serving a
-	// blob can use sendfile and uploads skip the driver's extra buffering.
+	// localRoot is set when the driver is the filesystem driver: the write
+	// paths not yet behind files (small files, manifests, uploads) then use
+	// the os package directly, so uploads skip the driver's extra buffering.
 	localRoot string
 	// orderedRenames: the filesystem under localRoot persists renames in
 	// the order they were made (see renamesPersistInOrder).
