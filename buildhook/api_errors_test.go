@@ -14,6 +14,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"kiln/accesslog"
+	"kiln/storage"
 )
 
 // brokenDriver fails every read with a backend error that names what
@@ -36,7 +37,7 @@ func TestBuildAPIHidesBackendErrors(t *testing.T) {
 	c := newChain(t)
 	var logs bytes.Buffer
 	c.svc.log = slog.New(accesslog.ContextHandler(slog.NewTextHandler(&logs, nil)))
-	c.svc.records = NewRecords(brokenDriver{})
+	c.svc.records = NewRecords(storage.New(brokenDriver{}, storage.Options{}))
 	api := httptest.NewServer(accesslog.Handler(c.svc.Handler(), slog.New(slog.NewTextHandler(io.Discard, nil))))
 	defer api.Close()
 	for _, path := range []string{"/kiln/v1/builds", "/kiln/v1/builds/20260101T000000-000000-0001"} {

@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
@@ -25,13 +23,10 @@ import (
 // with .base.digest, is adopted: kiln keeps an "auto" rule for it
 // (auto:<repo:tag>, strategy rebase, built on that tag) next to the
 // configured ones, in the same graph and queue, so it coalesces, cascades
-// and keeps records like any rule. Adoptions are kept in the store under
-// /autorebase/<image repo>/_tags/<tag> (a repository path component never
-// starts with "_"), so they outlive the process. A push of the image
-// without the annotations (or naming a base elsewhere) drops the adoption.
-
-// autoRebaseRoot holds one JSON adoption per image.
-const autoRebaseRoot = "/autorebase"
+// and keeps records like any rule. Adoptions are kept in the store (one
+// JSON document per image, see Store.PutAdoption), so they outlive the
+// process. A push of the image without the annotations (or naming a base
+// elsewhere) drops the adoption.
 
 // stagingTagPrefix starts the tags builders push to before Finalize.
 const stagingTagPrefix = "kiln-build-"
@@ -52,10 +47,6 @@ type adoptionJSON struct {
 	Adopted time.Time `json:"adopted"`
 }
 
-func adoptionPath(image ImageRef) string {
-	return path.Join(autoRebaseRoot, image.Repo, "_tags", image.Tag)
-}
-
 // autoRule is the rule of an adopted image.
 func autoRule(a Adoption) *Rule {
 	base := a.Base
@@ -73,9 +64,9 @@ func autoRule(a Adoption) *Rule {
 // autoRebase adopts images as their tags move, in the background, and
 // keeps the queue's graph = configured rules + adopted images' rules.
 type autoRebase struct {
-	s      *Service
-	driver storagedriver.StorageDriver
-	log    *slog.Logger
+	s     *Service
+	store *storage.Store
+	log   *slog.Logger
 
 	mu      sync.Mutex // serialises adoption changes and graph swaps
 	adopted map[ImageRef]Adoption
@@ -96,7 +87,7 @@ func newAutoRebase(s *Service) *autoRebase {
 	close(idle)
 	return &autoRebase{
 		s:        s,
-		driver:   s.opts.Store.Driver(),
+		store:    s.opts.Store,
 		log:      s.log,
 		adopted:  map[ImageRef]Adoption{},
 		idle:     idle,
@@ -174,28 +165,20 @@ func (a *autoRebase) loop(ctx context.Context) {
 // are dropped.
 func (a *autoRebase) load(ctx context.Context) error {
 	var found []Adoption
-	err := a.driver.Walk(ctx, autoRebaseRoot, func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() {
-			return nil
-		}
-		b, err := a.driver.GetContent(ctx, fi.Path())
-		if err != nil {
-			return err
-		}
+	stored, err := a.store.Adoptions(ctx)
+	if err != nil {
+		return fmt.Errorf("reading adopted images: %w", err)
+	}
+	for _, st := range stored {
 		var j adoptionJSON
-		jerr := json.Unmarshal(b, &j)
+		jerr := json.Unmarshal(st.Content, &j)
 		img, ok1 := parseImageRef(j.Image)
 		base, ok2 := parseImageRef(j.Base)
-		if jerr != nil || !ok1 || !ok2 || adoptionPath(img) != fi.Path() {
-			a.log.Warn("autorebase: ignoring a corrupt adoption", "path", fi.Path())
-			return nil
+		if jerr != nil || !ok1 || !ok2 || img.Repo != st.Repo || img.Tag != st.Tag {
+			a.log.Warn("autorebase: ignoring a corrupt adoption", "repo", st.Repo, "tag", st.Tag)
+			continue
 		}
 		found = append(found, Adoption{Image: img, Base: base, Adopted: j.Adopted})
-		return nil
-	})
-	var nf storagedriver.PathNotFoundError
-	if err != nil && !errors.As(err, &nf) {
-		return fmt.Errorf("reading adopted images: %w", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -203,7 +186,7 @@ func (a *autoRebase) load(ctx context.Context) error {
 	for _, ad := range found {
 		if p := a.s.graph.Producer(ad.Image); p != nil {
 			a.log.Info("autorebase: dropping an adopted image a build rule now produces", "image", ad.Image, "rule", p.Name)
-			a.driver.Delete(ctx, adoptionPath(ad.Image))
+			a.store.DeleteAdoption(ctx, ad.Image.Repo, ad.Image.Tag)
 			continue
 		}
 		set[ad.Image] = ad
@@ -302,7 +285,7 @@ func (a *autoRebase) adopt(ctx context.Context, image, base ImageRef) error {
 	if err != nil {
 		return err
 	}
-	if err := a.driver.PutContent(ctx, adoptionPath(image), b); err != nil {
+	if err := a.store.PutAdoption(ctx, image.Repo, image.Tag, b); err != nil {
 		return err
 	}
 	a.adopted = set
@@ -326,8 +309,7 @@ func (a *autoRebase) unadopt(ctx context.Context, image ImageRef, why string) {
 		a.log.Error("autorebase: dropping an adopted image", "image", image, "err", err)
 		return
 	}
-	var nf storagedriver.PathNotFoundError
-	if err := a.driver.Delete(ctx, adoptionPath(image)); err != nil && !errors.As(err, &nf) {
+	if err := a.store.DeleteAdoption(ctx, image.Repo, image.Tag); err != nil {
 		a.log.Error("autorebase: dropping an adopted image", "image", image, "err", err)
 		return
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"kiln/storage"
 )
 
 // liveLog is the log of a running build: kept in memory for followers and
@@ -66,7 +66,7 @@ func (rs *Records) OpenLog(ctx context.Context, id string) io.Writer {
 					return
 				}
 				if dirty {
-					rs.driver.PutContent(context.WithoutCancel(ctx), logPath(id), content)
+					rs.store.PutBuildLog(context.WithoutCancel(ctx), id, content)
 				}
 			case <-ctx.Done():
 				return
@@ -91,7 +91,7 @@ func (rs *Records) CloseLog(ctx context.Context, id string) error {
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.mu.Unlock()
-	return rs.driver.PutContent(ctx, logPath(id), content)
+	return rs.store.PutBuildLog(ctx, id, content)
 }
 
 // FollowLog writes the log of build id to w; with follow it keeps writing
@@ -104,10 +104,9 @@ func (rs *Records) FollowLog(ctx context.Context, id string, w io.Writer, follow
 	l := rs.live[id]
 	rs.mu.Unlock()
 	if l == nil {
-		b, err := rs.driver.GetContent(ctx, logPath(id))
+		b, err := rs.store.BuildLog(ctx, id)
 		if err != nil {
-			var nf storagedriver.PathNotFoundError
-			if !errors.As(err, &nf) {
+			if !errors.Is(err, storage.ErrBuildUnknown) {
 				return err
 			}
 			if _, err := rs.Get(ctx, id); err != nil {

@@ -5,14 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
+
+	"kiln/storage"
 )
 
 // Build statuses.
@@ -47,24 +47,18 @@ type Record struct {
 // Done reports whether the build has ended.
 func (r *Record) Done() bool { return r.Status == StatusSucceeded || r.Status == StatusFailed }
 
-// buildsRoot holds /builds/<id>/record (JSON) and /builds/<id>/log.
-const buildsRoot = "/builds"
-
 // Records keeps build records and logs in the store, so they outlive the
 // process, and the logs of running builds in memory for followers.
 type Records struct {
-	driver storagedriver.StorageDriver
-	mu     sync.Mutex
-	live   map[string]*liveLog
+	store *storage.Store
+	mu    sync.Mutex
+	live  map[string]*liveLog
 }
 
-// NewRecords returns the records kept on driver.
-func NewRecords(driver storagedriver.StorageDriver) *Records {
-	return &Records{driver: driver, live: map[string]*liveLog{}}
+// NewRecords returns the records kept in store.
+func NewRecords(store *storage.Store) *Records {
+	return &Records{store: store, live: map[string]*liveLog{}}
 }
-
-func recordPath(id string) string { return path.Join(buildsRoot, id, "record") }
-func logPath(id string) string    { return path.Join(buildsRoot, id, "log") }
 
 // Save writes r.
 func (rs *Records) Save(ctx context.Context, r *Record) error {
@@ -72,7 +66,7 @@ func (rs *Records) Save(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return rs.driver.PutContent(ctx, recordPath(r.ID), b)
+	return rs.store.PutBuildRecord(ctx, r.ID, b)
 }
 
 // ErrNoBuild is returned for an unknown build id.
@@ -83,10 +77,9 @@ func (rs *Records) Get(ctx context.Context, id string) (*Record, error) {
 	if !validBuildID(id) {
 		return nil, ErrNoBuild
 	}
-	b, err := rs.driver.GetContent(ctx, recordPath(id))
+	b, err := rs.store.BuildRecord(ctx, id)
 	if err != nil {
-		var nf storagedriver.PathNotFoundError
-		if errors.As(err, &nf) {
+		if errors.Is(err, storage.ErrBuildUnknown) {
 			return nil, ErrNoBuild
 		}
 		return nil, err
@@ -100,17 +93,9 @@ func (rs *Records) Get(ctx context.Context, id string) (*Record, error) {
 
 // List returns every record, newest first.
 func (rs *Records) List(ctx context.Context) ([]*Record, error) {
-	entries, err := rs.driver.List(ctx, buildsRoot)
+	ids, err := rs.store.BuildIDs(ctx)
 	if err != nil {
-		var nf storagedriver.PathNotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil
-		}
 		return nil, err
-	}
-	ids := make([]string, 0, len(entries))
-	for _, e := range entries {
-		ids = append(ids, path.Base(e))
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
 	out := make([]*Record, 0, len(ids))

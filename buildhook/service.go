@@ -73,7 +73,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	s := &Service{
 		opts:     opts,
 		graph:    g,
-		records:  NewRecords(opts.Store.Driver()),
+		records:  NewRecords(opts.Store),
 		builders: opts.Builders,
 		log:      opts.Logger,
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -36,24 +35,14 @@ func (s *Store) BlobSize(ctx context.Context, repo string, d digest.Digest) (int
 
 // modTime returns the modification time of the file at p, and whether it exists.
 func (s *Store) modTime(ctx context.Context, p string) (time.Time, bool, error) {
-	if s.localRoot != "" {
-		fi, err := os.Stat(s.localPath(p))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return time.Time{}, false, nil
-			}
-			return time.Time{}, false, err
-		}
-		return fi.ModTime(), true, nil
-	}
-	fi, err := s.driver.Stat(ctx, p)
+	_, mod, err := s.files.stat(ctx, p)
 	if err != nil {
 		if isNotFound(err) {
 			return time.Time{}, false, nil
 		}
 		return time.Time{}, false, err
 	}
-	return fi.ModTime(), true, nil
+	return mod, true, nil
 }
 
 // blobSize returns the size of the stored blob d, ErrBlobUnknown if absent.
@@ -71,24 +60,14 @@ func (s *Store) blobSize(ctx context.Context, d digest.Digest) (int64, error) {
 }
 
 func (s *Store) statBlob(ctx context.Context, d digest.Digest) (int64, error) {
-	if s.localRoot != "" {
-		fi, err := os.Stat(s.localPath(blobPath(d)))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return 0, ErrBlobUnknown
-			}
-			return 0, err
-		}
-		return fi.Size(), nil
-	}
-	fi, err := s.driver.Stat(ctx, blobPath(d))
+	size, _, err := s.files.stat(ctx, blobPath(d))
 	if err != nil {
 		if isNotFound(err) {
 			return 0, ErrBlobUnknown
 		}
 		return 0, err
 	}
-	return fi.Size(), nil
+	return size, nil
 }
 
 // HasBlob reports whether the store holds blob d in any repository.
@@ -114,23 +93,7 @@ func (s *Store) OpenBlob(ctx context.Context, d digest.Digest, offset int64) (io
 }
 
 func (s *Store) openBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	if s.localRoot != "" {
-		f, err := os.Open(s.localPath(blobPath(d)))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, ErrBlobUnknown
-			}
-			return nil, err
-		}
-		if offset > 0 {
-			if _, err := f.Seek(offset, io.SeekStart); err != nil {
-				f.Close()
-				return nil, err
-			}
-		}
-		return f, nil
-	}
-	r, err := s.driver.Reader(ctx, blobPath(d), offset)
+	r, err := s.files.open(ctx, blobPath(d), offset)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, ErrBlobUnknown
@@ -187,14 +150,7 @@ func (s *Store) getBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 }
 
 func (s *Store) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
-	if s.localRoot != "" {
-		b, err := readSmallFile(s.localPath(blobPath(d)))
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, ErrBlobUnknown
-		}
-		return b, err
-	}
-	b, err := s.driver.GetContent(ctx, blobPath(d))
+	b, err := s.files.readAll(ctx, blobPath(d))
 	if isNotFound(err) {
 		return nil, ErrBlobUnknown
 	}
@@ -254,26 +210,7 @@ func (s *Store) TouchManifestLink(ctx context.Context, repo string, d digest.Dig
 
 // touch sets the modification time of the file at p to now, if it exists:
 // on the filesystem with a utimes call, elsewhere by rewriting the content
-// content returns.
+// content returns (see backend.touch).
 func (s *Store) touch(ctx context.Context, p string, content func() ([]byte, error)) error {
-	if s.localRoot != "" {
-		now := time.Now()
-		err := os.Chtimes(s.localPath(p), now, now)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	ok, err := s.exists(ctx, p)
-	if err != nil || !ok {
-		return err
-	}
-	b, err := content()
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
-		return err
-	}
-	return s.driver.PutContent(ctx, p, b)
+	return s.files.touch(ctx, p, content)
 }

@@ -3,9 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
-	"path"
 	"sort"
-	"strings"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
@@ -18,14 +16,14 @@ func (s *Store) Repositories(ctx context.Context) ([]string, error) {
 		if !fi.IsDir() {
 			return nil
 		}
-		base := path.Base(fi.Path())
-		if !strings.HasPrefix(base, "_") {
-			return nil
+		repo, kind, _, ok := parseRepoPath(fi.Path())
+		if !ok {
+			return nil // a directory of names: go on down
 		}
-		if base == "_layers" || base == "_manifests" {
-			seen[strings.TrimPrefix(path.Dir(fi.Path()), reposRoot+"/")] = true
+		if repo != "" && (kind == layersDir || kind == manifestsDir) {
+			seen[repo] = true
 		}
-		return storagedriver.ErrSkipDir
+		return storagedriver.ErrSkipDir // nothing below an entry is a repository
 	})
 	if err != nil && !isNotFound(err) && !errors.Is(err, storagedriver.ErrSkipDir) {
 		return nil, err

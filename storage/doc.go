@@ -2,19 +2,15 @@
 // digest, per-repository links, manifests, tags, referrers and resumable
 // upload sessions, all on a distribution storage driver.
 //
-// On-disk layout (paths inside the driver's root):
+// On-disk layout: layout.go is its one owner. It documents every path the
+// store writes as a tree (blobs, repositories with their links, tags,
+// referrers and mirror markers, uploads, build records, adoptions, trash,
+// quarantine), builds them, and parses them back for GC, fsck and the
+// catalog. Other packages reach those files through Store methods only.
 //
-//	/blobs/<alg>/<hex[0:2]>/<hex>                    blob bytes, written only after the digest was verified
-//	/repositories/<name>/_layers/<alg>/<hex>          the repository may read this blob (holds the digest)
-//	/repositories/<name>/_manifests/<alg>/<hex>       the repository holds this manifest (holds its media type)
-//	/repositories/<name>/_tags/<tag>                  the tag's current manifest digest
-//	/repositories/<name>/_referrers/<alg>/<subject-hex>/<alg>-<hex>
-//	                                                  descriptor (JSON) of a manifest whose subject is that digest
-//	/uploads/<id>/data                                bytes received so far by an upload session
-//	/uploads/<id>/state                               the session's JSON state: repository, size, hash state
+// The files live in a backend (backend.go): the filesystem store's own
+// (backend_fs.go), or any distribution storage driver.
 //
-// Repository names never have a component starting with "_", so the
-// underscore directories cannot collide with nested repository names.
 // Every small file is written under a temporary name then atomically
 // renamed, so a crash leaves either the old or the new content, never half
 // of one. On the filesystem store kiln writes tags, manifest links and

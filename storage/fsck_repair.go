@@ -7,11 +7,6 @@ import (
 	"path/filepath"
 )
 
-// quarantineRoot is where Fsck with Repair moves what it takes out of the
-// store: /quarantine/<alg>/<hex> for corrupt blobs, /quarantine/stray/<path>
-// for files that do not belong where they were. Nothing reads it.
-const quarantineRoot = "/quarantine"
-
 // remove is a repair that deletes p.
 func (f *fsck) remove(ctx context.Context, p string) func() (string, error) {
 	return func() (string, error) {

@@ -14,8 +14,6 @@ import (
 
 // ---------------------------------------------------------------- repositories
 
-var fsckRepoDirs = map[string]bool{"_layers": true, "_manifests": true, "_tags": true, "_referrers": true}
-
 // findRepos returns the repositories at or under directory p (named name).
 func (f *fsck) findRepos(ctx context.Context, p, name string) ([]string, error) {
 	children, err := f.list(ctx, p)
@@ -33,12 +31,14 @@ func (f *fsck) findRepos(ctx context.Context, p, name string) ([]string, error) 
 			}
 			return nil, err
 		}
+		repo, kind, _, entry := parseRepoPath(cp)
+		wantDir, known := repoEntries[kind]
 		switch {
-		case fsckRepoDirs[c] && dir:
-			isRepo = true
+		case entry && repo != "" && known && dir == wantDir:
+			isRepo = isRepo || dir // a marker alone makes no repository
 		case !dir:
 			f.stray(ctx, cp, "a file among repositories")
-		case strings.HasPrefix(c, "_"):
+		case entry:
 			f.stray(ctx, cp, "not a repository directory")
 		default:
 			sub, err := f.findRepos(ctx, cp, path.Join(name, c))

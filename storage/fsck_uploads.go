@@ -32,7 +32,7 @@ func (f *fsck) uploads(ctx context.Context, progress func(FsckProgress)) error {
 }
 
 func (f *fsck) upload(ctx context.Context, id string) error {
-	dir := path.Join(uploadsRoot, id)
+	dir := uploadPath(id)
 	if isDir, err := f.isDir(ctx, dir); err != nil {
 		return err
 	} else if !isDir || uuid.Validate(id) != nil {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -50,20 +48,6 @@ import (
 // deleted under a tag). Keep Grace far above push times (the default is an
 // hour). Ages are measured with the store's clock: on S3 against a probe
 // object, with a second of slack for its whole-second times.
-
-// trashRoot holds what a sweep took out of the store until it is sure
-// nothing claimed it: blobs as /trash/<alg>/<hex>, repository files (links
-// of untagged manifests, their referrer entries) as /trash/_repositories/...
-const trashRoot = "/trash"
-
-func trashBlobPath(d digest.Digest) string {
-	return path.Join(trashRoot, string(d.Algorithm()), d.Encoded())
-}
-
-// trashRepoPath is where the repository file p (under /repositories) waits.
-func trashRepoPath(p string) string {
-	return path.Join(trashRoot, "_repositories", strings.TrimPrefix(p, reposRoot))
-}
 
 // ErrGCRunning is returned by GC while another collection of the same store
 // is running in this process.
@@ -365,7 +349,7 @@ func (s *Store) storeClock(ctx context.Context) (time.Time, time.Duration, error
 	if s.localRoot != "" || s.driver.Name() == "inmemory" {
 		return time.Now(), 0, nil
 	}
-	p := path.Join(trashRoot, "_clock")
+	p := trashClockPath()
 	if err := s.driver.PutContent(ctx, p, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		return time.Time{}, 0, err
 	}

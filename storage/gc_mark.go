@@ -82,33 +82,28 @@ func (s *Store) scanRepositories(ctx context.Context) (*gcIndex, error) {
 			return nil
 		}
 		p := fi.Path()
-		parts := strings.Split(strings.TrimPrefix(p, reposRoot+"/"), "/")
-		i := 0
-		for i < len(parts) && !strings.HasPrefix(parts[i], "_") {
-			i++
-		}
-		if i == 0 || i == len(parts) {
+		name, kind, rest, ok := parseRepoPath(p)
+		if !ok || name == "" {
 			return nil
 		}
-		name, kind, rest := strings.Join(parts[:i], "/"), parts[i], parts[i+1:]
 		switch {
-		case kind == "_layers" && len(rest) == 2:
-			if d, ok := gcDigest(rest[0], rest[1]); ok {
+		case kind == layersDir && len(rest) == 2:
+			if d, ok := pathDigest(rest[0], rest[1]); ok {
 				x.repo(name)
 				x.links[d] = append(x.links[d], gcLink{path: p, mod: fi.ModTime()})
 			}
-		case kind == "_manifests" && len(rest) == 2:
-			if d, ok := gcDigest(rest[0], rest[1]); ok {
+		case kind == manifestsDir && len(rest) == 2:
+			if d, ok := pathDigest(rest[0], rest[1]); ok {
 				x.repo(name).manifests[d] = fi.ModTime()
 			}
-		case kind == "_tags" && len(rest) == 1:
+		case kind == tagsDir && len(rest) == 1:
 			if !isOwnTempName(rest[0]) {
 				x.repo(name).tags[rest[0]] = fi.ModTime()
 			}
-		case kind == "_referrers" && len(rest) == 3:
-			subject, ok1 := gcDigest(rest[0], rest[1])
+		case kind == referrersDir && len(rest) == 3:
+			subject, ok1 := pathDigest(rest[0], rest[1])
 			alg, hex, _ := strings.Cut(rest[2], "-")
-			referrer, ok2 := gcDigest(alg, hex)
+			referrer, ok2 := pathDigest(alg, hex)
 			if ok1 && ok2 {
 				r := x.repo(name)
 				r.referrers[subject] = append(r.referrers[subject], referrer)
@@ -121,13 +116,6 @@ func (s *Store) scanRepositories(ctx context.Context) (*gcIndex, error) {
 		return nil, err
 	}
 	return x, nil
-}
-
-// gcDigest makes a digest of a path's algorithm and hex components; false
-// for anything else (such as a PutContent temporary file).
-func gcDigest(alg, hex string) (digest.Digest, bool) {
-	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
-	return d, d.Validate() == nil
 }
 
 // gcMarker marks manifests and the blobs they reference.
@@ -285,13 +273,4 @@ func (g *gc) roots(ctx context.Context, r *gcRepo, all bool, tagsAfter time.Time
 // reports it; the collector ignores it).
 func isDigestError(err error) bool {
 	return errors.Is(err, digest.ErrDigestInvalidFormat) || errors.Is(err, digest.ErrDigestInvalidLength) || errors.Is(err, digest.ErrDigestUnsupported)
-}
-
-// gcPathDigest returns the digest of a blob path /blobs/<alg>/<xx>/<hex>.
-func gcPathDigest(p string) (digest.Digest, bool) {
-	parts := strings.Split(strings.TrimPrefix(p, blobsRoot+"/"), "/")
-	if len(parts) != 3 || len(parts[2]) < 2 || parts[1] != parts[2][:2] {
-		return "", false
-	}
-	return gcDigest(parts[0], parts[2])
 }

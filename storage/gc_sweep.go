@@ -2,8 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
-	"os"
 	"sort"
 	"strings"
 
@@ -103,7 +101,7 @@ func (g *gc) sweepBlobs(ctx context.Context) error {
 		if fi.IsDir() {
 			return nil
 		}
-		d, ok := gcPathDigest(fi.Path())
+		d, ok := parseBlobPath(fi.Path())
 		if !ok {
 			return nil // a PutContent temporary file, or a stray fsck reports
 		}
@@ -414,7 +412,7 @@ func (g *gc) recoverTrash(ctx context.Context) error {
 			continue
 		}
 		alg, hex, _ := strings.Cut(rel, "/")
-		d, ok := gcDigest(alg, hex)
+		d, ok := pathDigest(alg, hex)
 		if !ok {
 			continue // not ours
 		}
@@ -435,14 +433,7 @@ func (g *gc) recoverTrash(ctx context.Context) error {
 // file a concurrent rename took away as deleted.
 func (s *Store) removeFile(ctx context.Context, p string) (bool, error) {
 	defer s.smallFiles.invalidate()
-	if s.localRoot != "" {
-		err := os.Remove(s.localPath(p))
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	err := s.driver.Delete(ctx, p)
+	err := s.files.remove(ctx, p)
 	if isNotFound(err) {
 		return false, nil
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"sync"
 )
@@ -45,39 +44,16 @@ func validPath(p string) bool {
 // would refuse; callers see it as an error, as they saw the driver's.
 var errInvalidPath = errors.New("storage: invalid path")
 
-// getContent reads the small file at p (a tag or a manifest link): on the
-// filesystem store through the stat-checked cache, else through the
-// driver. The caller must not change the slice.
+// getContent reads the small file at p (a tag or a manifest link); the
+// caller must not change the slice.
 func (s *Store) getContent(ctx context.Context, p string) ([]byte, error) {
-	if s.localRoot == "" {
-		return s.driver.GetContent(ctx, p)
-	}
-	if !validPath(p) {
-		return nil, errInvalidPath
-	}
-	return s.smallFiles.read(s.localPath(p))
+	return s.files.read(ctx, p)
 }
 
 // listNames returns the names of the entries of directory p (not their
-// paths, in no order): on the filesystem store with one open and the
-// directory reads, else through the driver's List.
+// paths, in no order).
 func (s *Store) listNames(ctx context.Context, p string) ([]string, error) {
-	if s.localRoot == "" {
-		entries, err := s.driver.List(ctx, p)
-		for i, e := range entries {
-			entries[i] = path.Base(e)
-		}
-		return entries, err
-	}
-	if !validPath(p) {
-		return nil, errInvalidPath
-	}
-	f, err := os.Open(s.localPath(p))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
+	return s.files.names(ctx, p)
 }
 
 // makeBlobBuckets creates the 256 directories blobs of one algorithm fan

@@ -11,8 +11,5 @@ import (
 // driver cannot hand out URLs (filesystem, in-memory). The caller checks
 // first that the repository may read d: the URL grants access to the bytes.
 func (s *Store) BlobURL(r *http.Request, d digest.Digest) (string, error) {
-	if s.localRoot != "" {
-		return "", nil
-	}
-	return s.driver.RedirectURL(r, blobPath(d))
+	return s.files.url(r, blobPath(d))
 }

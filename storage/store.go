@@ -51,9 +51,12 @@ type Options struct {
 // Store is the content-addressed store. It is safe for concurrent use.
 type Store struct {
 	driver storagedriver.StorageDriver
-	// localRoot is set when the driver is the filesystem driver: blob bytes
-	// are then read and written with *os.File directly, so that serving a
-	// blob can use sendfile and uploads skip the driver's extra buffering.
+	// files holds the store's files: on the filesystem store directly
+	// (blobs served as *os.File, for sendfile), elsewhere through driver.
+	files backend
+	// localRoot is set when the driver is the filesystem driver: the write
+	// paths not yet behind files (small files, manifests, uploads) then use
+	// the os package directly, so uploads skip the driver's extra buffering.
 	localRoot string
 	// orderedRenames: the filesystem under localRoot persists renames in
 	// the order they were made (see renamesPersistInOrder).
@@ -78,7 +81,7 @@ func New(driver storagedriver.StorageDriver, opts Options) *Store {
 	if opts.UploadExpiry <= 0 {
 		opts.UploadExpiry = 24 * time.Hour
 	}
-	s := &Store{driver: driver, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
+	s := &Store{driver: driver, files: driverFiles{driver}, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
 	s.gcGrace.Store(-1)
 	return s
 }
@@ -95,6 +98,7 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
 	s.localRoot = abs
+	s.files = fsFiles{root: abs, cache: &s.smallFiles, driver: d}
 	s.orderedRenames = renamesPersistInOrder(abs)
 	if err := makeBlobBuckets(s.localPath(path.Join(blobsRoot, string(digest.SHA256)))); err != nil {
 		return nil, err
@@ -115,9 +119,6 @@ func NewInMemory(opts Options) *Store {
 	return New(inmemory.New(), opts)
 }
 
-// Driver returns the storage driver under the store.
-func (s *Store) Driver() storagedriver.StorageDriver { return s.driver }
-
 func (s *Store) localPath(p string) string { return filepath.Join(s.localRoot, filepath.FromSlash(p)) }
 
 func isNotFound(err error) bool {
@@ -127,17 +128,7 @@ func isNotFound(err error) bool {
 
 // exists reports whether something is stored at p.
 func (s *Store) exists(ctx context.Context, p string) (bool, error) {
-	if s.localRoot != "" {
-		_, err := os.Stat(s.localPath(p))
-		if err == nil {
-			return true, nil
-		}
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil
-		}
-		return false, err
-	}
-	_, err := s.driver.Stat(ctx, p)
+	_, _, err := s.files.stat(ctx, p)
 	if err == nil {
 		return true, nil
 	}

@@ -54,7 +54,7 @@ func (s *Store) IsProxied(ctx context.Context, repo string) (proxied, exists boo
 	if proxied, err = s.exists(ctx, proxiedPath(repo)); err != nil || proxied {
 		return proxied, proxied, err
 	}
-	for _, own := range []string{"_manifests", "_layers"} {
+	for _, own := range []string{manifestsDir, layersDir} {
 		if exists, err = s.exists(ctx, path.Join(repoPath(repo), own)); err != nil || exists {
 			return false, exists, err
 		}
@@ -71,5 +71,3 @@ func (s *Store) UnmarkProxied(ctx context.Context, repo string) error {
 	}
 	return err
 }
-
-func proxiedPath(repo string) string { return repoPath(repo) + "/_proxied" }

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"path"
 )
 
 // deleteSession removes upload session id and what it received. With
@@ -15,7 +14,7 @@ func (s *Store) deleteSession(ctx context.Context, id string, unfinished bool) e
 	if unfinished && s.localRoot == "" {
 		s.abortPendingWrite(ctx, uploadDataPath(id))
 	}
-	return s.driver.Delete(ctx, path.Join(uploadsRoot, id))
+	return s.driver.Delete(ctx, uploadPath(id))
 }
 
 // abortPendingWrite cancels an unfinished resumable write at p, if there is

@@ -51,17 +51,7 @@ func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d di
 // moveIntoPlace renames a verified file to its final path, durably.
 func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
 	defer s.smallFiles.invalidate()
-	if s.localRoot == "" {
-		return s.driver.Move(ctx, from, to)
-	}
-	dst := s.localPath(to)
-	if err := mkdirDurable(filepath.Dir(dst)); err != nil {
-		return err
-	}
-	if err := os.Rename(s.localPath(from), dst); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return s.files.move(ctx, from, to)
 }
 
 // putContent is driver.PutContent, except on the filesystem store: there
@@ -86,24 +76,13 @@ func (s *Store) putContent(ctx context.Context, p string, content []byte) error 
 
 // prepareDir durably creates the directory that will hold p on the
 // filesystem store; elsewhere there are no directories to create.
-func (s *Store) prepareDir(p string) error {
-	if s.localRoot == "" {
-		return nil
-	}
-	return mkdirDurable(filepath.Dir(s.localPath(p)))
-}
+func (s *Store) prepareDir(p string) error { return s.files.prepareDir(p) }
 
 // deleteContent removes p and, on the filesystem store, fsyncs the
 // directory that held it, so an acknowledged delete survives a power loss.
 func (s *Store) deleteContent(ctx context.Context, p string) error {
 	defer s.smallFiles.invalidate()
-	if err := s.driver.Delete(ctx, p); err != nil {
-		return err
-	}
-	if s.localRoot == "" {
-		return nil
-	}
-	return syncDir(filepath.Dir(s.localPath(p)))
+	return s.files.removeAll(ctx, p)
 }
 
 // mkdirDurable creates dir and any missing parent, fsyncing the parent of

@@ -11,7 +11,7 @@ import (
 // temporary files of interrupted writes are not counted.
 func (s *Store) Usage(ctx context.Context) (blobs int, bytes int64, err error) {
 	err = s.driver.Walk(ctx, blobsRoot, func(fi storagedriver.FileInfo) error {
-		if _, ok := gcPathDigest(fi.Path()); ok && !fi.IsDir() {
+		if _, ok := parseBlobPath(fi.Path()); ok && !fi.IsDir() {
 			blobs++
 			bytes += fi.Size()
 		}

@@ -1,0 +1,75 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"path"
+	"strings"
+)
+
+// ErrBuildUnknown is returned for a build the store holds nothing of.
+var ErrBuildUnknown = errors.New("build unknown")
+
+// The store keeps what buildhook writes about builds (a JSON record and a
+// log per build) without reading it: the content is the caller's. Build
+// ids are single path components chosen by the caller.
+
+// validBuildID keeps an id inside its own /builds/<id> directory.
+func validBuildID(id string) bool {
+	return id != "" && !strings.ContainsAny(id, "/\\") && !strings.HasPrefix(id, ".")
+}
+
+// PutBuildRecord writes the record of build id.
+func (s *Store) PutBuildRecord(ctx context.Context, id string, record []byte) error {
+	if !validBuildID(id) {
+		return ErrBuildUnknown
+	}
+	return s.driver.PutContent(ctx, buildRecordPath(id), record)
+}
+
+// BuildRecord reads the record of build id; ErrBuildUnknown when there is none.
+func (s *Store) BuildRecord(ctx context.Context, id string) ([]byte, error) {
+	return s.buildFile(ctx, id, buildRecordPath)
+}
+
+// PutBuildLog writes the whole log of build id so far.
+func (s *Store) PutBuildLog(ctx context.Context, id string, log []byte) error {
+	if !validBuildID(id) {
+		return ErrBuildUnknown
+	}
+	return s.driver.PutContent(ctx, buildLogPath(id), log)
+}
+
+// BuildLog reads the stored log of build id; ErrBuildUnknown when there is
+// none (the build may still be queued: see BuildRecord).
+func (s *Store) BuildLog(ctx context.Context, id string) ([]byte, error) {
+	return s.buildFile(ctx, id, buildLogPath)
+}
+
+func (s *Store) buildFile(ctx context.Context, id string, at func(string) string) ([]byte, error) {
+	if !validBuildID(id) {
+		return nil, ErrBuildUnknown
+	}
+	b, err := s.driver.GetContent(ctx, at(id))
+	if isNotFound(err) {
+		return nil, ErrBuildUnknown
+	}
+	return b, err
+}
+
+// BuildIDs returns the id of every build the store holds something of, in
+// no particular order.
+func (s *Store) BuildIDs(ctx context.Context) ([]string, error) {
+	entries, err := s.driver.List(ctx, buildsRoot)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		ids = append(ids, path.Base(e))
+	}
+	return ids, nil
+}
