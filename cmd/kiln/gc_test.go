@@ -179,9 +179,12 @@ func TestGCLoop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
 	<-ready
-	deadline := time.Now().Add(10 * time.Second)
-	for fileExists(blob) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	// The blob leaves its place (for the trash) before the collection
+	// ends: wait for the collection's last line, then look.
+	wait, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if !logs.waitFor(wait, "swept 0 manifests, 1 blobs") {
+		t.Errorf("no scheduled collection swept the orphan:\n%s", logs.String())
 	}
 	if fileExists(blob) {
 		t.Error("the scheduled collection did not sweep the orphan")
