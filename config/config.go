@@ -275,6 +275,9 @@ func Read(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg.ApplyEnv(os.LookupEnv)
+	if err := cfg.resolveSecrets(os.LookupEnv); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return cfg, nil
 }
 
