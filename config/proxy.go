@@ -11,14 +11,14 @@ import (
 // upstream named docker.io, of un-prefixed names, as a Docker daemon's
 // registry-mirrors sends them) are served from it and cached.
 type Upstream struct {
-	Name          string        `yaml:"name"` // the prefix clients use, e.g. docker.io
-	URL           string        `yaml:"url"`  // e.g. https://registry-1.docker.io
-	Username      string        `yaml:"username"`
-	Password      string        `yaml:"password"`
+	Name     string `yaml:"name"` // the prefix clients use, e.g. docker.io
+	URL      string `yaml:"url"`  // e.g. https://registry-1.docker.io
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 	// PasswordFile and PasswordEnv name a file (a mounted secret) or an
 	// environment variable holding the password instead; see secrets.go.
-	PasswordFile string `yaml:"password_file"`
-	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile  string        `yaml:"password_file"`
+	PasswordEnv   string        `yaml:"password_env"`
 	TTL           time.Duration `yaml:"ttl"`            // how long a cached tag is trusted; default 1h
 	Timeout       time.Duration `yaml:"timeout"`        // per upstream request before falling back to the cache; default 30s
 	WatchInterval time.Duration `yaml:"watch_interval"` // how often watched tags are polled; default 5m
