@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -38,12 +39,22 @@ func newBuildsCmd() *cobra.Command {
 	api := func(path string) string { return strings.TrimSuffix(server, "/") + "/kiln/v1" + path }
 
 	var rule, status string
+	var limit int
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List builds, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := url.Values{}
+			if limit < 1 {
+				return fmt.Errorf("--limit must be at least 1, got %d", limit)
+			}
+			if err := checkStatus(status); err != nil {
+				return err
+			}
+			if err := checkRule(client, api, rule); err != nil {
+				return err
+			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
 			if rule != "" {
 				q.Set("rule", rule)
 			}
@@ -64,7 +75,8 @@ func newBuildsCmd() *cobra.Command {
 		},
 	}
 	ls.Flags().StringVar(&rule, "rule", "", "only builds of this rule")
-	ls.Flags().StringVar(&status, "status", "", "only builds with this status (queued, running, succeeded, failed)")
+	ls.Flags().StringVar(&status, "status", "", "only builds with this status ("+oneOf(buildStatuses)+")")
+	ls.Flags().IntVar(&limit, "limit", 100, "at most this many builds")
 
 	show := &cobra.Command{
 		Use:   "show ID",
@@ -82,11 +94,15 @@ func newBuildsCmd() *cobra.Command {
 
 	var follow bool
 	logs := &cobra.Command{
-		Use:   "logs ID",
-		Short: "Print a build's log",
+		Use:   "logs ID|RULE",
+		Short: "Print a build's log (a rule's name: its latest build)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u := api("/builds/" + url.PathEscape(args[0]) + "/log")
+			id, err := buildID(client, api, args[0])
+			if err != nil {
+				return err
+			}
+			u := api("/builds/" + url.PathEscape(id) + "/log")
 			if follow {
 				u += "?follow=1"
 			}
@@ -114,6 +130,13 @@ func newBuildsCmd() *cobra.Command {
 				return err
 			}
 			defer resp.Body.Close()
+			if resp.StatusCode == http.StatusNotFound {
+				names, err := ruleNames(client, api)
+				if err != nil {
+					return err
+				}
+				return unknownRule(args[0], names)
+			}
 			if resp.StatusCode != http.StatusAccepted {
 				return apiFailure(resp)
 			}
