@@ -38,5 +38,6 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd(), newVersionCmd(), newBuildsCmd(), newFsckCmd(), newBenchCmd(), newGCCmd())
 	root.AddCommand(newHealthcheckCmd())
+	root.AddCommand(newReposCmd()...)
 	return root
 }
