@@ -209,7 +209,7 @@ func (p *Proxy) fetchUpstreamManifest(ctx context.Context, u *upstream, upRepo, 
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20+1))
 	if err != nil {
-		derr := &downError{u.cfg.Name, err}
+		derr := u.down(err)
 		u.health.down(derr)
 		return nil, nil, upstreamError(u, ref, derr)
 	}

@@ -79,7 +79,7 @@ func (u *upstream) transport(ctx context.Context, repo string) (http.RoundTrippe
 		if refused(err) {
 			return nil, err // the upstream answers, where kiln does not go
 		}
-		derr := &downError{u.cfg.Name, err}
+		derr := u.down(err)
 		u.health.down(derr)
 		return nil, derr
 	}
@@ -107,12 +107,21 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // downError means the upstream could not answer: unreachable, too slow,
 // rate limited or failing (429/5xx). The cache answers instead, if it can.
 type downError struct {
-	upstream string
+	upstream string // its name
+	url      string // as configured
 	err      error
 }
 
+// down wraps err as the upstream being unavailable.
+func (u *upstream) down(err error) *downError {
+	return &downError{upstream: u.cfg.Name, url: u.cfg.URL, err: err}
+}
+
+// Error names the upstream's configured URL and the cause. The client
+// library's own text lists every URL it tried, https:// first even for an
+// http:// upstream, which misleads whoever reads it.
 func (e *downError) Error() string {
-	return "upstream " + e.upstream + " unavailable: " + e.err.Error()
+	return "upstream " + e.upstream + " (" + e.url + ") unavailable: " + requestCause(e.err, e.url)
 }
 func (e *downError) Unwrap() error { return e.err }
 
@@ -147,7 +156,7 @@ func (u *upstream) do(ctx context.Context, method, repo, path string, header htt
 			// not go: not an outage.
 			return nil, err
 		}
-		err = &downError{u.cfg.Name, err}
+		err = u.down(err)
 		u.health.down(err)
 		return nil, err
 	}
@@ -164,7 +173,7 @@ func (u *upstream) do(ctx context.Context, method, repo, path string, header htt
 		return nil, errNotFound
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		resp.Body.Close()
-		return nil, &downError{u.cfg.Name, fmt.Errorf("%s %s: %s", method, target.Path, resp.Status)}
+		return nil, u.down(fmt.Errorf("%s %s: %s", method, target.Path, resp.Status))
 	default:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		resp.Body.Close()
