@@ -104,6 +104,13 @@ type fsckManifest struct {
 }
 
 func (f *fsck) repo(ctx context.Context, repo string) error {
+	// A mirror copy holds only what clients pulled; the rest of what its
+	// manifests name is fetched on demand, so its absence is no problem
+	// (corrupt content still is).
+	mirror, _, err := f.s.IsProxied(ctx, repo)
+	if err != nil {
+		return err
+	}
 	// Layer links: each must name a good blob and hold its digest.
 	linked := map[digest.Digest]bool{}
 	layers, err := f.digestTree(ctx, path.Join(repoPath(repo), "_layers"))
@@ -196,6 +203,9 @@ func (f *fsck) repo(ctx context.Context, repo string) error {
 				// Not broken: the fix is the link, with or without Repair.
 				continue
 			}
+			if mirror && f.missing[b.Digest] {
+				continue
+			}
 			m.broken = "references " + why
 			causes[d] = brokenRef{FsckManifestBlob, m.broken}
 			break
@@ -213,6 +223,8 @@ func (f *fsck) repo(ctx context.Context, repo string) error {
 			for _, c := range m.parsed.Manifests {
 				child, ok := manifests[c.Digest]
 				switch {
+				case !ok && mirror:
+					continue // a platform nobody pulled yet
 				case !ok:
 					m.broken = "child manifest " + string(c.Digest) + " is not in the repository"
 				case child.broken != "":
