@@ -60,7 +60,11 @@ func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*Rule,
 		return UpstreamRef(name, upstreams)
 	}
 	addBase := func(name string) {
-		if ref, ok := resolve(name); ok && !seen[ref] {
+		ref, ok := resolve(name)
+		switch {
+		case !ok && !strings.EqualFold(name, "scratch"):
+			r.Unwatched = append(r.Unwatched, Unwatched{Name: name, Why: whyUnwatched(name, hosts, upstreams)})
+		case ok && !seen[ref]:
 			seen[ref] = true
 			r.Bases = append(r.Bases, ref)
 		}

@@ -36,6 +36,9 @@ type Rule struct {
 	// named "auto:<repo:tag>", strategy rebase, no Dockerfile to fall back to.
 	Auto    bool
 	OnBuild bool
+	// Unwatched are the images the Dockerfile names that kiln cannot watch
+	// (neither this registry nor a mirrored upstream), each with why.
+	Unwatched []Unwatched
 }
 
 // Trigger says why a build runs.

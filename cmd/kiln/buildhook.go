@@ -68,6 +68,12 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 	}
 	for _, r := range rules {
 		logger.Info("build rule", "name", r.Name, "bases", r.Bases, "tags", r.Tags, "builder", r.Builder, "strategy", r.Strategy)
+		for _, u := range r.Unwatched {
+			logger.Warn("build rule names an image kiln cannot watch", "rule", r.Name, "image", u.Name, "why", u.Why)
+		}
+		if len(r.Bases) == 0 {
+			logger.Warn("build rule watches nothing: no push will rebuild it", "rule", r.Name)
+		}
 	}
 	return svc, svc.Start(ctx)
 }
