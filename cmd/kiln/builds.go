@@ -190,7 +190,8 @@ For an index, its linux/amd64 image (else its first) is compared.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(ls, show, logs, trigger, candidates)
+	graph := newBuildsGraphCmd(func() *http.Client { return client }, api)
+	cmd.AddCommand(ls, show, logs, trigger, candidates, graph)
 	return cmd
 }
 

@@ -24,9 +24,14 @@ func (f *fakeBuildAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	write := func(v any) { json.NewEncoder(w).Encode(v) }
 	switch p := r.URL.Path; {
 	case p == "/kiln/v1/rules":
-		write([]map[string]any{{"name": "app"}, {"name": "tests"}})
+		write([]map[string]any{
+			{"name": "app", "bases": []string{"python:3.8"}, "tags": []string{"app:v1"}, "dependents": []string{"tests"}},
+			{"name": "tests", "bases": []string{"app:v1"}, "tags": []string{"tests:v1"}},
+		})
 	case p == "/kiln/v1/builds" && r.URL.Query().Get("rule") == "app":
 		write([]map[string]any{{"id": "b2", "rule": "app", "status": "running"}})
+	case p == "/kiln/v1/builds" && r.URL.Query().Get("rule") == "tests":
+		write([]map[string]any{})
 	case p == "/kiln/v1/builds":
 		write([]map[string]any{{"id": "b2", "rule": "app", "status": "running"}, {"id": "b1", "rule": "tests", "status": "failed"}})
 	case p == "/kiln/v1/builds/b2/log":
@@ -98,5 +103,29 @@ func TestBuildsCLIRefusesUnknownNamesAndFollowsRules(t *testing.T) {
 	out, err = runBuilds(t, srv.URL, "logs", "app")
 	if err != nil || out != "step 1\nstep 2\n" {
 		t.Errorf("logs app: %q, %v", out, err)
+	}
+}
+
+func TestBuildsGraph(t *testing.T) {
+	srv := httptest.NewServer(&fakeBuildAPI{})
+	defer srv.Close()
+	out, err := runBuilds(t, srv.URL, "graph")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("graph:\n%s", out)
+	}
+	for i, want := range [][]string{
+		{"RULE", "BUILT ON", "LAST BUILD"},
+		{"app", "python:3.8", "app:v1", "tests", "running", "(b2)"},
+		{"tests", "app:v1", "tests:v1", "never"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Errorf("graph line %d %q lacks %q", i, lines[i], w)
+			}
+		}
 	}
 }
