@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
+	"kiln/buildhook/build"
 	"kiln/storage"
 )
 
@@ -36,8 +37,8 @@ const autoRulePrefix = "auto:"
 
 // Adoption is an image kiln rebases on its own when Base moves.
 type Adoption struct {
-	Image   ImageRef
-	Base    ImageRef
+	Image   build.ImageRef
+	Base    build.ImageRef
 	Adopted time.Time
 }
 
@@ -48,14 +49,14 @@ type adoptionJSON struct {
 }
 
 // autoRule is the rule of an adopted image.
-func autoRule(a Adoption) *Rule {
+func autoRule(a Adoption) *build.Rule {
 	base := a.Base
-	return &Rule{
+	return &build.Rule{
 		Name:      autoRulePrefix + a.Image.String(),
-		Tags:      []ImageRef{a.Image},
+		Tags:      []build.ImageRef{a.Image},
 		Builder:   "rebase",
 		Strategy:  "rebase",
-		Bases:     []ImageRef{base},
+		Bases:     []build.ImageRef{base},
 		FinalBase: &base,
 		Auto:      true,
 	}
@@ -69,7 +70,7 @@ type autoRebase struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex // serialises adoption changes and graph swaps
-	adopted map[ImageRef]Adoption
+	adopted map[build.ImageRef]Adoption
 
 	// Tag moves waiting for the worker, in push order.
 	pmu      sync.Mutex
@@ -89,7 +90,7 @@ func newAutoRebase(s *Service) *autoRebase {
 		s:        s,
 		store:    s.opts.Store,
 		log:      s.log,
-		adopted:  map[ImageRef]Adoption{},
+		adopted:  map[build.ImageRef]Adoption{},
 		idle:     idle,
 		idleDone: true,
 		kick:     make(chan struct{}, 1),
@@ -182,7 +183,7 @@ func (a *autoRebase) load(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	set := map[ImageRef]Adoption{}
+	set := map[build.ImageRef]Adoption{}
 	for _, ad := range found {
 		if p := a.s.graph.Producer(ad.Image); p != nil {
 			a.log.Info("autorebase: dropping an adopted image a build rule now produces", "image", ad.Image, "rule", p.Name)
@@ -194,7 +195,7 @@ func (a *autoRebase) load(ctx context.Context) error {
 	g, err := a.s.graphWith(set)
 	if err != nil {
 		// Some combination is invalid (a cycle): add them one by one.
-		set = map[ImageRef]Adoption{}
+		set = map[build.ImageRef]Adoption{}
 		for _, ad := range found {
 			try := maps.Clone(set)
 			try[ad.Image] = ad
@@ -219,7 +220,7 @@ func (a *autoRebase) load(ctx context.Context) error {
 // handle looks at a moved tag: adopt it (or drop its adoption) by its
 // annotations, and rebase it at once when its base has already moved on.
 func (a *autoRebase) handle(ctx context.Context, m storage.TagMove) {
-	image := ImageRef{Repo: m.Repo, Tag: m.Tag}
+	image := build.ImageRef{Repo: m.Repo, Tag: m.Tag}
 	if a.s.graph.Producer(image) != nil {
 		return // a configured rule rebuilds it; never adopted (see load)
 	}
@@ -241,34 +242,34 @@ func (a *autoRebase) handle(ctx context.Context, m storage.TagMove) {
 
 // declaredBase reads the base an image's manifest (an index's own
 // annotations for an index) declares. why says why it has none here.
-func (a *autoRebase) declaredBase(ctx context.Context, image ImageRef, d digest.Digest) (base ImageRef, baseDigest, why string, err error) {
+func (a *autoRebase) declaredBase(ctx context.Context, image build.ImageRef, d digest.Digest) (base build.ImageRef, baseDigest, why string, err error) {
 	m, err := a.s.opts.Store.GetManifest(ctx, image.Repo, d)
 	if errors.Is(err, storage.ErrManifestUnknown) {
-		return ImageRef{}, "", "manifest " + d.String() + " is gone", nil
+		return build.ImageRef{}, "", "manifest " + d.String() + " is gone", nil
 	}
 	if err != nil {
-		return ImageRef{}, "", "", err
+		return build.ImageRef{}, "", "", err
 	}
 	ann, err := rbAnnotations(m.Content)
 	if err != nil {
-		return ImageRef{}, "", "not a JSON manifest", nil
+		return build.ImageRef{}, "", "not a JSON manifest", nil
 	}
 	name, bd := ann[AnnotationBaseName], ann[AnnotationBaseDigest]
 	if name == "" || bd == "" {
-		return ImageRef{}, "", "pushed without " + AnnotationBaseName + " and .base.digest", nil
+		return build.ImageRef{}, "", "pushed without " + AnnotationBaseName + " and .base.digest", nil
 	}
 	ref, ok := LocalRef(name, a.s.opts.Hosts)
 	if !ok {
-		return ImageRef{}, "", fmt.Sprintf("its base %s is not a tag of this registry", name), nil
+		return build.ImageRef{}, "", fmt.Sprintf("its base %s is not a tag of this registry", name), nil
 	}
 	if ref == image {
-		return ImageRef{}, "", "it names itself as its base", nil
+		return build.ImageRef{}, "", "it names itself as its base", nil
 	}
 	return ref, bd, "", nil
 }
 
 // adopt records image as built on base (a no-op when it already is).
-func (a *autoRebase) adopt(ctx context.Context, image, base ImageRef) error {
+func (a *autoRebase) adopt(ctx context.Context, image, base build.ImageRef) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if old, ok := a.adopted[image]; ok && old.Base == base {
@@ -295,7 +296,7 @@ func (a *autoRebase) adopt(ctx context.Context, image, base ImageRef) error {
 }
 
 // unadopt forgets image, if it was adopted.
-func (a *autoRebase) unadopt(ctx context.Context, image ImageRef, why string) {
+func (a *autoRebase) unadopt(ctx context.Context, image build.ImageRef, why string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old, ok := a.adopted[image]
@@ -330,7 +331,7 @@ func (a *autoRebase) list() []Adoption {
 // catchUp queues a rebase of a just-pushed image whose declared base
 // digest is no longer what its base tag points to (the base moved before
 // the image was adopted).
-func (a *autoRebase) catchUp(ctx context.Context, image, base ImageRef, declared string) {
+func (a *autoRebase) catchUp(ctx context.Context, image, base build.ImageRef, declared string) {
 	cur, err := a.s.opts.Store.ResolveTag(ctx, base.Repo, base.Tag)
 	if errors.Is(err, storage.ErrTagUnknown) {
 		a.log.Warn("autorebase: the base of an adopted image is not in the registry", "image", image, "base", base)
@@ -344,7 +345,7 @@ func (a *autoRebase) catchUp(ctx context.Context, image, base ImageRef, declared
 		return
 	}
 	rule := autoRulePrefix + image.String()
-	if _, err := a.s.queue.Trigger(rule, Trigger{Ref: base, Digest: cur, Reason: "adopted"}); err != nil && !errors.Is(err, ErrQueueStopped) {
+	if _, err := a.s.queue.Trigger(rule, build.Trigger{Ref: base, Digest: cur, Reason: "adopted"}); err != nil && !errors.Is(err, ErrQueueStopped) {
 		a.log.Warn("autorebase: queueing a rebase", "image", image, "err", err)
 	}
 }
@@ -378,7 +379,7 @@ func (a *autoRebase) onBase(ctx context.Context, repo string, cur digest.Digest,
 // upToDate says why an auto job has nothing to do ("" when it must
 // rebase): the image is gone, no longer names the base, or is already
 // built on baseDigest.
-func (a *autoRebase) upToDate(ctx context.Context, job *Job, baseDigest digest.Digest) (string, error) {
+func (a *autoRebase) upToDate(ctx context.Context, job *build.Job, baseDigest digest.Digest) (string, error) {
 	image, base := job.Rule.Tags[0], *job.Rule.FinalBase
 	d, err := a.s.opts.Store.ResolveTag(ctx, image.Repo, image.Tag)
 	if errors.Is(err, storage.ErrTagUnknown) {
@@ -405,7 +406,7 @@ func (a *autoRebase) upToDate(ctx context.Context, job *Job, baseDigest digest.D
 }
 
 // graphWith is the graph of the configured rules and the rules of set.
-func (s *Service) graphWith(set map[ImageRef]Adoption) (*Graph, error) {
+func (s *Service) graphWith(set map[build.ImageRef]Adoption) (*Graph, error) {
 	rules := s.graph.Rules()
 	auto := slices.Collect(maps.Values(set))
 	slices.SortFunc(auto, func(x, y Adoption) int { return strings.Compare(x.Image.String(), y.Image.String()) })

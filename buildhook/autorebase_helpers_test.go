@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/registry"
 	"kiln/storage"
@@ -46,7 +47,7 @@ func newAutoKiln(t *testing.T, autorebase bool, builds []config.Build, dir strin
 }
 
 // start starts a build-on-push service on k's store (again, for a restart).
-func (k *autoKiln) start(t *testing.T, autorebase bool, rules []*Rule) {
+func (k *autoKiln) start(t *testing.T, autorebase bool, rules []*build.Rule) {
 	t.Helper()
 	svc, err := NewService(ServiceOptions{Store: k.store, Rules: rules, Registry: k.host, Hosts: []string{k.host},
 		Concurrency: 2, AutoRebase: autorebase})

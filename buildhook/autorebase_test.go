@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 )
 
@@ -37,7 +38,7 @@ func TestAutoRebase(t *testing.T) {
 	k.push(t, "foreign:v1", atDerived(t, base1, "docker.io/library/base:1"))
 	k.waitIdle(t)
 
-	want := []Adoption{{Image: ImageRef{"team/app", "v1"}, Base: ImageRef{"base", "1"}}, {Image: ImageRef{"tools", "v1"}, Base: ImageRef{"team/app", "v1"}}}
+	want := []Adoption{{Image: build.ImageRef{Repo: "team/app", Tag: "v1"}, Base: build.ImageRef{Repo: "base", Tag: "1"}}, {Image: build.ImageRef{Repo: "tools", Tag: "v1"}, Base: build.ImageRef{Repo: "team/app", Tag: "v1"}}}
 	sameAdoptions := func(got []Adoption) bool {
 		return slices.EqualFunc(got, want, func(a, b Adoption) bool { return a.Image == b.Image && a.Base == b.Base })
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // BuildahBuilder builds with the buildah CLI, every RUN step in a sandbox:
@@ -61,7 +63,7 @@ func (b BuildahBuilder) cmd(ctx context.Context, log io.Writer, args ...string) 
 }
 
 // Build implements Builder.
-func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (b BuildahBuilder) Build(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	sb, err := sandboxReady()
 	if err != nil {
 		return "", err
@@ -109,7 +111,7 @@ func (b BuildahBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	err = withSelfAuth(job, func(authFile string) error {
 		push := append(append([]string{"push"}, buildahSelfArgs(job, authFile)...), image, "docker://"+image)
 		if err := b.cmd(ctx, log, push...).Run(); err != nil {
-			return transient(fmt.Errorf("buildah push: %w", err))
+			return build.Transient(fmt.Errorf("buildah push: %w", err))
 		}
 		return nil
 	})
@@ -141,7 +143,7 @@ func privateDir(dir string) error {
 // store only (pulled before), no login, no --pid/--ipc/--uts flags
 // (private is the default under OCI isolation, and buildah 1.28 turns
 // --network none back into a private network when any of them is given).
-func (b BuildahBuilder) budArgs(rule *Rule, sb sandbox, image string) []string {
+func (b BuildahBuilder) budArgs(rule *build.Rule, sb sandbox, image string) []string {
 	args := []string{"bud", "--isolation", "oci", "--pull=never",
 		"--userns-uid-map", sb.IDMap, "--userns-gid-map", sb.IDMap}
 	if ruleNetwork(rule) == "none" {
@@ -172,7 +174,7 @@ func (b BuildahBuilder) budArgs(rule *Rule, sb sandbox, image string) []string {
 
 // ruleNetwork is what the rule's RUN steps reach: none unless it says
 // default.
-func ruleNetwork(r *Rule) string {
+func ruleNetwork(r *build.Rule) string {
 	if r.Network == "default" {
 		return "default"
 	}
@@ -181,7 +183,7 @@ func ruleNetwork(r *Rule) string {
 
 // buildInputs are the images rule's Dockerfile builds from: every stage's
 // base and every COPY --from image, once each.
-func buildInputs(rule *Rule) ([]string, error) {
+func buildInputs(rule *build.Rule) ([]string, error) {
 	content, err := os.ReadFile(filepath.Join(rule.Context, rule.Dockerfile))
 	if err != nil {
 		return nil, err
@@ -213,7 +215,7 @@ func buildInputs(rule *Rule) ([]string, error) {
 // certificate as a trusted CA (--cert-dir adds to the system roots, so
 // other registries still verify), over plain HTTP --tls-verify=false; and
 // the login file, if any.
-func buildahSelfArgs(job *Job, authFile string) []string {
+func buildahSelfArgs(job *build.Job, authFile string) []string {
 	var args []string
 	if job.Self.CertDir != "" {
 		args = append(args, "--tls-verify=true", "--cert-dir", job.Self.CertDir)
@@ -232,7 +234,7 @@ func buildahSelfArgs(job *Job, authFile string) []string {
 // a directory only this user can enter, on memory-backed /dev/shm when
 // there is one, and is gone when fn returns: never while a build's
 // command runs.
-func withSelfAuth(job *Job, fn func(authFile string) error) error {
+func withSelfAuth(job *build.Job, fn func(authFile string) error) error {
 	if job.Self.Username == "" {
 		return fn("")
 	}

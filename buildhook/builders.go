@@ -10,19 +10,21 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // defaultBuilders returns every builder by name. hosts are the names under
 // which a FROM line reaches kiln itself; upstreams the mirrored registries;
 // limits bound each build (zero values: the configuration's defaults).
-func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]Builder {
+func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]build.Builder {
 	if limits.Memory <= 0 {
 		limits.Memory = 2 << 30
 	}
 	if limits.Pids <= 0 {
 		limits.Pids = 1024
 	}
-	return map[string]Builder{
+	return map[string]build.Builder{
 		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
 		"rebase":  &RebaseBuilder{},
 		"docker":  DockerBuilder{Limits: limits},
@@ -42,7 +44,7 @@ type sandboxer interface {
 // when the Dockerfile runs no commands, else docker when a daemon answers
 // (trusting that daemon is the operator's choice), else sandboxed buildah,
 // else a failure saying what to install: commands never run unsandboxed.
-func (s *Service) chooseBuilder(ctx context.Context, r *Rule) (Builder, string, error) {
+func (s *Service) chooseBuilder(ctx context.Context, r *build.Rule) (build.Builder, string, error) {
 	if r.Builder != "auto" {
 		b := s.builders[r.Builder]
 		if b == nil {
@@ -79,12 +81,12 @@ func (s *Service) chooseBuilder(ctx context.Context, r *Rule) (Builder, string, 
 
 // resolveStaging asks kiln, over HTTP like any client, for the digest the
 // builder pushed to the staging tag.
-func resolveStaging(ctx context.Context, job *Job) (digest.Digest, error) {
+func resolveStaging(ctx context.Context, job *build.Job) (digest.Digest, error) {
 	ref, err := name.ParseReference(job.Registry+"/"+job.Staging.String(), name.Insecure)
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Head(ref, regRemoteOptions(ctx, job, nil, nil)...)
+	desc, err := remote.Head(ref, build.RemoteOptions(ctx, job, nil, nil)...)
 	if err != nil {
 		return "", fmt.Errorf("reading the pushed image: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
+	"kiln/buildhook/build"
 	"kiln/storage"
 )
 
@@ -38,7 +39,7 @@ type candImage struct {
 
 // candTag is what one tag points to.
 type candTag struct {
-	ref       ImageRef
+	ref       build.ImageRef
 	digest    digest.Digest
 	annotated bool        // carries a base name (the index's or the compared image's)
 	images    []candImage // one per platform image; the first is the one compared
@@ -91,7 +92,7 @@ func FindCandidates(ctx context.Context, store *storage.Store) ([]Candidate, err
 				continue // not an image
 			}
 			c := *ct
-			c.ref = ImageRef{Repo: repo, Tag: tag}
+			c.ref = build.ImageRef{Repo: repo, Tag: tag}
 			tags = append(tags, &c)
 		}
 	}
@@ -119,7 +120,7 @@ func FindCandidates(ctx context.Context, store *storage.Store) ([]Candidate, err
 		img := t.images[0]
 		for n := len(img.layers) - 1; n >= 1; n-- {
 			found := false
-			seen := map[ImageRef]bool{}
+			seen := map[build.ImageRef]bool{}
 			for _, b := range bases[strings.Join(img.layers[:n], ",")] {
 				if b.tag.ref == t.ref || seen[b.tag.ref] {
 					continue

@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 
 	"github.com/moby/go-archive"
-	"github.com/moby/moby/api/types/build"
+	dockerbuild "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // DockerBuilder builds with a Docker Engine (DOCKER_HOST): the daemon pulls
@@ -46,14 +48,14 @@ func dockerAvailable(ctx context.Context) error {
 }
 
 // Build implements Builder.
-func (b DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (b DockerBuilder) Build(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	c, err := dockerClient()
 	if err != nil {
-		return "", transient(err)
+		return "", build.Transient(err)
 	}
 	defer c.Close()
 	if _, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return "", transient(fmt.Errorf("docker daemon: %w", err))
+		return "", build.Transient(fmt.Errorf("docker daemon: %w", err))
 	}
 	tarball, err := contextTar(job.Rule)
 	if err != nil {
@@ -75,7 +77,7 @@ func (b DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dige
 		NetworkMode: dockerNetwork(job.Rule),
 		Memory:      b.Limits.Memory,
 		MemorySwap:  b.Limits.Memory, // no swap beyond the memory limit
-		Version:     build.BuilderV1,
+		Version:     dockerbuild.BuilderV1,
 		AuthConfigs: dockerSelfAuth(job),
 	})
 	if err != nil {
@@ -104,7 +106,7 @@ func (b DockerBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dige
 
 // dockerNetwork is the network of the build's RUN steps: none unless the
 // rule asks for the daemon's default.
-func dockerNetwork(r *Rule) string {
+func dockerNetwork(r *build.Rule) string {
 	if ruleNetwork(r) == "default" {
 		return "default"
 	}
@@ -115,7 +117,7 @@ func dockerNetwork(r *Rule) string {
 // builder credential, or none. The daemon dials kiln on its own: over
 // HTTPS it trusts kiln's certificate only through its certs.d (or, as
 // for every 127.0.0.0/8 registry, skips verification).
-func dockerSelfAuth(job *Job) map[string]registry.AuthConfig {
+func dockerSelfAuth(job *build.Job) map[string]registry.AuthConfig {
 	if job.Self.Username == "" {
 		return nil
 	}
@@ -138,7 +140,7 @@ func encodeAuth(a registry.AuthConfig) string {
 func daemonError(what string, err error) error {
 	err = fmt.Errorf("%s: %w", what, err)
 	if client.IsErrConnectionFailed(err) {
-		return transient(err)
+		return build.Transient(err)
 	}
 	return err
 }
@@ -173,7 +175,7 @@ func streamMessages(r io.Reader, log io.Writer) error {
 
 // contextTar packs the rule's context directory, leaving out what its
 // .dockerignore excludes, as the docker CLI does.
-func contextTar(r *Rule) (io.ReadCloser, error) {
+func contextTar(r *build.Rule) (io.ReadCloser, error) {
 	var excludes []string
 	if f, err := os.Open(filepath.Join(r.Context, ".dockerignore")); err == nil {
 		excludes, err = ignorefile.ReadAll(f)
@@ -189,3 +191,5 @@ func contextTar(r *Rule) (io.ReadCloser, error) {
 	}
 	return archive.TarWithOptions(r.Context, &archive.TarOptions{ExcludePatterns: excludes})
 }
+
+func jsonDecoder(r io.Reader) *json.Decoder { return json.NewDecoder(r) }

@@ -12,6 +12,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"kiln/buildhook/build"
 )
 
 // DockerfileInfo is what kiln needs from a Dockerfile.
@@ -255,33 +257,33 @@ func ParseDockerfile(content []byte, args map[string]string) (info *DockerfileIn
 // A reference with no tag means "latest". A digest reference
 // (name@sha256:...) is never watched (returns ok=false), nor is one that
 // does not parse.
-func LocalRef(ref string, hosts []string) (ImageRef, bool) {
+func LocalRef(ref string, hosts []string) (build.ImageRef, bool) {
 	domain, r, ok := watchableRef(ref)
 	if !ok {
-		return ImageRef{}, false
+		return build.ImageRef{}, false
 	}
 	for _, h := range hosts {
 		if strings.EqualFold(domain, h) {
 			return r, true
 		}
 	}
-	return ImageRef{}, false
+	return build.ImageRef{}, false
 }
 
 // watchableRef parses an image reference a tag watch can follow: its
 // registry host and its repository path and tag ("latest" when it has
 // none). A digest reference, or one that does not parse, is not watchable.
-func watchableRef(ref string) (domain string, r ImageRef, ok bool) {
+func watchableRef(ref string) (domain string, r build.ImageRef, ok bool) {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return "", ImageRef{}, false
+		return "", build.ImageRef{}, false
 	}
 	if _, isDigest := named.(reference.Digested); isDigest {
-		return "", ImageRef{}, false
+		return "", build.ImageRef{}, false
 	}
 	tag := "latest"
 	if t, isTagged := named.(reference.Tagged); isTagged {
 		tag = t.Tag()
 	}
-	return reference.Domain(named), ImageRef{Repo: reference.Path(named), Tag: tag}, true
+	return reference.Domain(named), build.ImageRef{Repo: reference.Path(named), Tag: tag}, true
 }

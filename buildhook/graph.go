@@ -5,21 +5,23 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"kiln/buildhook/build"
 )
 
 // Graph is the build rules with their bases: base ImageRef -> the rules
 // built on it, and rule -> the rules whose tags it builds on. It is
 // immutable once built and safe for concurrent use.
 type Graph struct {
-	rules      []*Rule
+	rules      []*build.Rule
 	byName     map[string]int // rule name -> config index
-	producer   map[ImageRef]int
-	dependents map[ImageRef][]int // base -> rules built on it, config order
-	upstream   [][]int            // rule -> rules whose tags it builds on, config order
-	children   [][]int            // rule -> rules built on its tags, config order
-	ancestors  [][]int            // rule -> every rule it transitively builds on, config order
-	topo       []int              // position of each rule in a topological order
-	watched    []ImageRef
+	producer   map[build.ImageRef]int
+	dependents map[build.ImageRef][]int // base -> rules built on it, config order
+	upstream   [][]int                  // rule -> rules whose tags it builds on, config order
+	children   [][]int                  // rule -> rules built on its tags, config order
+	ancestors  [][]int                  // rule -> every rule it transitively builds on, config order
+	topo       []int                    // position of each rule in a topological order
+	watched    []build.ImageRef
 }
 
 // NewGraph indexes rules: base ImageRef -> rules built on it; rule -> the
@@ -27,13 +29,13 @@ type Graph struct {
 // Errors: a cycle, named ("build rules form a cycle: a -> b -> a"); two
 // rules producing the same tag; a rule whose Tags include one of its own
 // Bases; a nil, unnamed or duplicate rule.
-func NewGraph(rules []*Rule) (*Graph, error) {
+func NewGraph(rules []*build.Rule) (*Graph, error) {
 	n := len(rules)
 	g := &Graph{
 		rules:      slices.Clone(rules),
 		byName:     make(map[string]int, n),
-		producer:   map[ImageRef]int{},
-		dependents: map[ImageRef][]int{},
+		producer:   map[build.ImageRef]int{},
+		dependents: map[build.ImageRef][]int{},
 		upstream:   make([][]int, n),
 		children:   make([][]int, n),
 		ancestors:  make([][]int, n),
@@ -60,9 +62,9 @@ func NewGraph(rules []*Rule) (*Graph, error) {
 			g.producer[t] = i
 		}
 	}
-	seenWatched := map[ImageRef]bool{}
+	seenWatched := map[build.ImageRef]bool{}
 	for i, r := range rules {
-		seen := map[ImageRef]bool{}
+		seen := map[build.ImageRef]bool{}
 		for _, b := range r.Bases {
 			if seen[b] {
 				continue
@@ -197,18 +199,18 @@ func (g *Graph) closure(edges [][]int, seeds []int) []int {
 	return out
 }
 
-func (g *Graph) list(idx []int) []*Rule {
+func (g *Graph) list(idx []int) []*build.Rule {
 	if len(idx) == 0 {
 		return nil
 	}
-	out := make([]*Rule, len(idx))
+	out := make([]*build.Rule, len(idx))
 	for k, i := range idx {
 		out[k] = g.rules[i]
 	}
 	return out
 }
 
-func (g *Graph) index(r *Rule) (int, bool) {
+func (g *Graph) index(r *build.Rule) (int, bool) {
 	if r == nil {
 		return 0, false
 	}
@@ -217,10 +219,10 @@ func (g *Graph) index(r *Rule) (int, bool) {
 }
 
 // Rules returns the rules in config order.
-func (g *Graph) Rules() []*Rule { return slices.Clone(g.rules) }
+func (g *Graph) Rules() []*build.Rule { return slices.Clone(g.rules) }
 
 // Rule returns the rule named name, or nil.
-func (g *Graph) Rule(name string) *Rule {
+func (g *Graph) Rule(name string) *build.Rule {
 	if i, ok := g.byName[name]; ok {
 		return g.rules[i]
 	}
@@ -228,7 +230,7 @@ func (g *Graph) Rule(name string) *Rule {
 }
 
 // Producer returns the rule whose Tags include ref, or nil.
-func (g *Graph) Producer(ref ImageRef) *Rule {
+func (g *Graph) Producer(ref build.ImageRef) *build.Rule {
 	if i, ok := g.producer[ref]; ok {
 		return g.rules[i]
 	}
@@ -236,13 +238,13 @@ func (g *Graph) Producer(ref ImageRef) *Rule {
 }
 
 // Dependents returns the rules directly built on ref, in config order.
-func (g *Graph) Dependents(ref ImageRef) []*Rule { return g.list(g.dependents[ref]) }
+func (g *Graph) Dependents(ref build.ImageRef) []*build.Rule { return g.list(g.dependents[ref]) }
 
 // Downstream returns every rule a move of ref affects: the rules built on
 // it, the rules built on their tags, and so on, in topological order (a
 // rule after every rule it builds on; config order among independent
 // ones).
-func (g *Graph) Downstream(ref ImageRef) []*Rule {
+func (g *Graph) Downstream(ref build.ImageRef) []*build.Rule {
 	seeds := g.dependents[ref]
 	if len(seeds) == 0 {
 		return nil
@@ -263,7 +265,7 @@ func (g *Graph) sortByTopo(idx []int) {
 
 // Upstream returns the rules whose tags r builds on directly, in config
 // order.
-func (g *Graph) Upstream(r *Rule) []*Rule {
+func (g *Graph) Upstream(r *build.Rule) []*build.Rule {
 	i, ok := g.index(r)
 	if !ok {
 		return nil
@@ -273,7 +275,7 @@ func (g *Graph) Upstream(r *Rule) []*Rule {
 
 // Ancestors returns every rule r builds on, directly or through other
 // rules, in topological order.
-func (g *Graph) Ancestors(r *Rule) []*Rule {
+func (g *Graph) Ancestors(r *build.Rule) []*build.Rule {
 	i, ok := g.index(r)
 	if !ok {
 		return nil
@@ -285,4 +287,4 @@ func (g *Graph) Ancestors(r *Rule) []*Rule {
 
 // Watched returns every base the rules watch, without duplicates, in
 // order of first appearance in the config.
-func (g *Graph) Watched() []ImageRef { return slices.Clone(g.watched) }
+func (g *Graph) Watched() []build.ImageRef { return slices.Clone(g.watched) }

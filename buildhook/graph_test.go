@@ -4,17 +4,19 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"kiln/buildhook/build"
 )
 
 // ref parses "repo:tag" for tests.
-func ref(s string) ImageRef {
+func ref(s string) build.ImageRef {
 	i := strings.LastIndex(s, ":")
-	return ImageRef{Repo: s[:i], Tag: s[i+1:]}
+	return build.ImageRef{Repo: s[:i], Tag: s[i+1:]}
 }
 
 // rule makes a test rule: name, the tags it produces, the bases it builds on.
-func rule(name string, tags []string, bases ...string) *Rule {
-	r := &Rule{Name: name}
+func rule(name string, tags []string, bases ...string) *build.Rule {
+	r := &build.Rule{Name: name}
 	for _, t := range tags {
 		r.Tags = append(r.Tags, ref(t))
 	}
@@ -24,7 +26,7 @@ func rule(name string, tags []string, bases ...string) *Rule {
 	return r
 }
 
-func names(rules []*Rule) []string {
+func names(rules []*build.Rule) []string {
 	out := []string{}
 	for _, r := range rules {
 		out = append(out, r.Name)
@@ -35,12 +37,12 @@ func names(rules []*Rule) []string {
 func TestNewGraphErrors(t *testing.T) {
 	tests := []struct {
 		name  string
-		rules []*Rule
+		rules []*build.Rule
 		want  string
 	}{
 		{
 			name: "two-rule cycle",
-			rules: []*Rule{
+			rules: []*build.Rule{
 				rule("a", []string{"a:1"}, "b:1"),
 				rule("b", []string{"b:1"}, "a:1"),
 			},
@@ -48,7 +50,7 @@ func TestNewGraphErrors(t *testing.T) {
 		},
 		{
 			name: "three-rule cycle behind an acyclic rule",
-			rules: []*Rule{
+			rules: []*build.Rule{
 				rule("base", []string{"base:1"}, "python:3.8"),
 				rule("x", []string{"x:1"}, "base:1", "z:1"),
 				rule("y", []string{"y:1"}, "x:1"),
@@ -58,7 +60,7 @@ func TestNewGraphErrors(t *testing.T) {
 		},
 		{
 			name: "duplicate tag",
-			rules: []*Rule{
+			rules: []*build.Rule{
 				rule("a", []string{"app:1", "app:latest"}, "python:3.8"),
 				rule("b", []string{"app:latest"}, "python:3.9"),
 			},
@@ -66,22 +68,22 @@ func TestNewGraphErrors(t *testing.T) {
 		},
 		{
 			name:  "rule builds on its own tag",
-			rules: []*Rule{rule("a", []string{"app:1", "app:2"}, "python:3.8", "app:2")},
+			rules: []*build.Rule{rule("a", []string{"app:1", "app:2"}, "python:3.8", "app:2")},
 			want:  "build rule a builds on its own tag app:2",
 		},
 		{
 			name:  "duplicate rule name",
-			rules: []*Rule{rule("a", []string{"a:1"}), rule("a", []string{"b:1"})},
+			rules: []*build.Rule{rule("a", []string{"a:1"}), rule("a", []string{"b:1"})},
 			want:  `two build rules are named "a"`,
 		},
 		{
 			name:  "nil rule",
-			rules: []*Rule{nil},
+			rules: []*build.Rule{nil},
 			want:  "build rule 0 is nil",
 		},
 		{
 			name:  "unnamed rule",
-			rules: []*Rule{rule("", []string{"a:1"})},
+			rules: []*build.Rule{rule("", []string{"a:1"})},
 			want:  "build rule 0 has no name",
 		},
 	}
@@ -101,8 +103,8 @@ func TestNewGraphErrors(t *testing.T) {
 // chainRules is python:3.8 -> flask-app:v1.0 -> flask-tests:v1.0 where
 // flask-tests is also FROM python:3.8 (multi-stage), plus unrelated and
 // diamond rules.
-func chainRules() []*Rule {
-	return []*Rule{
+func chainRules() []*build.Rule {
+	return []*build.Rule{
 		rule("flask-tests", []string{"flask-tests:v1.0"}, "python:3.8", "flask-app:v1.0"),
 		rule("other", []string{"other:1"}, "alpine:3"),
 		rule("flask-app", []string{"flask-app:v1.0", "flask-app:latest"}, "python:3.8"),
@@ -164,7 +166,7 @@ func TestGraph(t *testing.T) {
 		t.Errorf("Ancestors(flask-tests) = %v, want %v", got, want)
 	}
 
-	want := []ImageRef{ref("python:3.8"), ref("flask-app:v1.0"), ref("alpine:3"), ref("worker:1"), ref("flask-app:latest")}
+	want := []build.ImageRef{ref("python:3.8"), ref("flask-app:v1.0"), ref("alpine:3"), ref("worker:1"), ref("flask-app:latest")}
 	if got := g.Watched(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Watched = %v, want %v", got, want)
 	}
@@ -173,7 +175,7 @@ func TestGraph(t *testing.T) {
 func TestGraphDownstreamTopological(t *testing.T) {
 	// Config order deliberately reversed: d <- c <- b <- a <- base:1, plus
 	// d also on a directly.
-	g, err := NewGraph([]*Rule{
+	g, err := NewGraph([]*build.Rule{
 		rule("d", []string{"d:1"}, "c:1", "a:1"),
 		rule("c", []string{"c:1"}, "b:1"),
 		rule("b", []string{"b:1"}, "a:1"),

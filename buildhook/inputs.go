@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"kiln/buildhook/build"
 )
 
 // checkInputs refuses a rule whose Dockerfile pulls an image (FROM,
@@ -19,7 +21,7 @@ import (
 // mirrored upstreams, whatever the builder: a build must not make kiln
 // reach other hosts. The native builder checks again as it builds, since
 // its bases' ONBUILD triggers can name images too.
-func (s *Service) checkInputs(r *Rule) error {
+func (s *Service) checkInputs(r *build.Rule) error {
 	content, err := os.ReadFile(filepath.Join(r.Context, r.Dockerfile))
 	if err != nil {
 		return err
@@ -62,7 +64,7 @@ func checkImageInputs(info *DockerfileInfo, hosts, upstreams []string) error {
 // triggers itself (docker, buildah), a base that has any when the rule
 // does not set onbuild: they are whoever pushed the base, acting on this
 // rule's context. The native builder ignores them instead.
-func (s *Service) checkOnBuild(ctx context.Context, job *Job) error {
+func (s *Service) checkOnBuild(ctx context.Context, job *build.Job) error {
 	r := job.Rule
 	if r.OnBuild {
 		return nil
@@ -75,7 +77,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *Job) error {
 	if err != nil {
 		return err
 	}
-	opts := regRemoteOptions(ctx, job, nil, nil)
+	opts := build.RemoteOptions(ctx, job, nil, nil)
 	for _, st := range info.Stages {
 		if st.FromStage || strings.EqualFold(st.BaseName, "scratch") {
 			continue
@@ -86,7 +88,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *Job) error {
 		}
 		imgs, err := baseImages(ref, opts)
 		if err != nil {
-			return regTransient(fmt.Errorf("reading base %s: %w", st.BaseName, err))
+			return build.RegistryTransient(fmt.Errorf("reading base %s: %w", st.BaseName, err))
 		}
 		for _, img := range imgs {
 			if err := ncCheckConfigSize(st.BaseName, img); err != nil {
@@ -94,7 +96,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *Job) error {
 			}
 			cf, err := img.ConfigFile()
 			if err != nil {
-				return regTransient(fmt.Errorf("reading base %s: %w", st.BaseName, err))
+				return build.RegistryTransient(fmt.Errorf("reading base %s: %w", st.BaseName, err))
 			}
 			if t := cf.Config.OnBuild; len(t) > 0 {
 				return fmt.Errorf("Dockerfile line %d: base %s has ONBUILD triggers %q, which this builder would run against the rule's context; "+
@@ -107,7 +109,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *Job) error {
 
 // throughKiln is where a builder gets the image s names: this registry,
 // under the cache's name for a mirrored upstream's (see checkImageInputs).
-func (s *Service) throughKiln(job *Job, ref string) (name.Reference, error) {
+func (s *Service) throughKiln(job *build.Job, ref string) (name.Reference, error) {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", ref, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/opencontainers/go-digest"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/registry"
 	"kiln/storage"
@@ -27,7 +28,7 @@ type countingBuilder struct {
 
 func (b *countingBuilder) Name() string { return b.name }
 
-func (b *countingBuilder) Build(context.Context, *Job, io.Writer) (digest.Digest, error) {
+func (b *countingBuilder) Build(context.Context, *build.Job, io.Writer) (digest.Digest, error) {
 	b.builds.Add(1)
 	return "", nil
 }
@@ -65,7 +66,7 @@ func TestServiceRefusesForeignImagesForEveryBuilder(t *testing.T) {
 	}
 	docker := &countingBuilder{name: "docker"}
 	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: upstreams,
-		Builders: map[string]Builder{"docker": docker}})
+		Builders: map[string]build.Builder{"docker": docker}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestServiceRefusesOnbuildBasesForOtherBuilders(t *testing.T) {
 		}
 		buildah := &countingBuilder{name: "buildah"}
 		svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host},
-			Builders: map[string]Builder{"buildah": buildah}})
+			Builders: map[string]build.Builder{"buildah": buildah}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // NativeBuilder builds Dockerfiles that run no commands in-process, with
@@ -63,7 +65,7 @@ func (b *NativeBuilder) Name() string { return "native" }
 const nativeHistoryComment = "kiln.native.v0"
 
 // Build builds job.Rule and pushes the result to job.Staging.
-func (b *NativeBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (b *NativeBuilder) Build(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -77,7 +79,7 @@ func (b *NativeBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	if err != nil {
 		return "", err
 	}
-	staging, err := regStagingTag(job)
+	staging, err := build.StagingTag(job)
 	if err != nil {
 		return "", fmt.Errorf("staging tag: %w", err)
 	}
@@ -86,7 +88,7 @@ func (b *NativeBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 		if err != nil {
 			return "", err
 		}
-		return regPushImage(log, staging, img, nb.remoteOpts)
+		return build.PushImage(log, staging, img, nb.remoteOpts)
 	}
 
 	var adds []mutate.IndexAddendum
@@ -99,14 +101,14 @@ func (b *NativeBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: desc})
 	}
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, tg.indexType), adds...)
-	return regPushIndex(log, staging, idx, len(adds), nb.remoteOpts)
+	return build.PushIndex(log, staging, idx, len(adds), nb.remoteOpts)
 }
 
 // nativeBuild is one run of the native builder.
 type nativeBuild struct {
 	b          *NativeBuilder
 	ctx        context.Context
-	job        *Job
+	job        *build.Job
 	log        io.Writer
 	remoteOpts []remote.Option
 
@@ -131,7 +133,7 @@ type nativeBuild struct {
 	step, steps int
 }
 
-func (b *NativeBuilder) start(ctx context.Context, job *Job, log io.Writer) (*nativeBuild, error) {
+func (b *NativeBuilder) start(ctx context.Context, job *build.Job, log io.Writer) (*nativeBuild, error) {
 	r := job.Rule
 	df := r.Dockerfile
 	if df == "" {
@@ -159,7 +161,7 @@ func (b *NativeBuilder) start(ctx context.Context, job *Job, log io.Writer) (*na
 		descs:   map[string]*remote.Descriptor{},
 		bases:   map[v1.Hash]*nfsBase{},
 	}
-	nb.remoteOpts = regRemoteOptions(ctx, job, b.Keychain, b.Transport)
+	nb.remoteOpts = build.RemoteOptions(ctx, job, b.Keychain, b.Transport)
 	if v, ok := r.Args["SOURCE_DATE_EPOCH"]; ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"kiln/buildhook/build"
 )
 
 // BenchmarkNativeBuild measures a build from the trigger to the pushed
@@ -37,7 +39,7 @@ func BenchmarkNativeBuild(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
-				job := nbtJob(host, dir, fmt.Sprintf("bench-%s-%d", bc.name, i), ImageRef{Repo: "python", Tag: "3.8"}, bd)
+				job := nbtJob(host, dir, fmt.Sprintf("bench-%s-%d", bc.name, i), build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 				if _, err := bc.builder().Build(context.Background(), job, io.Discard); err != nil {
 					b.Fatal(err)
 				}

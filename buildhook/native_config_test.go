@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"kiln/buildhook/build"
 )
 
 func TestNativeConfigInstructions(t *testing.T) {
@@ -44,7 +46,7 @@ CMD echo hi
 		"a.txt":         "a",
 		"onbuild.txt":   "from the base's trigger",
 	})
-	job := nbtJob(host, dir, "c1", ImageRef{Repo: "tools", Tag: "1"}, "")
+	job := nbtJob(host, dir, "c1", build.ImageRef{Repo: "tools", Tag: "1"}, "")
 	job.Rule.OnBuild = true
 	d, log := nbtBuild(t, &NativeBuilder{}, job)
 	if !strings.Contains(log, "running ONBUILD COPY onbuild.txt /onbuild.txt") {

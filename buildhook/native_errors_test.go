@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"kiln/buildhook/build"
 )
 
 func TestNativeRunFails(t *testing.T) {
@@ -15,7 +17,7 @@ func TestNativeRunFails(t *testing.T) {
 		"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\nRUN pip install flask \\\n  gunicorn\nCMD [\"x\"]\n",
 		"a":          "a",
 	})
-	job := nbtJob(host, dir, "r1", ImageRef{Repo: "python", Tag: "3.8"}, "")
+	job := nbtJob(host, dir, "r1", build.ImageRef{Repo: "python", Tag: "3.8"}, "")
 	_, err := (&NativeBuilder{}).Build(context.Background(), job, io.Discard)
 	want := "Dockerfile line 4: RUN needs a container; use builder docker or buildah"
 	if err == nil || err.Error() != want {
@@ -48,7 +50,7 @@ func TestNativeErrors(t *testing.T) {
 				".dockerignore": "secret.txt",
 				"secret.txt":    "s", "a": "a", "b": "b", "files.tar": tgz.String(),
 			})
-			_, err := (&NativeBuilder{}).Build(context.Background(), nbtJob(host, dir, "e1", ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
+			_, err := (&NativeBuilder{}).Build(context.Background(), nbtJob(host, dir, "e1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -56,5 +58,5 @@ func TestNativeErrors(t *testing.T) {
 	}
 	// ADD of a plain file works.
 	dir := nbtContext(t, map[string]string{"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nADD a /x\n", "a": "a"})
-	nbtBuild(t, &NativeBuilder{}, nbtJob(host, dir, "e2", ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	nbtBuild(t, &NativeBuilder{}, nbtJob(host, dir, "e2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/opencontainers/go-digest"
 
+	"kiln/buildhook/build"
 	"kiln/registry"
 	"kiln/storage"
 )
@@ -283,20 +284,20 @@ func nbtContext(t testing.TB, files map[string]string) string {
 }
 
 // nbtJob is a job of a rule app:v1 on python:3.8 in dir.
-func nbtJob(host, dir, id string, base ImageRef, baseDigest digest.Digest) *Job {
-	return &Job{
+func nbtJob(host, dir, id string, base build.ImageRef, baseDigest digest.Digest) *build.Job {
+	return &build.Job{
 		ID: id,
-		Rule: &Rule{
+		Rule: &build.Rule{
 			Name: "app", Context: dir, Dockerfile: "Dockerfile",
-			Tags:     []ImageRef{{Repo: "app", Tag: "v1"}, {Repo: "app", Tag: "latest"}},
+			Tags:     []build.ImageRef{{Repo: "app", Tag: "v1"}, {Repo: "app", Tag: "latest"}},
 			Args:     map[string]string{"REGISTRY": host},
 			Builder:  "native",
 			Strategy: "build",
-			Bases:    []ImageRef{base}, FinalBase: &base,
+			Bases:    []build.ImageRef{base}, FinalBase: &base,
 		},
-		Trigger:  Trigger{Ref: base, Digest: baseDigest, Reason: "push"},
+		Trigger:  build.Trigger{Ref: base, Digest: baseDigest, Reason: "push"},
 		Registry: host,
-		Staging:  ImageRef{Repo: "app", Tag: "kiln-build-" + id},
+		Staging:  build.ImageRef{Repo: "app", Tag: "kiln-build-" + id},
 	}
 }
 
@@ -359,7 +360,7 @@ func nbtDigests(t testing.TB, ls []v1.Layer) []string {
 	return out
 }
 
-func nbtBuild(t testing.TB, b Builder, job *Job) (digest.Digest, string) {
+func nbtBuild(t testing.TB, b build.Builder, job *build.Job) (digest.Digest, string) {
 	t.Helper()
 	var log bytes.Buffer
 	d, err := b.Build(context.Background(), job, &log)

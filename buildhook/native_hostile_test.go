@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"kiln/buildhook/build"
 )
 
 // nhtPasswdSize is the apparent size of the hostile base's /etc/passwd:
@@ -38,7 +40,7 @@ func TestNativeHostileBaseIsBounded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := nbtContext(t, map[string]string{"Dockerfile": "ARG REGISTRY\n" + tc.dockerfile})
-			job := nbtJob(host, dir, "h1", ImageRef{Repo: "evil", Tag: "1"}, bd)
+			job := nbtJob(host, dir, "h1", build.ImageRef{Repo: "evil", Tag: "1"}, bd)
 			log := &nhtDiskLog{dir: tmp}
 			var before, after runtime.MemStats
 			runtime.GC()
@@ -70,7 +72,7 @@ func TestNativeHugeConfigRefused(t *testing.T) {
 	base := nbtBase(t, nbtBaseOpts{version: "3.8.1", labels: map[string]string{"padding": strings.Repeat("x", ncMaxConfigSize)}})
 	bd := nbtPush(t, host, "python:3.8", base)
 	dir := nbtContext(t, map[string]string{"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\n", "a": "a"})
-	_, err := (&NativeBuilder{}).Build(context.Background(), nbtJob(host, dir, "c1", ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
+	_, err := (&NativeBuilder{}).Build(context.Background(), nbtJob(host, dir, "c1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "its config is") {
 		t.Fatalf("err = %v, want the config refused", err)
 	}

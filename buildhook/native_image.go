@@ -8,6 +8,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"kiln/buildhook/build"
 )
 
 // imageRef turns a FROM or COPY --from reference into where to pull it:
@@ -93,7 +95,7 @@ func (nb *nativeBuild) descriptor(s string) (*remote.Descriptor, error) {
 	}
 	d, err := remote.Get(ref, nb.remoteOpts...)
 	if err != nil {
-		return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
+		return nil, build.RegistryTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
 	nb.descs[ref.String()] = d
 	return d, nil
@@ -134,17 +136,17 @@ func (nb *nativeBuild) image(s string, platform v1.Platform) (v1.Image, error) {
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()
 		if err != nil {
-			return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
+			return nil, build.RegistryTransient(fmt.Errorf("pulling %s: %w", s, err))
 		}
 		return img, ncCheckConfigSize(s, img)
 	}
 	idx, err := desc.ImageIndex()
 	if err != nil {
-		return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
+		return nil, build.RegistryTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
+		return nil, build.RegistryTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
 	best, bestScore := -1, 0
 	for i, m := range im.Manifests {
@@ -160,7 +162,7 @@ func (nb *nativeBuild) image(s string, platform v1.Platform) (v1.Image, error) {
 	}
 	img, err := idx.Image(im.Manifests[best].Digest)
 	if err != nil {
-		return nil, regTransient(fmt.Errorf("pulling %s: %w", s, err))
+		return nil, build.RegistryTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
 	return img, ncCheckConfigSize(s, img)
 }
@@ -175,7 +177,7 @@ const ncMaxConfigSize = 8 << 20
 func ncCheckConfigSize(s string, img v1.Image) error {
 	m, err := img.Manifest()
 	if err != nil {
-		return regTransient(fmt.Errorf("pulling %s: %w", s, err))
+		return build.RegistryTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
 	if m.Config.Size > ncMaxConfigSize {
 		return fmt.Errorf("%s: its config is %d bytes, more than the %d the native builder reads", s, m.Config.Size, ncMaxConfigSize)

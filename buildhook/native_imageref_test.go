@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 func TestNativeImageRef(t *testing.T) {
-	job := nbtJob("127.0.0.1:5000", "", "x", ImageRef{Repo: "python", Tag: "3.8"}, digest.Digest("sha256:"+strings.Repeat("a", 64)))
-	job.Rule.Bases = append(job.Rule.Bases, ImageRef{Repo: "team/base", Tag: "1"})
+	job := nbtJob("127.0.0.1:5000", "", "x", build.ImageRef{Repo: "python", Tag: "3.8"}, digest.Digest("sha256:"+strings.Repeat("a", 64)))
+	job.Rule.Bases = append(job.Rule.Bases, build.ImageRef{Repo: "team/base", Tag: "1"})
 	for _, tc := range []struct {
 		hosts     []string
 		upstreams []string

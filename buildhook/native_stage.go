@@ -13,6 +13,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"kiln/buildhook/build"
 )
 
 type ncTargets struct {
@@ -56,14 +58,14 @@ func (nb *nativeBuild) targets() (ncTargets, error) {
 		if !desc.MediaType.IsIndex() {
 			img, err := desc.Image()
 			if err != nil {
-				return ncTargets{}, regTransient(err)
+				return ncTargets{}, build.RegistryTransient(err)
 			}
 			if err := ncCheckConfigSize(base, img); err != nil {
 				return ncTargets{}, err
 			}
 			cf, err := img.ConfigFile()
 			if err != nil {
-				return ncTargets{}, regTransient(err)
+				return ncTargets{}, build.RegistryTransient(err)
 			}
 			p := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
 			if p.OS == "" {
@@ -73,11 +75,11 @@ func (nb *nativeBuild) targets() (ncTargets, error) {
 		}
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return ncTargets{}, regTransient(err)
+			return ncTargets{}, build.RegistryTransient(err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return ncTargets{}, regTransient(err)
+			return ncTargets{}, build.RegistryTransient(err)
 		}
 		t := ncTargets{index: true, indexType: desc.MediaType}
 		for _, m := range im.Manifests {
@@ -270,16 +272,16 @@ func (nb *nativeBuild) from(i int, global []string, target v1.Platform, stages [
 		}
 		d, err := img.Digest()
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		fmt.Fprintf(nb.log, "%s  %s is %s\n", nb.prefix, baseName, d)
 		mt, err := img.MediaType()
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		cf, err := img.ConfigFile()
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		st.base = img
 		st.layerMT = types.OCILayer

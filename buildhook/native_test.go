@@ -13,6 +13,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"kiln/buildhook/build"
 )
 
 const nbtDockerfile = `# syntax=docker/dockerfile:1
@@ -55,7 +57,7 @@ func TestNativeBuild(t *testing.T) {
 	base := nbtBase(t, nbtBaseOpts{version: "3.8.1"})
 	bd := nbtPush(t, host, "python:3.8", base)
 	dir := nbtAppContext(t)
-	job := nbtJob(host, dir, "b1", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := nbtJob(host, dir, "b1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	job.Rule.Args["APP_ENV"] = "staging"
 
 	d, log := nbtBuild(t, &NativeBuilder{}, job)
@@ -195,7 +197,7 @@ func TestNativeDeterministic(t *testing.T) {
 	bd := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
 	dir := nbtAppContext(t)
 	b := &NativeBuilder{}
-	d1, _ := nbtBuild(t, b, nbtJob(host, dir, "d1", ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	d1, _ := nbtBuild(t, b, nbtJob(host, dir, "d1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 	// Another builder (cold caches), other file times: same image.
 	later := time.Now().Add(time.Hour)
 	for _, f := range []string{"src/app.py", "run.sh", "config.yml"} {
@@ -203,7 +205,7 @@ func TestNativeDeterministic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d2, _ := nbtBuild(t, &NativeBuilder{}, nbtJob(host, dir, "d2", ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	d2, _ := nbtBuild(t, &NativeBuilder{}, nbtJob(host, dir, "d2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 	if d1 != d2 {
 		t.Errorf("same inputs, digests %s and %s", d1, d2)
 	}
@@ -211,12 +213,12 @@ func TestNativeDeterministic(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte("debug: true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d3, _ := nbtBuild(t, b, nbtJob(host, dir, "d3", ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	d3, _ := nbtBuild(t, b, nbtJob(host, dir, "d3", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 	if d3 == d1 {
 		t.Error("a changed file did not change the digest")
 	}
 	// SOURCE_DATE_EPOCH sets file times and created.
-	job := nbtJob(host, dir, "d4", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := nbtJob(host, dir, "d4", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	job.Rule.Args["SOURCE_DATE_EPOCH"] = "1700000000"
 	d4, _ := nbtBuild(t, b, job)
 	img := nbtImage(t, host, "app@"+d4.String())
@@ -258,7 +260,7 @@ ENTRYPOINT ["/python"]
 		"src/app.py":      "app",
 		"src/lib/util.py": "util",
 	})
-	job := nbtJob(host, dir, "m1", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := nbtJob(host, dir, "m1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	d, log := nbtBuild(t, &NativeBuilder{}, job)
 	if strings.Contains(log, "make everything") {
 		t.Error("the unused stage was built")
@@ -325,7 +327,7 @@ LABEL arch=$TARGETARCH
 		"bin/amd64/tool": "tool for amd64",
 		"bin/arm64/tool": "tool for arm64",
 	})
-	job := nbtJob(host, dir, "p1", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := nbtJob(host, dir, "p1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	d, log := nbtBuild(t, &NativeBuilder{}, job)
 	if !strings.Contains(log, "[linux/arm64/v8] step 4/5: COPY bin/${TARGETARCH}/tool /usr/local/bin/tool") {
 		t.Errorf("log:\n%s", log)

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"kiln/buildhook/build"
 )
 
 // The finding: ONBUILD COPY . /loot/ in a pushed base copied a secrets
@@ -33,7 +35,7 @@ func TestNativeOnbuildNeedsOptIn(t *testing.T) {
 		"secrets.env": "API_KEY=hunter2\n",
 	})
 	looted := func(t *testing.T, onbuild bool) (bool, string) {
-		job := nbtJob(host, dir, "o1", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+		job := nbtJob(host, dir, "o1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 		job.Rule.OnBuild = onbuild
 		d, log := nbtBuild(t, &NativeBuilder{}, job)
 		for _, l := range nbtLayers(t, nbtImage(t, host, "app@"+d.String())) {
@@ -91,7 +93,7 @@ func TestNativeForeignImagesRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := nbtContext(t, map[string]string{"Dockerfile": "ARG REGISTRY\n" + tc.dockerfile, "a": "a"})
-			job := nbtJob(host, dir, "f1", ImageRef{Repo: "python", Tag: "3.8"}, "")
+			job := nbtJob(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, "")
 			job.Rule.OnBuild = true // even a rule that trusts its bases' triggers
 			log := &strings.Builder{}
 			_, err := (&NativeBuilder{}).Build(context.Background(), job, log)

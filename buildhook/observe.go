@@ -1,12 +1,16 @@
 package buildhook
 
-import "time"
+import (
+	"time"
+
+	"kiln/buildhook/build"
+)
 
 // Counts returns how many builds are queued and running now (for gauges).
 func (s *Service) Counts() (queued, running int) { return s.queue.Counts() }
 
 // buildDone tells ServiceOptions.OnBuildDone, if set, that a build ended.
-func (s *Service) buildDone(job *Job, result string, ran time.Duration) {
+func (s *Service) buildDone(job *build.Job, result string, ran time.Duration) {
 	if s.opts.OnBuildDone != nil {
 		s.opts.OnBuildDone(job.Rule.Name, result, ran)
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // Annotations BuildKit puts on the attestation manifests of an index,
@@ -34,11 +36,11 @@ const (
 // 3339 UTC), dev.kiln.build.id and dev.kiln.build.trigger. Attestation
 // manifests of an index are kept, pointed at the annotated images. A tag
 // moves only once everything it points to is pushed.
-func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Writer) (digest.Digest, error) {
+func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log io.Writer) (digest.Digest, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	opts := regRemoteOptions(ctx, job, nil, nil)
+	opts := build.RemoteOptions(ctx, job, nil, nil)
 	if len(job.Rule.Tags) == 0 {
 		return "", fmt.Errorf("rule %s has no tags", job.Rule.Name)
 	}
@@ -48,7 +50,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 	}
 	desc, err := remote.Get(staging, opts...)
 	if err != nil {
-		return "", regTransient(fmt.Errorf("reading the staged image %s: %w", staging, err))
+		return "", build.RegistryTransient(fmt.Errorf("reading the staged image %s: %w", staging, err))
 	}
 
 	common := map[string]string{
@@ -70,7 +72,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 		}
 		bd, err := remote.Get(ref, opts...)
 		if err != nil {
-			return "", regTransient(fmt.Errorf("reading the base %s: %w", ref, err))
+			return "", build.RegistryTransient(fmt.Errorf("reading the base %s: %w", ref, err))
 		}
 		if bd.MediaType.IsIndex() {
 			if baseIndex, err = v1.ParseIndexManifest(bytes.NewReader(bd.Manifest)); err != nil {
@@ -81,7 +83,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 	annotate := func(img v1.Image, platform *v1.Platform) (v1.Image, error) {
 		m, err := img.Manifest()
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		ann := maps.Clone(common)
 		bn := baseName
@@ -99,7 +101,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 		if platform == nil {
 			cf, err := img.ConfigFile()
 			if err != nil {
-				return nil, regTransient(err)
+				return nil, build.RegistryTransient(err)
 			}
 			platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 		}
@@ -116,7 +118,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()
 		if err != nil {
-			return "", regTransient(err)
+			return "", build.RegistryTransient(err)
 		}
 		final, err := annotate(img, nil)
 		if err != nil {
@@ -127,11 +129,11 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 	} else {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return "", regTransient(err)
+			return "", build.RegistryTransient(err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return "", regTransient(err)
+			return "", build.RegistryTransient(err)
 		}
 		moved := map[string]string{} // old child digest → annotated
 		var adds []mutate.IndexAddendum
@@ -143,7 +145,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 			}
 			img, err := idx.Image(m.Digest)
 			if err != nil {
-				return "", regTransient(err)
+				return "", build.RegistryTransient(err)
 			}
 			final, err := annotate(img, m.Platform)
 			if err != nil {
@@ -166,10 +168,10 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 			var add mutate.Appendable
 			if m.MediaType.IsIndex() {
 				if add, err = idx.ImageIndex(m.Digest); err != nil {
-					return "", regTransient(err)
+					return "", build.RegistryTransient(err)
 				}
 			} else if add, err = idx.Image(m.Digest); err != nil {
-				return "", regTransient(err)
+				return "", build.RegistryTransient(err)
 			}
 			adds = append(adds, mutate.IndexAddendum{Add: add, Descriptor: v1.Descriptor{
 				Platform: m.Platform, Annotations: ann, URLs: m.URLs, ArtifactType: m.ArtifactType,
@@ -199,7 +201,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 			return "", err
 		}
 		if err := push(ref); err != nil {
-			return "", regTransient(fmt.Errorf("pushing %s: %w", t, err))
+			return "", build.RegistryTransient(fmt.Errorf("pushing %s: %w", t, err))
 		}
 		fmt.Fprintf(log, "tagged %s -> %s\n", t, d)
 	}
@@ -209,7 +211,7 @@ func Finalize(ctx context.Context, job *Job, baseDigest digest.Digest, log io.Wr
 	return digest.Digest(d.String()), nil
 }
 
-func provTrigger(t Trigger) string {
+func provTrigger(t build.Trigger) string {
 	if t.Ref.Repo == "" {
 		return t.Reason
 	}

@@ -11,9 +11,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"kiln/buildhook/build"
 )
 
-func pvtStagingGone(t *testing.T, host string, job *Job) {
+func pvtStagingGone(t *testing.T, host string, job *build.Job) {
 	t.Helper()
 	ref, _ := name.NewTag(host+"/"+job.Staging.String(), name.Insecure)
 	if _, err := remote.Head(ref); err == nil || !rbIsNotFound(err) {
@@ -21,7 +23,7 @@ func pvtStagingGone(t *testing.T, host string, job *Job) {
 	}
 }
 
-func pvtCheckCommon(t *testing.T, ann map[string]string, host string, job *Job) {
+func pvtCheckCommon(t *testing.T, ann map[string]string, host string, job *build.Job) {
 	t.Helper()
 	if ann[AnnotationBaseName] != host+"/python:3.8" {
 		t.Errorf("base.name %q", ann[AnnotationBaseName])
@@ -42,7 +44,7 @@ func TestFinalizeImage(t *testing.T) {
 	host := nbtRegistry(t)
 	bd := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
 	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "x"})
-	job := nbtJob(host, dir, "f1", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := nbtJob(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	staged, _ := nbtBuild(t, &NativeBuilder{}, job)
 
 	var log bytes.Buffer
@@ -81,7 +83,7 @@ func TestFinalizeIndex(t *testing.T) {
 	arm := nbtBase(t, nbtBaseOpts{arch: "arm64", version: "3.8.1"})
 	bd := nbtPush(t, host, "python:3.8", nbtIndex(t, amd, arm))
 	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "x"})
-	job := nbtJob(host, dir, "f2", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := nbtJob(host, dir, "f2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	nbtBuild(t, &NativeBuilder{}, job)
 
 	// Like a buildx push, add an attestation naming the arm64 image.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // ErrQueueStopped is returned by Trigger once the queue's context has ended.
@@ -23,18 +25,18 @@ type QueueHooks struct {
 	// They are called one at a time, in order, from the dispatcher
 	// goroutine (so after Start), and a job never starts before its
 	// Queued/Updated calls have returned.
-	Queued  func(*Job)
-	Updated func(*Job)
+	Queued  func(*build.Job)
+	Updated func(*build.Job)
 	// Run builds the job; the queue calls it in a goroutine, at most
 	// `concurrency` at once. The job is Run's to fill in (Registry,
 	// Staging); Done gets the same pointer. Run should move the rule's tags
 	// (which calls TagMoved) before it returns: rules built on this one are
 	// held until it returns, so they build once, on the new image.
-	Run func(ctx context.Context, job *Job) error
+	Run func(ctx context.Context, job *build.Job) error
 	// Done is called after Run returns (err is Run's error); also called
 	// for a job that was cancelled before running (err is the context's
 	// error).
-	Done func(*Job, error)
+	Done func(*build.Job, error)
 }
 
 // Queue turns triggers into jobs: one running and one queued job per rule
@@ -70,13 +72,13 @@ type ruleState struct {
 }
 
 type queuedJob struct {
-	job     Job
+	job     build.Job
 	readyAt time.Time // last trigger + window
 }
 
 type hookEvent struct {
 	updated bool
-	job     Job // as it was when the event happened
+	job     build.Job // as it was when the event happened
 }
 
 // NewQueue returns a queue over g's rules. concurrency (at least 1) bounds
@@ -109,7 +111,7 @@ func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() stri
 // waits for a build, nor for a hook. A rule that also builds on another
 // rule affected by the same move is left for that rule's push, so each
 // level of a cascade builds once. After the queue stopped, it does nothing.
-func (q *Queue) TagMoved(ref ImageRef, d digest.Digest) {
+func (q *Queue) TagMoved(ref build.ImageRef, d digest.Digest) {
 	q.mu.Lock()
 	g := q.g
 	deps := g.dependents[ref]
@@ -124,7 +126,7 @@ func (q *Queue) TagMoved(ref ImageRef, d digest.Digest) {
 	for _, i := range g.closure(g.children, deps) {
 		affected[i] = true
 	}
-	t := Trigger{Ref: ref, Digest: d, Reason: "push"}
+	t := build.Trigger{Ref: ref, Digest: d, Reason: "push"}
 	for _, i := range deps {
 		if slices.ContainsFunc(g.upstream[i], func(u int) bool { return affected[u] }) {
 			continue // triggered when that upstream rule pushes
@@ -160,7 +162,7 @@ func (q *Queue) SetGraph(g *Graph) {
 // Trigger queues a build of the named rule (manual trigger, resume), or
 // updates the trigger of its queued job, and returns the job. An empty
 // Reason means "manual".
-func (q *Queue) Trigger(rule string, t Trigger) (*Job, error) {
+func (q *Queue) Trigger(rule string, t build.Trigger) (*build.Job, error) {
 	if t.Reason == "" {
 		t.Reason = "manual"
 	}
@@ -182,7 +184,7 @@ func (q *Queue) Trigger(rule string, t Trigger) (*Job, error) {
 
 // enqueue records a trigger of rule i: a new queued job, or the queued
 // job's trigger replaced. q.mu is held.
-func (q *Queue) enqueue(i int, t Trigger) *queuedJob {
+func (q *Queue) enqueue(i int, t build.Trigger) *queuedJob {
 	rule := q.g.rules[i]
 	st := q.state(rule.Name)
 	readyAt := time.Now().Add(q.window)
@@ -193,7 +195,7 @@ func (q *Queue) enqueue(i int, t Trigger) *queuedJob {
 		return qj
 	}
 	qj := &queuedJob{
-		job:     Job{ID: q.id(), Rule: rule, Trigger: t},
+		job:     build.Job{ID: q.id(), Rule: rule, Trigger: t},
 		readyAt: readyAt,
 	}
 	st.queued = qj
@@ -389,7 +391,7 @@ func (q *Queue) held(name string) bool {
 	return false
 }
 
-func (q *Queue) run(ctx context.Context, name string, job *Job) {
+func (q *Queue) run(ctx context.Context, name string, job *build.Job) {
 	defer q.wg.Done()
 	err := q.callRun(ctx, job)
 	if q.hooks.Done != nil {
@@ -404,7 +406,7 @@ func (q *Queue) run(ctx context.Context, name string, job *Job) {
 	q.signal()
 }
 
-func (q *Queue) callRun(ctx context.Context, job *Job) (err error) {
+func (q *Queue) callRun(ctx context.Context, job *build.Job) (err error) {
 	if q.hooks.Run == nil {
 		return errors.New("build queue has no Run hook")
 	}

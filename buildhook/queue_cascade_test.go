@@ -9,12 +9,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"kiln/buildhook/build"
 )
 
 // pushOnBuild is a build that moves the rule's tags like the service does:
 // TagMoved for each tag before the build returns.
-func pushOnBuild(q **Queue) func(ctx context.Context, j *Job) error {
-	return func(ctx context.Context, j *Job) error {
+func pushOnBuild(q **Queue) func(ctx context.Context, j *build.Job) error {
+	return func(ctx context.Context, j *build.Job) error {
 		for _, tag := range j.Rule.Tags {
 			(*q).TagMoved(tag, dg(j.ID+tag.String()))
 		}
@@ -25,7 +27,7 @@ func pushOnBuild(q **Queue) func(ctx context.Context, j *Job) error {
 func TestQueueCascade(t *testing.T) {
 	tests := []struct {
 		name  string
-		rules []*Rule
+		rules []*build.Rule
 		push  string
 		// jobs the push queues at once: the others wait for an upstream push
 		initial int
@@ -36,7 +38,7 @@ func TestQueueCascade(t *testing.T) {
 	}{
 		{
 			name: "three-level chain",
-			rules: []*Rule{
+			rules: []*build.Rule{
 				rule("c", []string{"c:1"}, "b:1"),
 				rule("b", []string{"b:1"}, "a:1"),
 				rule("a", []string{"a:1"}, "base:1"),
@@ -49,7 +51,7 @@ func TestQueueCascade(t *testing.T) {
 		},
 		{
 			name: "multi-stage rule also on the base",
-			rules: []*Rule{
+			rules: []*build.Rule{
 				rule("flask-app", []string{"flask-app:v1.0"}, "python:3.8"),
 				rule("flask-tests", []string{"flask-tests:v1.0"}, "python:3.8", "flask-app:v1.0"),
 				rule("e2e", []string{"e2e:1"}, "flask-tests:v1.0", "python:3.8"),
@@ -62,7 +64,7 @@ func TestQueueCascade(t *testing.T) {
 		},
 		{
 			name: "diamond",
-			rules: []*Rule{
+			rules: []*build.Rule{
 				rule("bundle", []string{"bundle:1"}, "left:1", "right:1"),
 				rule("left", []string{"left:1", "left:latest"}, "python:3.8"),
 				rule("mid", []string{"mid:1"}, "python:3.8"),
@@ -75,7 +77,7 @@ func TestQueueCascade(t *testing.T) {
 		},
 		{
 			name: "push in the middle",
-			rules: []*Rule{
+			rules: []*build.Rule{
 				rule("a", []string{"a:1"}, "base:1"),
 				rule("b", []string{"b:1"}, "a:1", "base:1"),
 				rule("c", []string{"c:1"}, "b:1", "a:1"),
@@ -145,7 +147,7 @@ func TestQueueWindow(t *testing.T) {
 	const window = 100 * time.Millisecond
 	var mu sync.Mutex
 	startedAt := map[string]time.Time{}
-	rec := newRecorder(t, func(ctx context.Context, j *Job) error {
+	rec := newRecorder(t, func(ctx context.Context, j *build.Job) error {
 		mu.Lock()
 		startedAt[j.Rule.Name] = time.Now()
 		mu.Unlock()
@@ -154,7 +156,7 @@ func TestQueueWindow(t *testing.T) {
 	queued := make(chan struct{}, 100)
 	hooks := rec.hooks()
 	inner := hooks.Queued
-	hooks.Queued = func(j *Job) { inner(j); queued <- struct{}{} }
+	hooks.Queued = func(j *build.Job) { inner(j); queued <- struct{}{} }
 	q := NewQueue(g, 4, window, rec.newID, hooks)
 	startQueue(t, q)
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // dg is a test digest.
@@ -18,11 +20,11 @@ func dg(s string) digest.Digest { return digest.FromString(s) }
 // recorder records what the queue's hooks see.
 type recorder struct {
 	t  *testing.T
-	fn func(ctx context.Context, job *Job) error // the build; nil: succeed at once
+	fn func(ctx context.Context, job *build.Job) error // the build; nil: succeed at once
 
 	mu         sync.Mutex
-	log        []string // "queued|updated|run|end|done <rule> <id>"
-	runs       []Job    // in start order
+	log        []string    // "queued|updated|run|end|done <rule> <id>"
+	runs       []build.Job // in start order
 	done       map[string]error
 	active     map[string]int // rule -> running builds
 	violations []string
@@ -31,7 +33,7 @@ type recorder struct {
 	ids      atomic.Int64
 }
 
-func newRecorder(t *testing.T, fn func(ctx context.Context, job *Job) error) *recorder {
+func newRecorder(t *testing.T, fn func(ctx context.Context, job *build.Job) error) *recorder {
 	return &recorder{t: t, fn: fn, done: map[string]error{}, active: map[string]int{}}
 }
 
@@ -43,9 +45,9 @@ func (r *recorder) add(format string, a ...any) {
 
 func (r *recorder) hooks() QueueHooks {
 	return QueueHooks{
-		Queued:  func(j *Job) { r.add("queued %s %s", j.Rule.Name, j.ID) },
-		Updated: func(j *Job) { r.add("updated %s %s", j.Rule.Name, j.ID) },
-		Run: func(ctx context.Context, j *Job) error {
+		Queued:  func(j *build.Job) { r.add("queued %s %s", j.Rule.Name, j.ID) },
+		Updated: func(j *build.Job) { r.add("updated %s %s", j.Rule.Name, j.ID) },
+		Run: func(ctx context.Context, j *build.Job) error {
 			r.mu.Lock()
 			r.log = append(r.log, "run "+j.Rule.Name+" "+j.ID)
 			r.runs = append(r.runs, *j)
@@ -74,7 +76,7 @@ func (r *recorder) hooks() QueueHooks {
 			r.mu.Unlock()
 			return err
 		},
-		Done: func(j *Job, err error) {
+		Done: func(j *build.Job, err error) {
 			r.mu.Lock()
 			r.log = append(r.log, "done "+j.Rule.Name+" "+j.ID)
 			if _, dup := r.done[j.ID]; dup {
@@ -89,10 +91,10 @@ func (r *recorder) hooks() QueueHooks {
 func (r *recorder) newID() string { return fmt.Sprintf("j%d", r.ids.Add(1)) }
 
 // runsOf returns the runs of rule, in order.
-func (r *recorder) runsOf(rule string) []Job {
+func (r *recorder) runsOf(rule string) []build.Job {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []Job
+	var out []build.Job
 	for _, j := range r.runs {
 		if j.Rule.Name == rule {
 			out = append(out, j)
@@ -159,7 +161,7 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-func mustGraph(t *testing.T, rules ...*Rule) *Graph {
+func mustGraph(t *testing.T, rules ...*build.Rule) *Graph {
 	t.Helper()
 	g, err := NewGraph(rules)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 func TestQueueCoalescesWhileRunning(t *testing.T) {
@@ -18,9 +20,9 @@ func TestQueueCoalescesWhileRunning(t *testing.T) {
 		rule("app", []string{"app:1"}, "base:1"),
 		rule("probe", []string{"probe:1"}, "probe-base:1"),
 	)
-	started := make(chan *Job, 10)
+	started := make(chan *build.Job, 10)
 	release := make(chan struct{})
-	rec := newRecorder(t, func(ctx context.Context, j *Job) error {
+	rec := newRecorder(t, func(ctx context.Context, j *build.Job) error {
 		started <- j
 		if j.Rule.Name == "probe" {
 			return nil
@@ -36,7 +38,7 @@ func TestQueueCoalescesWhileRunning(t *testing.T) {
 
 	q.TagMoved(ref("base:1"), dg("d0"))
 	first := recv(t, started, "first build")
-	if first.Trigger != (Trigger{Ref: ref("base:1"), Digest: dg("d0"), Reason: "push"}) {
+	if first.Trigger != (build.Trigger{Ref: ref("base:1"), Digest: dg("d0"), Reason: "push"}) {
 		t.Errorf("first trigger = %+v", first.Trigger)
 	}
 	for i := 1; i <= 5; i++ {
@@ -86,14 +88,24 @@ func TestQueueUpdatedSeesLatestTrigger(t *testing.T) {
 	var seen []digest.Digest
 	var ids []string
 	hooks := QueueHooks{
-		Queued:  func(j *Job) { mu.Lock(); seen = append(seen, j.Trigger.Digest); ids = append(ids, j.ID); mu.Unlock() },
-		Updated: func(j *Job) { mu.Lock(); seen = append(seen, j.Trigger.Digest); ids = append(ids, j.ID); mu.Unlock() },
-		Run:     func(context.Context, *Job) error { return nil },
+		Queued: func(j *build.Job) {
+			mu.Lock()
+			seen = append(seen, j.Trigger.Digest)
+			ids = append(ids, j.ID)
+			mu.Unlock()
+		},
+		Updated: func(j *build.Job) {
+			mu.Lock()
+			seen = append(seen, j.Trigger.Digest)
+			ids = append(ids, j.ID)
+			mu.Unlock()
+		},
+		Run: func(context.Context, *build.Job) error { return nil },
 	}
 	q := NewQueue(g, 1, 0, nil, hooks)
 	// Not started: triggers pile up on one queued job.
 	q.TagMoved(ref("base:1"), dg("a"))
-	j, err := q.Trigger("app", Trigger{})
+	j, err := q.Trigger("app", build.Trigger{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,14 +126,14 @@ func TestQueueUpdatedSeesLatestTrigger(t *testing.T) {
 }
 
 func TestQueueConcurrencyLimit(t *testing.T) {
-	var rules []*Rule
+	var rules []*build.Rule
 	for i := range 6 {
 		rules = append(rules, rule(fmt.Sprint("r", i), []string{fmt.Sprintf("r%d:1", i)}, fmt.Sprintf("base%d:1", i)))
 	}
 	g := mustGraph(t, rules...)
 	started := make(chan string, 10)
 	release := make(chan struct{}, 10)
-	rec := newRecorder(t, func(ctx context.Context, j *Job) error {
+	rec := newRecorder(t, func(ctx context.Context, j *build.Job) error {
 		started <- j.Rule.Name
 		select {
 		case <-release:
@@ -169,7 +181,7 @@ func TestQueueFIFO(t *testing.T) {
 	)
 	started := make(chan string, 10)
 	release := make(chan struct{})
-	rec := newRecorder(t, func(ctx context.Context, j *Job) error {
+	rec := newRecorder(t, func(ctx context.Context, j *build.Job) error {
 		if j.Rule.Name == "blocker" {
 			started <- j.Rule.Name
 			select {
@@ -184,7 +196,7 @@ func TestQueueFIFO(t *testing.T) {
 	q.TagMoved(ref("b:1"), dg("1"))
 	recv(t, started, "blocker")
 	q.TagMoved(ref("z-base:1"), dg("1"))
-	if _, err := q.Trigger("x", Trigger{Reason: "manual"}); err != nil {
+	if _, err := q.Trigger("x", build.Trigger{Reason: "manual"}); err != nil {
 		t.Fatal(err)
 	}
 	q.TagMoved(ref("y-base:1"), dg("1"))
@@ -199,7 +211,7 @@ func TestQueueFIFO(t *testing.T) {
 func TestQueueTriggerUnknownRule(t *testing.T) {
 	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
 	q := NewQueue(g, 1, 0, nil, QueueHooks{})
-	if j, err := q.Trigger("nope", Trigger{Reason: "manual"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+	if j, err := q.Trigger("nope", build.Trigger{Reason: "manual"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("Trigger(nope) = %v, %v; want an error naming it", j, err)
 	}
 	if queued, _ := q.Counts(); queued != 0 {
@@ -215,7 +227,7 @@ func TestQueueShutdownWaits(t *testing.T) {
 	started := make(chan struct{})
 	finish := make(chan struct{})
 	var returned atomic.Bool
-	rec := newRecorder(t, func(ctx context.Context, j *Job) error {
+	rec := newRecorder(t, func(ctx context.Context, j *build.Job) error {
 		close(started)
 		<-ctx.Done() // the build sees the cancellation
 		<-finish
@@ -249,7 +261,7 @@ func TestQueueShutdownWaits(t *testing.T) {
 	}
 	// Stopped: no new jobs.
 	q.TagMoved(ref("base:1"), dg("2"))
-	if _, err := q.Trigger("slow", Trigger{}); !errors.Is(err, ErrQueueStopped) {
+	if _, err := q.Trigger("slow", build.Trigger{}); !errors.Is(err, ErrQueueStopped) {
 		t.Errorf("Trigger after shutdown: %v, want ErrQueueStopped", err)
 	}
 	if queued, running := q.Counts(); queued != 0 || running != 0 {
@@ -264,11 +276,11 @@ func TestQueueTagMovedDoesNotWaitForHooks(t *testing.T) {
 	var unblock sync.Once
 	inHook := make(chan struct{}, 1)
 	hooks := QueueHooks{
-		Queued: func(*Job) {
+		Queued: func(*build.Job) {
 			inHook <- struct{}{}
 			<-block
 		},
-		Run: func(context.Context, *Job) error { return nil },
+		Run: func(context.Context, *build.Job) error { return nil },
 	}
 	q := NewQueue(g, 1, 0, nil, hooks)
 	startQueue(t, q)
@@ -292,7 +304,7 @@ func TestQueueTagMovedDoesNotWaitForHooks(t *testing.T) {
 func TestQueueRunPanicIsAnError(t *testing.T) {
 	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
 	var calls atomic.Int32
-	rec := newRecorder(t, func(context.Context, *Job) error {
+	rec := newRecorder(t, func(context.Context, *build.Job) error {
 		if calls.Add(1) == 1 {
 			panic("boom")
 		}

@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // ErrRebaseNotApplicable is wrapped by RebaseBuilder.Build when the rule's
@@ -70,7 +72,7 @@ func rbIsNotFound(err error) bool {
 
 type rebaseRun struct {
 	ctx  context.Context
-	job  *Job
+	job  *build.Job
 	log  io.Writer
 	opts []remote.Option
 
@@ -81,11 +83,11 @@ type rebaseRun struct {
 
 // Build rebases the image of job.Rule.Tags[0] onto the new base and pushes
 // it to job.Staging.
-func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (b *RebaseBuilder) Build(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	r := &rebaseRun{ctx: ctx, job: job, log: log, opts: regRemoteOptions(ctx, job, nil, b.Transport)}
+	r := &rebaseRun{ctx: ctx, job: job, log: log, opts: build.RemoteOptions(ctx, job, nil, b.Transport)}
 	rule := job.Rule
 	if len(rule.Tags) == 0 {
 		return "", rbNotApplicable("the rule has no tags")
@@ -99,7 +101,7 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 		return "", rbNotApplicable("%s does not exist yet", rule.Tags[0])
 	}
 	if err != nil {
-		return "", regTransient(fmt.Errorf("reading %s: %w", rule.Tags[0], err))
+		return "", build.RegistryTransient(fmt.Errorf("reading %s: %w", rule.Tags[0], err))
 	}
 	curAnn, err := rbAnnotations(cur.Manifest)
 	if err != nil {
@@ -139,7 +141,7 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 		}
 		d, err := remote.Head(tag, r.opts...)
 		if err != nil {
-			return "", regTransient(fmt.Errorf("resolving %s: %w", newBase, err))
+			return "", build.RegistryTransient(fmt.Errorf("resolving %s: %w", newBase, err))
 		}
 		newDigest = digest.Digest(d.Digest.String())
 	}
@@ -149,11 +151,11 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	}
 	r.newDesc, err = remote.Get(r.newRef, r.opts...)
 	if err != nil {
-		return "", regTransient(fmt.Errorf("reading new base %s: %w", r.newRef, err))
+		return "", build.RegistryTransient(fmt.Errorf("reading new base %s: %w", r.newRef, err))
 	}
 	fmt.Fprintf(log, "rebasing %s from %s@%s onto %s\n", rule.Tags[0], baseName, curAnn[AnnotationBaseDigest], r.newRef)
 
-	staging, err := regStagingTag(job)
+	staging, err := build.StagingTag(job)
 	if err != nil {
 		return "", err
 	}
@@ -161,22 +163,22 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	if !cur.MediaType.IsIndex() {
 		img, err := cur.Image()
 		if err != nil {
-			return "", regTransient(err)
+			return "", build.RegistryTransient(err)
 		}
 		out, err := r.rebaseImage(img, curAnn, curAnn[AnnotationBaseDigest], nil)
 		if err != nil {
 			return "", err
 		}
-		return regPushImage(log, staging, out, r.opts)
+		return build.PushImage(log, staging, out, r.opts)
 	}
 
 	idx, err := cur.ImageIndex()
 	if err != nil {
-		return "", regTransient(err)
+		return "", build.RegistryTransient(err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return "", regTransient(err)
+		return "", build.RegistryTransient(err)
 	}
 	// The old base index, for children without their own annotation.
 	var oldIndex *v1.IndexManifest
@@ -193,7 +195,7 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 			return nil, rbNotApplicable("the old base %s is gone", ref)
 		}
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		if !desc.MediaType.IsIndex() {
 			return &v1.IndexManifest{Manifests: []v1.Descriptor{desc.Descriptor}}, nil
@@ -210,7 +212,7 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 		}
 		img, err := idx.Image(m.Digest)
 		if err != nil {
-			return "", regTransient(err)
+			return "", build.RegistryTransient(err)
 		}
 		ann, err := rbImageAnnotations(img)
 		if err != nil {
@@ -246,10 +248,10 @@ func (b *RebaseBuilder) Build(ctx context.Context, job *Job, log io.Writer) (dig
 	idxAnn := maps.Clone(curAnn)
 	idxAnn[AnnotationBaseDigest] = r.newDesc.Digest.String()
 	outIdx = mutate.Annotations(outIdx, idxAnn).(v1.ImageIndex)
-	return regPushIndex(log, staging, outIdx, len(adds), r.opts)
+	return build.PushIndex(log, staging, outIdx, len(adds), r.opts)
 }
 
 var (
-	_ Builder = (*RebaseBuilder)(nil)
-	_ Builder = (*NativeBuilder)(nil)
+	_ build.Builder = (*RebaseBuilder)(nil)
+	_ build.Builder = (*NativeBuilder)(nil)
 )

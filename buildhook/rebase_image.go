@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"kiln/buildhook/build"
 )
 
 func rbAnnotations(manifest []byte) (map[string]string, error) {
@@ -30,7 +32,7 @@ func rbAnnotations(manifest []byte) (map[string]string, error) {
 func rbImageAnnotations(img v1.Image) (map[string]string, error) {
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	if m.Annotations == nil {
 		return map[string]string{}, nil
@@ -43,13 +45,13 @@ func (r *rebaseRun) newBaseFor(platform *v1.Platform) (v1.Image, string, error) 
 	if !r.newDesc.MediaType.IsIndex() {
 		img, err := r.newDesc.Image()
 		if err != nil {
-			return nil, "", regTransient(err)
+			return nil, "", build.RegistryTransient(err)
 		}
 		return img, r.newDesc.Digest.String(), nil
 	}
 	idx, err := r.newDesc.ImageIndex()
 	if err != nil {
-		return nil, "", regTransient(err)
+		return nil, "", build.RegistryTransient(err)
 	}
 	img, d, err := rbPlatformImage(idx, platform)
 	if err != nil {
@@ -70,7 +72,7 @@ func (r *rebaseRun) newBaseFor(platform *v1.Platform) (v1.Image, string, error) 
 func rbPlatformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Hash, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, v1.Hash{}, regTransient(err)
+		return nil, v1.Hash{}, build.RegistryTransient(err)
 	}
 	if platform == nil {
 		return nil, v1.Hash{}, nil
@@ -79,7 +81,7 @@ func rbPlatformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Has
 		if ncIsImageType(m.MediaType) && ncPlatformMatch(*platform, m.Platform) == 2 {
 			img, err := idx.Image(m.Digest)
 			if err != nil {
-				return nil, v1.Hash{}, regTransient(err)
+				return nil, v1.Hash{}, build.RegistryTransient(err)
 			}
 			return img, m.Digest, nil
 		}
@@ -92,7 +94,7 @@ func rbPlatformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Has
 func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest string, platform *v1.Platform) (v1.Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	if platform == nil && cf.OS != "" {
 		platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
@@ -106,14 +108,14 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 		return nil, rbNotApplicable("the old base %s is gone", oldRef)
 	}
 	if err != nil {
-		return nil, regTransient(fmt.Errorf("reading old base %s: %w", oldRef, err))
+		return nil, build.RegistryTransient(fmt.Errorf("reading old base %s: %w", oldRef, err))
 	}
 	var oldImg v1.Image
 	if oldDesc.MediaType.IsIndex() {
 		// The annotation named the index: take the image's platform.
 		oidx, err := oldDesc.ImageIndex()
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		if oldImg, _, err = rbPlatformImage(oidx, platform); err != nil {
 			return nil, err
@@ -122,7 +124,7 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 			return nil, rbNotApplicable("the old base index %s has no image for the image's platform", oldRef)
 		}
 	} else if oldImg, err = oldDesc.Image(); err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	newImg, newDigest, err := r.newBaseFor(platform)
 	if err != nil {
@@ -131,15 +133,15 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	oldLayers, err := oldImg.Layers()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	newLayers, err := newImg.Layers()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	if len(oldLayers) > len(layers) {
 		return nil, rbNotApplicable("the image has %d layers, fewer than its old base's %d", len(layers), len(oldLayers))
@@ -147,11 +149,11 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 	for i, l := range oldLayers {
 		od, err := l.Digest()
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		id, err := layers[i].Digest()
 		if err != nil {
-			return nil, regTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		if od != id {
 			return nil, rbNotApplicable("layer %d of the image is %s, not the old base's %s", i, id, od)
@@ -159,11 +161,11 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 	}
 	oldCf, err := oldImg.ConfigFile()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	newCf, err := newImg.ConfigFile()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 
 	// History: the image's entries above the old base's.
@@ -204,11 +206,11 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 
 	mt, err := img.MediaType()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, regTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	start := mutate.ConfigMediaType(mutate.MediaType(empty.Image, mt), m.Config.MediaType)
 	out, err := mutate.Append(start, adds...)

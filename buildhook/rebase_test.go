@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 const rbtDockerfile = `ARG REGISTRY
@@ -28,10 +30,10 @@ ENTRYPOINT ["python3", "/app/app.py"]
 
 // rbtDerived builds app:v1 on the python:3.8 at host with the native
 // builder and Finalize, as kiln would.
-func rbtDerived(t testing.TB, host string, bd digest.Digest) (*Job, digest.Digest) {
+func rbtDerived(t testing.TB, host string, bd digest.Digest) (*build.Job, digest.Digest) {
 	t.Helper()
 	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "print('app')\n"})
-	job := nbtJob(host, dir, "first", ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := nbtJob(host, dir, "first", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	nbtBuild(t, &NativeBuilder{}, job)
 	final, err := Finalize(context.Background(), job, bd, io.Discard)
 	if err != nil {
@@ -60,8 +62,8 @@ func TestRebase(t *testing.T) {
 	newBase := rbtNewBase(t, "amd64")
 	newDigest := nbtPush(t, host, "python:3.8", newBase)
 	job.ID = "second"
-	job.Staging = ImageRef{Repo: "app", Tag: "kiln-build-second"}
-	job.Trigger = Trigger{Ref: ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
+	job.Staging = build.ImageRef{Repo: "app", Tag: "kiln-build-second"}
+	job.Trigger = build.Trigger{Ref: build.ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
 
 	d, log := nbtBuild(t, &RebaseBuilder{}, job)
 	if !strings.Contains(log, "2 old base layers -> 2 new base layers, 2 own layers kept") {
@@ -219,10 +221,10 @@ func TestRebaseNotApplicable(t *testing.T) {
 	host := nbtRegistry(t)
 	oldDigest := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
 	newDigest := nbtPush(t, host, "python:3.8", rbtNewBase(t, "amd64"))
-	trigger := Trigger{Ref: ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
-	job := func(tag string) *Job {
-		j := nbtJob(host, t.TempDir(), "x", ImageRef{Repo: "python", Tag: "3.8"}, newDigest)
-		j.Rule.Tags = []ImageRef{{Repo: "other", Tag: tag}}
+	trigger := build.Trigger{Ref: build.ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
+	job := func(tag string) *build.Job {
+		j := nbtJob(host, t.TempDir(), "x", build.ImageRef{Repo: "python", Tag: "3.8"}, newDigest)
+		j.Rule.Tags = []build.ImageRef{{Repo: "other", Tag: tag}}
 		j.Trigger = trigger
 		return j
 	}
@@ -251,7 +253,7 @@ func TestRebaseNotApplicable(t *testing.T) {
 	}
 	// A trigger that is not the final base.
 	j := job("foreign")
-	j.Trigger.Ref = ImageRef{Repo: "golang", Tag: "1.22"}
+	j.Trigger.Ref = build.ImageRef{Repo: "golang", Tag: "1.22"}
 	if _, err := (&RebaseBuilder{}).Build(context.Background(), j, io.Discard); !errors.Is(err, ErrRebaseNotApplicable) {
 		t.Errorf("other trigger: err = %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 )
 
@@ -13,8 +14,8 @@ import (
 // baseDir, each Dockerfile read for the bases it names. hosts are the names
 // under which clients reach this registry (see LocalRef); upstreams are the
 // names of the mirrored registries (see UpstreamRef).
-func LoadRules(builds []config.Build, baseDir string, hosts, upstreams []string) ([]*Rule, error) {
-	rules := make([]*Rule, 0, len(builds))
+func LoadRules(builds []config.Build, baseDir string, hosts, upstreams []string) ([]*build.Rule, error) {
+	rules := make([]*build.Rule, 0, len(builds))
 	for _, b := range builds {
 		r, err := loadRule(b, baseDir, hosts, upstreams)
 		if err != nil {
@@ -25,12 +26,12 @@ func LoadRules(builds []config.Build, baseDir string, hosts, upstreams []string)
 	return rules, nil
 }
 
-func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*Rule, error) {
+func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*build.Rule, error) {
 	ctxDir := b.Context
 	if !filepath.IsAbs(ctxDir) {
 		ctxDir = filepath.Join(baseDir, ctxDir)
 	}
-	r := &Rule{
+	r := &build.Rule{
 		Name:       b.Name,
 		Context:    filepath.Clean(ctxDir),
 		Dockerfile: b.Dockerfile,
@@ -42,7 +43,7 @@ func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*Rule,
 	}
 	for _, t := range b.Tags {
 		i := strings.LastIndex(t, ":")
-		r.Tags = append(r.Tags, ImageRef{Repo: t[:i], Tag: t[i+1:]})
+		r.Tags = append(r.Tags, build.ImageRef{Repo: t[:i], Tag: t[i+1:]})
 	}
 	content, err := os.ReadFile(filepath.Join(r.Context, r.Dockerfile))
 	if err != nil {
@@ -52,8 +53,8 @@ func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*Rule,
 	if err != nil {
 		return nil, err
 	}
-	seen := map[ImageRef]bool{}
-	resolve := func(name string) (ImageRef, bool) {
+	seen := map[build.ImageRef]bool{}
+	resolve := func(name string) (build.ImageRef, bool) {
 		if ref, ok := LocalRef(name, hosts); ok {
 			return ref, true
 		}
@@ -125,13 +126,13 @@ func RegistryHosts(addr string, extra []string) []string {
 // to one of the mirrored registries: "python:3.8" and
 // "docker.io/library/python:3.8" are both docker.io/library/python:3.8
 // when docker.io is mirrored. Digest references are never watched.
-func UpstreamRef(ref string, upstreams []string) (ImageRef, bool) {
+func UpstreamRef(ref string, upstreams []string) (build.ImageRef, bool) {
 	if len(upstreams) == 0 || strings.EqualFold(ref, "scratch") {
-		return ImageRef{}, false
+		return build.ImageRef{}, false
 	}
 	domain, r, ok := watchableRef(ref)
 	if !ok {
-		return ImageRef{}, false
+		return build.ImageRef{}, false
 	}
 	for _, u := range upstreams {
 		if strings.EqualFold(u, domain) {
@@ -139,5 +140,5 @@ func UpstreamRef(ref string, upstreams []string) (ImageRef, bool) {
 			return r, true
 		}
 	}
-	return ImageRef{}, false
+	return build.ImageRef{}, false
 }

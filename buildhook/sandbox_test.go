@@ -12,11 +12,13 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 func TestBuildahBudArgsSandbox(t *testing.T) {
 	b := BuildahBuilder{Root: t.TempDir(), Limits: Limits{Memory: 256 << 20, Pids: 300}}
-	rule := &Rule{Context: "/ctx", Dockerfile: "Dockerfile", Args: map[string]string{"B": "2", "A": "1"}}
+	rule := &build.Rule{Context: "/ctx", Dockerfile: "Dockerfile", Args: map[string]string{"B": "2", "A": "1"}}
 	args := b.budArgs(rule, sandbox{IDMap: "0:1879048192:65536", Cgroup: true}, "127.0.0.1:5000/x:staging")
 	joined := " " + strings.Join(args, " ") + " "
 	for _, want := range []string{
@@ -51,7 +53,7 @@ func TestBuildahBudArgsSandbox(t *testing.T) {
 
 func TestRuleNetwork(t *testing.T) {
 	for network, want := range map[string]string{"": "none", "none": "none", "default": "default", "host": "none"} {
-		r := &Rule{Network: network}
+		r := &build.Rule{Network: network}
 		if got := ruleNetwork(r); got != want {
 			t.Errorf("ruleNetwork(%q) = %q, want %q", network, got, want)
 		}
@@ -62,7 +64,7 @@ func TestRuleNetwork(t *testing.T) {
 }
 
 func TestWithSelfAuth(t *testing.T) {
-	job := &Job{Registry: "127.0.0.1:5000", Self: SelfAccess{Username: "kiln-builder", Password: "s3cret"}}
+	job := &build.Job{Registry: "127.0.0.1:5000", Self: build.SelfAccess{Username: "kiln-builder", Password: "s3cret"}}
 	var seen string
 	err := withSelfAuth(job, func(authFile string) error {
 		seen = authFile
@@ -96,7 +98,7 @@ func TestWithSelfAuth(t *testing.T) {
 		t.Errorf("the auth file's directory outlives the pull or push: %v", err)
 	}
 
-	job.Self = SelfAccess{}
+	job.Self = build.SelfAccess{}
 	withSelfAuth(job, func(authFile string) error {
 		if authFile != "" {
 			t.Errorf("no login, yet an auth file %q", authFile)
@@ -113,7 +115,7 @@ func TestBuildInputs(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(
 		"ARG REG\nFROM ${REG}/a:1 AS one\nFROM scratch\nFROM one\nCOPY --from=r:1/b:2 /x /x\nCOPY --from=one /y /y\nFROM ${REG}/a:1\n"), 0o644)
-	got, err := buildInputs(&Rule{Context: dir, Dockerfile: "Dockerfile", Args: map[string]string{"REG": "r:1"}})
+	got, err := buildInputs(&build.Rule{Context: dir, Dockerfile: "Dockerfile", Args: map[string]string{"REG": "r:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +146,7 @@ type fakeSandboxed struct{ ready error }
 
 func (fakeSandboxed) Name() string          { return "buildah" }
 func (f fakeSandboxed) SandboxReady() error { return f.ready }
-func (fakeSandboxed) Build(context.Context, *Job, io.Writer) (digest.Digest, error) {
+func (fakeSandboxed) Build(context.Context, *build.Job, io.Writer) (digest.Digest, error) {
 	return "", errors.New("not here")
 }
 
@@ -154,10 +156,10 @@ func TestAutoNeverUnsandboxed(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM r/a:1\nRUN make\n"), 0o644)
-	rule := &Rule{Name: "r", Context: dir, Dockerfile: "Dockerfile", Builder: "auto"}
+	rule := &build.Rule{Name: "r", Context: dir, Dockerfile: "Dockerfile", Builder: "auto"}
 
 	missing := fmt.Errorf("%w: buildah and runc not installed; %s", errNoSandbox, sandboxInstall)
-	s := &Service{builders: map[string]Builder{"native": &NativeBuilder{}, "docker": DockerBuilder{}, "buildah": fakeSandboxed{ready: missing}}}
+	s := &Service{builders: map[string]build.Builder{"native": &NativeBuilder{}, "docker": DockerBuilder{}, "buildah": fakeSandboxed{ready: missing}}}
 	b, _, err := s.chooseBuilder(context.Background(), rule)
 	if err == nil || !errors.Is(err, errNoSandbox) || !strings.Contains(err.Error(), "apt-get install buildah runc uidmap") || !strings.Contains(err.Error(), "line 2: RUN make") {
 		t.Errorf("no sandbox: builder %v, error %v; want a failure naming the command and what to install", b, err)
@@ -182,7 +184,7 @@ func TestBuildahRefusesWithoutSandbox(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM r/a:1\nRUN make\n"), 0o644)
-	job := &Job{Registry: "127.0.0.1:1", Rule: &Rule{Context: dir, Dockerfile: "Dockerfile"}, Staging: ImageRef{Repo: "x", Tag: "y"}}
+	job := &build.Job{Registry: "127.0.0.1:1", Rule: &build.Rule{Context: dir, Dockerfile: "Dockerfile"}, Staging: build.ImageRef{Repo: "x", Tag: "y"}}
 	var log strings.Builder
 	_, err := BuildahBuilder{Root: t.TempDir()}.Build(context.Background(), job, &log)
 	if !errors.Is(err, errNoSandbox) || !strings.Contains(err.Error(), "buildah and runc not installed") || !strings.Contains(err.Error(), sandboxInstall) {

@@ -11,13 +11,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"kiln/buildhook/build"
 	"kiln/storage"
 )
 
 // ServiceOptions configure a Service.
 type ServiceOptions struct {
 	Store       *storage.Store
-	Rules       []*Rule
+	Rules       []*build.Rule
 	Registry    string   // kiln's own host:port on loopback
 	Hosts       []string // every name clients use for kiln (see RegistryHosts)
 	Upstreams   []string // names of the mirrored registries (see UpstreamRef)
@@ -32,9 +33,9 @@ type ServiceOptions struct {
 	AutoRebase bool
 	Logger     *slog.Logger
 	// Builders overrides the builders by name (tests); nil means the real ones.
-	Builders map[string]Builder
+	Builders map[string]build.Builder
 	// Self is how builders log in to and trust Registry (auth, TLS).
-	Self SelfAccess
+	Self build.SelfAccess
 	// OnBuildDone, when set, is told of every build that ends: result is a
 	// Status (succeeded, failed) or "interrupted" (cut off by shutdown and
 	// left queued); ran is how long it ran, zero if it never started. It
@@ -50,7 +51,7 @@ type Service struct {
 	queue    *Queue
 	auto     *autoRebase // nil unless ServiceOptions.AutoRebase
 	records  *Records
-	builders map[string]Builder
+	builders map[string]build.Builder
 	log      *slog.Logger
 	stopping atomic.Bool // set when Start's context ends
 }
@@ -115,15 +116,15 @@ func (s *Service) Records() *Records { return s.records }
 // (adopted images' included); with autorebase, the pushed manifest is then
 // read in the background for adoption. It never waits for either.
 func (s *Service) TagMoved(m storage.TagMove) {
-	s.queue.TagMoved(ImageRef{Repo: m.Repo, Tag: m.Tag}, m.To)
+	s.queue.TagMoved(build.ImageRef{Repo: m.Repo, Tag: m.Tag}, m.To)
 	if s.auto != nil {
 		s.auto.moved(m) // adoption is read in the background
 	}
 }
 
 // Trigger queues a build of rule by hand.
-func (s *Service) Trigger(rule string) (*Job, error) {
-	return s.queue.Trigger(rule, Trigger{Reason: "manual"})
+func (s *Service) Trigger(rule string) (*build.Job, error) {
+	return s.queue.Trigger(rule, build.Trigger{Reason: "manual"})
 }
 
 // maxRestarts is how many times kiln may stop while one build runs: a
@@ -179,7 +180,7 @@ func (s *Service) resume(ctx context.Context, r *Record) {
 		s.log.Error("build not resumed: kiln stopped twice while it ran", "rule", r.Rule, "build", r.ID)
 		return
 	}
-	t := Trigger{Digest: r.TriggerDigest, Reason: "resume", Restarts: restarts}
+	t := build.Trigger{Digest: r.TriggerDigest, Reason: "resume", Restarts: restarts}
 	t.Ref, _ = parseImageRef(r.TriggerRef)
 	job, err := s.queue.Trigger(r.Rule, t)
 	r.Error = "interrupted by a restart"
@@ -229,7 +230,7 @@ func (s *Service) WaitIdle(ctx context.Context) error {
 	}
 }
 
-func (s *Service) queued(job *Job) {
+func (s *Service) queued(job *build.Job) {
 	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC(),
 		Restarts: job.Trigger.Restarts}
 	if old, err := s.records.Get(context.Background(), job.ID); err == nil {
@@ -257,7 +258,7 @@ func (s *Service) update(id string, f func(*Record)) {
 	}
 }
 
-func (s *Service) done(job *Job, err error) {
+func (s *Service) done(job *build.Job, err error) {
 	var ran time.Duration
 	if err != nil && s.stopping.Load() {
 		// Cut off by shutdown: left queued, so the next start runs it again.
@@ -292,10 +293,10 @@ func (s *Service) done(job *Job, err error) {
 
 // run is one build: choose the builder, build to the staging tag, add
 // provenance and move the rule's tags.
-func (s *Service) run(ctx context.Context, job *Job) error {
+func (s *Service) run(ctx context.Context, job *build.Job) error {
 	job.Registry = s.opts.Registry
 	job.Self = s.opts.Self
-	job.Staging = ImageRef{Repo: job.Rule.Tags[0].Repo, Tag: "kiln-build-" + job.ID}
+	job.Staging = build.ImageRef{Repo: job.Rule.Tags[0].Repo, Tag: "kiln-build-" + job.ID}
 	started := time.Now().UTC()
 	s.update(job.ID, func(r *Record) { r.Status, r.Started = StatusRunning, &started })
 	log := s.records.OpenLog(ctx, job.ID)
@@ -338,7 +339,7 @@ func (s *Service) run(ctx context.Context, job *Job) error {
 }
 
 // baseDigest is the digest the final base's tag has as the build starts.
-func (s *Service) baseDigest(ctx context.Context, job *Job) (digest.Digest, error) {
+func (s *Service) baseDigest(ctx context.Context, job *build.Job) (digest.Digest, error) {
 	fb := job.Rule.FinalBase
 	if fb == nil {
 		return "", nil
@@ -353,7 +354,7 @@ func (s *Service) baseDigest(ctx context.Context, job *Job) (digest.Digest, erro
 // buildWithRetries runs the rule's builder, retrying transient failures
 // with backoff and falling back from rebase to a full build when rebase
 // does not apply.
-func (s *Service) buildWithRetries(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	var lastErr error
 	for attempt := 0; attempt <= s.opts.Retries; attempt++ {
 		if attempt > 0 {
@@ -367,7 +368,7 @@ func (s *Service) buildWithRetries(ctx context.Context, job *Job, log io.Writer)
 		}
 		s.update(job.ID, func(r *Record) { r.Attempts = attempt + 1 })
 		d, err := s.buildOnce(ctx, job, log)
-		if err == nil || !IsTransient(err) {
+		if err == nil || !build.IsTransient(err) {
 			return d, err
 		}
 		lastErr = err
@@ -375,7 +376,7 @@ func (s *Service) buildWithRetries(ctx context.Context, job *Job, log io.Writer)
 	return "", lastErr
 }
 
-func (s *Service) buildOnce(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	if job.Rule.Strategy == "rebase" {
 		rb := s.builders["rebase"]
 		s.update(job.ID, func(r *Record) { r.Builder = "rebase" })
@@ -407,21 +408,21 @@ func (s *Service) buildOnce(ctx context.Context, job *Job, log io.Writer) (diges
 	return b.Build(ctx, job, log)
 }
 
-func describeTrigger(t Trigger) string {
+func describeTrigger(t build.Trigger) string {
 	if t.Ref.Repo == "" {
 		return t.Reason
 	}
 	return fmt.Sprintf("%s of %s@%s", t.Reason, t.Ref, t.Digest)
 }
 
-func parseImageRef(s string) (ImageRef, bool) {
+func parseImageRef(s string) (build.ImageRef, bool) {
 	for i := len(s) - 1; i >= 0; i-- {
 		if s[i] == ':' {
-			return ImageRef{Repo: s[:i], Tag: s[i+1:]}, true
+			return build.ImageRef{Repo: s[:i], Tag: s[i+1:]}, true
 		}
 		if s[i] == '/' {
 			break
 		}
 	}
-	return ImageRef{}, false
+	return build.ImageRef{}, false
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
 )
 
 // hangingBuilder never returns on its own, not even when its context
@@ -22,7 +24,7 @@ type hangingBuilder struct {
 
 func (b *hangingBuilder) Name() string { return "native" }
 
-func (b *hangingBuilder) Build(ctx context.Context, job *Job, log io.Writer) (digest.Digest, error) {
+func (b *hangingBuilder) Build(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	b.entered <- job.ID
 	<-b.release
 	return "", context.Canceled
@@ -44,7 +46,7 @@ func TestServiceStopsResumingAfterTwoCrashes(t *testing.T) {
 	// The next start resumes it; kiln dies again while it runs.
 	hang := &hangingBuilder{entered: make(chan string, 1), release: make(chan struct{})}
 	svc2, err := NewService(ServiceOptions{Store: c.store, Rules: c.svc.Graph().Rules(), Registry: c.host, Hosts: []string{c.host},
-		Builders: map[string]Builder{"native": hang}})
+		Builders: map[string]build.Builder{"native": hang}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func TestServiceStopsResumingAfterTwoCrashes(t *testing.T) {
 	// Death 2: the third start must not run it again.
 	again := &hangingBuilder{entered: make(chan string, 1), release: make(chan struct{})}
 	svc3, err := NewService(ServiceOptions{Store: c.store, Rules: c.svc.Graph().Rules(), Registry: c.host, Hosts: []string{c.host},
-		Builders: map[string]Builder{"native": again}})
+		Builders: map[string]build.Builder{"native": again}})
 	if err != nil {
 		t.Fatal(err)
 	}

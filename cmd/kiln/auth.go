@@ -11,7 +11,7 @@ import (
 	"os"
 
 	"kiln/auth"
-	"kiln/buildhook"
+	"kiln/buildhook/build"
 	"kiln/config"
 )
 
@@ -29,7 +29,7 @@ type security struct {
 	openWrites bool
 	// self is how builders reach kiln: the internal credential (random,
 	// made each start, kept in memory only) and trust in its certificate.
-	self buildhook.SelfAccess
+	self build.SelfAccess
 }
 
 func newSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"kiln/buildhook"
+	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/storage"
 )
@@ -35,7 +36,7 @@ func (b *buildTrigger) tagMoved(m storage.TagMove) {
 // which reports its tag moves to trigger. addr is the bound listen address:
 // builders reach kiln through it. onBuildDone hears every build that ends
 // (metrics); access is how builders log in to and trust kiln.
-func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, trigger *buildTrigger, addr string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access buildhook.SelfAccess) (*buildhook.Service, error) {
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, trigger *buildTrigger, addr string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access build.SelfAccess) (*buildhook.Service, error) {
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)

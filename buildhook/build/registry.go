@@ -1,4 +1,4 @@
-package buildhook
+package build
 
 import (
 	"context"
@@ -15,12 +15,13 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Registry calls shared by the native and rebase builders.
+// Registry calls shared by the builders that talk to kiln over HTTP
+// (native, rebase): how a builder reaches this registry.
 
-// regRemoteOptions are the options of one build's registry calls: keychain
+// RemoteOptions are the options of one build's registry calls: keychain
 // and transport only when set, so that nil keeps go-containerregistry's
 // defaults. Calls to kiln itself carry job.Self (see selfTransport).
-func regRemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
+func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx)}
 	if keychain != nil {
 		opts = append(opts, remote.WithAuthFromKeychain(keychain))
@@ -62,43 +63,43 @@ func (t *selfTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-// regStagingTag is job.Staging on this registry. name.Insecure allows plain
+// StagingTag is job.Staging on this registry. name.Insecure allows plain
 // HTTP; go-containerregistry still tries HTTPS first.
-func regStagingTag(job *Job) (name.Tag, error) {
+func StagingTag(job *Job) (name.Tag, error) {
 	return name.NewTag(job.Registry+"/"+job.Staging.String(), name.Insecure)
 }
 
-// regPushImage pushes img to staging and returns its digest.
-func regPushImage(log io.Writer, staging name.Tag, img v1.Image, opts []remote.Option) (digest.Digest, error) {
+// PushImage pushes img to staging and returns its digest.
+func PushImage(log io.Writer, staging name.Tag, img v1.Image, opts []remote.Option) (digest.Digest, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return "", err
 	}
 	if err := remote.Write(staging, img, opts...); err != nil {
-		return "", regTransient(fmt.Errorf("pushing %s: %w", staging, err))
+		return "", RegistryTransient(fmt.Errorf("pushing %s: %w", staging, err))
 	}
 	fmt.Fprintf(log, "pushed %s@%s\n", staging, d)
 	return digest.Digest(d.String()), nil
 }
 
-// regPushIndex pushes idx, of platforms images, to staging and returns its
+// PushIndex pushes idx, of platforms images, to staging and returns its
 // digest.
-func regPushIndex(log io.Writer, staging name.Tag, idx v1.ImageIndex, platforms int, opts []remote.Option) (digest.Digest, error) {
+func PushIndex(log io.Writer, staging name.Tag, idx v1.ImageIndex, platforms int, opts []remote.Option) (digest.Digest, error) {
 	d, err := idx.Digest()
 	if err != nil {
 		return "", err
 	}
 	if err := remote.WriteIndex(staging, idx, opts...); err != nil {
-		return "", regTransient(fmt.Errorf("pushing %s: %w", staging, err))
+		return "", RegistryTransient(fmt.Errorf("pushing %s: %w", staging, err))
 	}
 	fmt.Fprintf(log, "pushed %s@%s (index of %d platforms)\n", staging, d, platforms)
 	return digest.Digest(d.String()), nil
 }
 
-// regTransient marks a registry failure as worth retrying (see
+// RegistryTransient marks a registry failure as worth retrying (see
 // IsTransient), unless the registry answered that the request itself is
 // wrong (4xx but timeouts and rate limits) or the build was cancelled.
-func regTransient(err error) error {
+func RegistryTransient(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -110,5 +111,5 @@ func regTransient(err error) error {
 		te.StatusCode != http.StatusRequestTimeout && te.StatusCode != http.StatusTooManyRequests {
 		return err
 	}
-	return transient(err)
+	return Transient(err)
 }

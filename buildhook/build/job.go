@@ -1,4 +1,4 @@
-package buildhook
+package build
 
 import (
 	"context"

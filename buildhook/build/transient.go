@@ -1,10 +1,6 @@
-package buildhook
+package build
 
-import (
-	"encoding/json"
-	"errors"
-	"io"
-)
+import "errors"
 
 // transientError marks a failure worth retrying: a daemon that did not
 // answer, a connection that broke.
@@ -13,7 +9,8 @@ type transientError struct{ err error }
 func (e transientError) Error() string { return e.err.Error() }
 func (e transientError) Unwrap() error { return e.err }
 
-func transient(err error) error {
+// Transient marks err as worth retrying (see IsTransient); nil stays nil.
+func Transient(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -25,5 +22,3 @@ func IsTransient(err error) bool {
 	var t transientError
 	return errors.As(err, &t)
 }
-
-func jsonDecoder(r io.Reader) *json.Decoder { return json.NewDecoder(r) }
