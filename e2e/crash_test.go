@@ -27,11 +27,9 @@ func TestCrash(t *testing.T) {
 	}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// The first start takes a free port; restarts come back on it, since the
+	// clients keep that address across rounds.
+	var addr string
 	starts := 0
 	launch := func() *kilnServer {
 		t.Helper()
@@ -42,6 +40,9 @@ func TestCrash(t *testing.T) {
 				srv.printTail(crashLogWriter{t}, 40)
 			}
 			t.Fatal(err)
+		}
+		if addr == "" {
+			addr = srv.env.Addr
 		}
 		return srv
 	}

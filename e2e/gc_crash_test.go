@@ -183,12 +183,9 @@ func TestGCCrash(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	base := "http://" + addr
+	// The first start takes a free port; restarts come back on it, since the
+	// clients keep that address across rounds.
+	var addr, base string
 	starts := 0
 	launch := func() *kilnServer {
 		t.Helper()
@@ -199,6 +196,10 @@ func TestGCCrash(t *testing.T) {
 				srv.printTail(crashLogWriter{t}, 40)
 			}
 			t.Fatal(err)
+		}
+		if addr == "" {
+			addr = srv.env.Addr
+			base = srv.env.URL
 		}
 		return srv
 	}

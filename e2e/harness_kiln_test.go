@@ -63,17 +63,17 @@ func buildKiln() (string, error) {
 
 // launchKiln starts `kiln serve --addr ADDR ARGS...` in dir, with env added
 // to its environment, and waits until it answers /v2/. An empty addr means
-// a free port on 127.0.0.1. Its output goes to dir/logName.
+// port 0 on 127.0.0.1: kiln binds a free port and writes it to its
+// --ready-file, so no other process can take the port between picking and
+// binding. Its output goes to dir/logName.
 func launchKiln(bin, runID, dir, logName string, env []string, addr string, args ...string) (*kilnServer, error) {
 	if addr == "" {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		addr = fmt.Sprintf("127.0.0.1:%d", port)
+		addr = "127.0.0.1:0"
 	}
+	readyFile := filepath.Join(dir, logName+".addr")
+	os.Remove(readyFile) // a previous start's, in a restart test
 	s := &kilnServer{
-		env:    &registryEnv{Addr: addr, URL: "http://" + addr, Kiln: true, RunID: runID},
+		env:    &registryEnv{Kiln: true, RunID: runID},
 		stderr: filepath.Join(dir, logName),
 		done:   make(chan struct{}),
 	}
@@ -81,7 +81,7 @@ func launchKiln(bin, runID, dir, logName string, env []string, addr string, args
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr}, args...)...)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--ready-file", readyFile}, args...)...)
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout = errf
@@ -97,11 +97,35 @@ func launchKiln(bin, runID, dir, logName string, env []string, addr string, args
 		close(s.done)
 	}()
 	fmt.Printf("e2e: kiln serve --addr %s %s (pid %d)\n", addr, strings.Join(args, " "), s.cmd.Process.Pid)
+	bound, err := waitForReadyFile(readyFile, 60*time.Second, s.done)
+	if err != nil {
+		s.kill()
+		return s, fmt.Errorf("kiln did not come up: %w", err)
+	}
+	s.env.Addr, s.env.URL = bound, "http://"+bound
 	if err := waitForV2(s.env.URL, 60*time.Second, s.done); err != nil {
 		s.kill()
 		return s, fmt.Errorf("kiln did not come up: %w", err)
 	}
 	return s, nil
+}
+
+// waitForReadyFile waits for kiln to write the address it listens on to
+// path. done, if not nil, aborts the wait when closed (kiln exited).
+func waitForReadyFile(path string, timeout time.Duration, done <-chan struct{}) (string, error) {
+	deadline := time.After(timeout)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			return strings.TrimSpace(string(b)), nil
+		}
+		select {
+		case <-done:
+			return "", errors.New("kiln exited before writing its --ready-file")
+		case <-deadline:
+			return "", fmt.Errorf("no --ready-file %s within %s", path, timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (s *kilnServer) kill() {

@@ -76,13 +76,8 @@ func buildKilnPlain() (string, error) {
 func startProxyKilnBin(t *testing.T, bin string, ups []proxyUpstream, extra string) *proxyKiln {
 	t.Helper()
 	dir := t.TempDir()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	var b strings.Builder
-	fmt.Fprintf(&b, "http:\n  addr: %q\nstorage:\n  filesystem:\n    root: ./data\nproxy:\n", addr)
+	b.WriteString("storage:\n  filesystem:\n    root: ./data\nproxy:\n")
 	for _, u := range ups {
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n", u.Name, u.URL)
 		if u.User != "" {
@@ -101,14 +96,14 @@ func startProxyKilnBin(t *testing.T, bin string, ups []proxyUpstream, extra stri
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := launchKiln(bin, "proxy", dir, "kiln.log", nil, addr, "--config", "config.yml")
+	srv, err := launchKiln(bin, "proxy", dir, "kiln.log", nil, "", "--config", "config.yml")
 	if err != nil {
 		if srv != nil {
 			srv.printTail(os.Stdout, 60)
 		}
 		t.Fatal(err)
 	}
-	k := &proxyKiln{srv: srv, addr: addr, dir: dir}
+	k := &proxyKiln{srv: srv, addr: srv.env.Addr, dir: dir}
 	t.Cleanup(func() {
 		if err := srv.stop(); err != nil {
 			t.Error(err)

@@ -12,9 +12,10 @@ import (
 
 // serveFlags are serve's command-line overrides; "" means not given.
 type serveFlags struct {
-	config string
-	addr   string
-	data   string
+	config    string
+	addr      string
+	data      string
+	readyFile string
 
 	cpuProfile string
 }
@@ -28,7 +29,10 @@ func newServeCmd() *cobra.Command {
 
 Configuration comes from --config, else ./config.yml if present, else the
 built-in defaults; then $KILN_ADDR and $KILN_DATA override the file, and the
---addr and --data flags override both.`,
+--addr and --data flags override both.
+
+--addr 127.0.0.1:0 listens on a free port; --ready-file then tells a
+supervisor or test which one, without a race between picking and binding.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(f)
@@ -42,13 +46,14 @@ built-in defaults; then $KILN_ADDR and $KILN_DATA override the file, and the
 				return err
 			}
 			defer stopProfile()
-			return runServe(cmd.Context(), cfg, logger, nil)
+			return serveReporting(cmd.Context(), cfg, logger, f.readyFile)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of the run to `file` (for performance work)")
 	fl.StringVar(&f.config, "config", "", "config `file` (default ./config.yml if present, else built-in defaults)")
 	fl.StringVar(&f.addr, "addr", "", "listen address `host:port`; overrides http.addr and $"+config.EnvAddr)
+	fl.StringVar(&f.readyFile, "ready-file", "", "once listening, write the bound host:port to `file` (created whole, by rename)")
 	fl.StringVar(&f.data, "data", "", "data `dir`ectory; overrides storage.filesystem.root and $"+config.EnvData)
 	return cmd
 }
