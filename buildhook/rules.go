@@ -64,7 +64,7 @@ func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*build
 		ref, ok := resolve(name)
 		switch {
 		case !ok && !strings.EqualFold(name, "scratch"):
-			r.Unwatched = append(r.Unwatched, Unwatched{Name: name, Why: whyUnwatched(name, hosts, upstreams)})
+			r.Unwatched = append(r.Unwatched, build.Unwatched{Name: name, Why: whyUnwatched(name, hosts, upstreams)})
 		case ok && !seen[ref]:
 			seen[ref] = true
 			r.Bases = append(r.Bases, ref)

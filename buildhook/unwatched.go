@@ -5,13 +5,6 @@ import (
 	"strings"
 )
 
-// Unwatched is an image a rule's Dockerfile names that no push or upstream
-// watch can move: a rule built only on such images never rebuilds.
-type Unwatched struct {
-	Name string // as the Dockerfile names it, ARGs expanded
-	Why  string
-}
-
 // whyUnwatched says why name is neither this registry's nor a mirrored
 // upstream's, in the terms a user can act on.
 func whyUnwatched(name string, hosts, upstreams []string) string {
