@@ -28,7 +28,9 @@ import (
 // buildah pulls the bases and pushes the result, never while a command of
 // the build runs.
 type BuildahBuilder struct {
-	// Root holds buildah's storage (--root; --runroot beside it).
+	// Root holds buildah's storage (--root; --runroot beside it): a
+	// directory private to this kiln, whose bases are pruned after every
+	// build (see WorkDir).
 	Root string
 	// Limits bound each build's commands.
 	Limits Limits
@@ -68,6 +70,9 @@ func (b BuildahBuilder) Build(ctx context.Context, job *build.Job, log io.Writer
 	if err != nil {
 		return "", err
 	}
+	if b.Root == "" {
+		return "", fmt.Errorf("buildah has no storage directory (buildhook.work_dir)")
+	}
 	if err := privateDir(b.Root); err != nil {
 		return "", err
 	}
@@ -76,6 +81,9 @@ func (b BuildahBuilder) Build(ctx context.Context, job *build.Job, log io.Writer
 		return "", err
 	}
 	image := job.Registry + "/" + job.Staging.String()
+	// Bases a tag no longer names would otherwise pile up build after
+	// build; the ones still tagged stay, as the next build's cache.
+	defer b.prune(context.WithoutCancel(ctx), log)
 
 	// The bases are pulled first, with kiln's login, so that the build
 	// itself runs with no credential on disk.
@@ -119,6 +127,43 @@ func (b BuildahBuilder) Build(ctx context.Context, job *build.Job, log io.Writer
 		return "", err
 	}
 	return resolveStaging(ctx, job)
+}
+
+// prune removes the images of b's storage that no tag names and no
+// container uses: the bases that moved since they were pulled.
+func (b BuildahBuilder) prune(ctx context.Context, log io.Writer) {
+	var out strings.Builder
+	if err := b.cmd(ctx, &out, "rmi", "--prune").Run(); err != nil {
+		fmt.Fprintf(log, "pruning buildah's storage: %v\n%s", err, out.String())
+		return
+	}
+	if n := len(strings.Fields(out.String())); n > 0 {
+		fmt.Fprintf(log, "pruned %d image(s) no tag names from buildah's storage\n", n)
+	}
+}
+
+// RemoveBuildahStorage prepares the buildah storage in a work directory
+// for deletion: a dead kiln's buildah may still hold a container mounted
+// (rm waits for its storage lock, then unmounts), and unprivileged, the
+// files belong to the user namespace's ids, which only buildah's own
+// namespace may delete.
+func RemoveBuildahStorage(workDir string) error {
+	root := filepath.Join(workDir, "buildah")
+	if _, err := os.Lstat(root); err != nil {
+		return nil
+	}
+	b := BuildahBuilder{Root: root}
+	if out, err := b.cmd(context.Background(), nil, "rm", "--all").CombinedOutput(); err != nil {
+		return fmt.Errorf("buildah rm --all: %v: %s", err, out)
+	}
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	out, err := exec.Command("buildah", "unshare", "rm", "-rf", root).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("buildah unshare rm -rf %s: %v: %s", root, err, out)
+	}
+	return nil
 }
 
 // privateDir makes dir, or checks the one there: a directory of this

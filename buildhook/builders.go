@@ -16,8 +16,9 @@ import (
 
 // defaultBuilders returns every builder by name. hosts are the names under
 // which a FROM line reaches kiln itself; upstreams the mirrored registries;
-// limits bound each build (zero values: the configuration's defaults).
-func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]build.Builder {
+// limits bound each build (zero values: the configuration's defaults);
+// workDir is this kiln's private working directory.
+func defaultBuilders(hosts, upstreams []string, limits Limits, workDir string) map[string]build.Builder {
 	if limits.Memory <= 0 {
 		limits.Memory = 2 << 30
 	}
@@ -28,8 +29,17 @@ func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]build.
 		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
 		"rebase":  &RebaseBuilder{},
 		"docker":  DockerBuilder{Limits: limits},
-		"buildah": BuildahBuilder{Root: filepath.Join(os.TempDir(), "kiln-buildah"), Limits: limits},
+		"buildah": BuildahBuilder{Root: buildahRoot(workDir), Limits: limits},
 	}
+}
+
+// buildahRoot is where buildah keeps its storage in workDir; none
+// without one.
+func buildahRoot(workDir string) string {
+	if workDir == "" {
+		return ""
+	}
+	return filepath.Join(workDir, "buildah")
 }
 
 // sandboxer is a builder that runs a build's commands in a sandbox, if

@@ -28,6 +28,9 @@ type ServiceOptions struct {
 	Retries     int
 	// Limits bound each build.
 	Limits Limits
+	// WorkDir is a directory private to this kiln where builders keep
+	// what outlives one build (buildah's storage of the bases).
+	WorkDir string
 	// AutoRebase adopts images pushed with a base annotation naming a tag
 	// of this registry: they are rebased when it moves (see autorebase.go).
 	AutoRebase bool
@@ -79,7 +82,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		log:      opts.Logger,
 	}
 	if s.builders == nil {
-		s.builders = defaultBuilders(opts.Hosts, opts.Upstreams, opts.Limits)
+		s.builders = defaultBuilders(opts.Hosts, opts.Upstreams, opts.Limits, opts.WorkDir)
 	}
 	s.queue = NewQueue(g, opts.Concurrency, opts.Window, newBuildID, QueueHooks{
 		Queued:  s.queued,

@@ -26,6 +26,9 @@ type Buildhook struct {
 	AutoRebase bool `yaml:"autorebase"`
 	// Limits bound what one build may use.
 	Limits BuildLimits `yaml:"limits"`
+	// WorkDir is where each kiln makes its private working directory
+	// (buildah's storage); empty means the user's cache directory.
+	WorkDir string `yaml:"work_dir"`
 }
 
 // BuildLimits bound one build, whatever its Dockerfile or base does.

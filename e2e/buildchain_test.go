@@ -67,6 +67,7 @@ storage:
     root: ./data
 buildhook:
   concurrency: 2
+  work_dir: ./work
 builds:
   - name: flask-app
     context: ./flask-app
@@ -109,6 +110,9 @@ builds:
 	t.Cleanup(func() {
 		if err := e.srv.stop(); err != nil {
 			t.Error(err)
+		}
+		if dirs := e.workDirs(t); len(dirs) != 0 {
+			t.Errorf("kiln stopped, yet working directories remain: %v", dirs)
 		}
 		if t.Failed() {
 			e.srv.printTail(os.Stdout, 120)
@@ -315,6 +319,9 @@ func TestBuildOnPush(t *testing.T) {
 	recs = e.waitBuilds(t, 2*rules)
 	checkRound(t, e, recs, 2*rules, base2, "3.8.2")
 	logLatencies(t, e, recs[:rules], answered)
+	// buildah pulled the first base, then the second: the first is pruned.
+	base2Config, _ := baseImage(t, "3.8.2").ConfigName()
+	e.checkBuildahStorage(t, base2Config.Hex)
 	rebase := e.configOf(t, "flask-rebase:v1.0")
 	if !containsString(rebase.Config.Env, "PYTHON_VERSION=3.8.2") || !containsString(rebase.Config.Env, "APP=native") {
 		t.Errorf("rebased image's Env %v: want the new base's PYTHON_VERSION and its own APP", rebase.Config.Env)
@@ -413,7 +420,13 @@ func TestBuildSurvivesSIGKILL(t *testing.T) {
 	}
 	e.srv.kill()
 	t.Logf("killed kiln with SIGKILL while build %s ran", running)
+	dead := e.workDirs(t)
 	e.launch(t)
+	if len(dead) != 1 {
+		t.Errorf("the killed kiln left working directories %v, want its one", dead)
+	} else if got := e.workDirs(t); len(got) != 1 || got[0] == dead[0] {
+		t.Errorf("after a restart the working directories are %v; the dead kiln's %s must be gone", got, dead[0])
+	}
 
 	recs := e.waitBuilds(t, 6)
 	var resumed *buildRecord

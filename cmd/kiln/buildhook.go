@@ -34,9 +34,10 @@ func (b *buildTrigger) tagMoved(m storage.TagMove) {
 
 // startBuildhook loads the build rules and starts build-on-push on store,
 // which reports its tag moves to trigger. addr is the bound listen address:
-// builders reach kiln through it. onBuildDone hears every build that ends
+// builders reach kiln through it; workDir is this kiln's private working
+// directory. onBuildDone hears every build that ends
 // (metrics); access is how builders log in to and trust kiln.
-func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, trigger *buildTrigger, addr string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access build.SelfAccess) (*buildhook.Service, error) {
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, trigger *buildTrigger, addr, workDir string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access build.SelfAccess) (*buildhook.Service, error) {
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)
@@ -56,6 +57,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Retries:     cfg.Buildhook.Retries,
 		Limits:      buildhook.Limits{Memory: cfg.Buildhook.Limits.Memory, Pids: cfg.Buildhook.Limits.Pids, Spool: cfg.Buildhook.Limits.Spool},
 		AutoRebase:  cfg.Buildhook.AutoRebase,
+		WorkDir:     workDir,
 		Logger:      logger,
 		OnBuildDone: onBuildDone,
 		Self:        access, // auth and TLS: builders push to kiln itself

@@ -72,10 +72,16 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		MaxBlobSize:          cfg.Limits.MaxBlobSize,
 		MaxConcurrentUploads: cfg.Limits.MaxConcurrentUploads,
 	})
+	work, err := openWorkDir(cfg.Buildhook.WorkDir, logger)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("buildhook.work_dir: %w", err)
+	}
+	defer closeWorkDir(work, logger)
 	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
 	buildCtx, stopBuilds := context.WithCancel(ctx)
 	defer stopBuilds()
-	builds, err := startBuildhook(buildCtx, cfg, store, &trigger, ln.Addr().String(), logger, m.BuildDone, sec.self)
+	builds, err := startBuildhook(buildCtx, cfg, store, &trigger, ln.Addr().String(), work.Path, logger, m.BuildDone, sec.self)
 	if err != nil {
 		ln.Close()
 		return err
