@@ -321,7 +321,7 @@ func TestBuildOnPush(t *testing.T) {
 	logLatencies(t, e, recs[:rules], answered)
 	// buildah pulled the first base, then the second: the first is pruned.
 	base2Config, _ := baseImage(t, "3.8.2").ConfigName()
-	e.checkBuildahStorage(t, base2Config.Hex)
+	e.checkBuildahStorage(t, base2Config.String())
 	rebase := e.configOf(t, "flask-rebase:v1.0")
 	if !containsString(rebase.Config.Env, "PYTHON_VERSION=3.8.2") || !containsString(rebase.Config.Env, "APP=native") {
 		t.Errorf("rebased image's Env %v: want the new base's PYTHON_VERSION and its own APP", rebase.Config.Env)
