@@ -3,6 +3,7 @@ package buildhook
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -58,7 +59,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// listBuilds answers GET /kiln/v1/builds?rule=&status=&limit=.
+// listBuilds answers GET /kiln/v1/builds?rule=&status=&limit=&before=,
+// newest first; a Link header (rel="next") points to the next page.
 func (s *Service) listBuilds(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit := 100
@@ -70,21 +72,26 @@ func (s *Service) listBuilds(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	all, err := s.records.List(r.Context())
+	before := q.Get("before")
+	if before != "" && !validBuildID(before) {
+		apiError(w, http.StatusBadRequest, "before must be a build id")
+		return
+	}
+	recs, more, err := s.records.Find(r.Context(), Query{Rule: q.Get("rule"), Status: q.Get("status"), Before: before, Limit: limit})
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
-	out := []*Record{}
-	for _, rec := range all {
-		if (q.Get("rule") == "" || rec.Rule == q.Get("rule")) && (q.Get("status") == "" || rec.Status == q.Get("status")) {
-			out = append(out, rec)
-		}
-		if len(out) == limit {
-			break
-		}
+	if recs == nil {
+		recs = []*Record{}
 	}
-	writeJSON(w, http.StatusOK, out)
+	if more {
+		next := r.URL.Query()
+		next.Set("limit", strconv.Itoa(limit))
+		next.Set("before", recs[len(recs)-1].ID)
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
+	}
+	writeJSON(w, http.StatusOK, recs)
 }
 
 func (s *Service) getBuild(w http.ResponseWriter, r *http.Request) {

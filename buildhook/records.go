@@ -53,11 +53,14 @@ type Records struct {
 	store *storage.Store
 	mu    sync.Mutex
 	live  map[string]*liveLog
+	// done holds the records of finished builds once read or written:
+	// they no longer change, so listing them again reads nothing.
+	done map[string]*Record
 }
 
 // NewRecords returns the records kept in store.
 func NewRecords(store *storage.Store) *Records {
-	return &Records{store: store, live: map[string]*liveLog{}}
+	return &Records{store: store, live: map[string]*liveLog{}, done: map[string]*Record{}}
 }
 
 // Save writes r.
@@ -66,7 +69,23 @@ func (rs *Records) Save(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return rs.store.PutBuildRecord(ctx, r.ID, b)
+	if err := rs.store.PutBuildRecord(ctx, r.ID, b); err != nil {
+		return err
+	}
+	rs.remember(r)
+	return nil
+}
+
+// remember keeps a copy of r if its build is done.
+func (rs *Records) remember(r *Record) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r.Done() {
+		c := *r
+		rs.done[r.ID] = &c
+	} else {
+		delete(rs.done, r.ID)
+	}
 }
 
 // ErrNoBuild is returned for an unknown build id.
@@ -76,6 +95,13 @@ var ErrNoBuild = errors.New("no such build")
 func (rs *Records) Get(ctx context.Context, id string) (*Record, error) {
 	if !validBuildID(id) {
 		return nil, ErrNoBuild
+	}
+	rs.mu.Lock()
+	known := rs.done[id]
+	rs.mu.Unlock()
+	if known != nil {
+		c := *known
+		return &c, nil
 	}
 	b, err := rs.store.BuildRecord(ctx, id)
 	if err != nil {
@@ -88,25 +114,72 @@ func (rs *Records) Get(ctx context.Context, id string) (*Record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("build %s: corrupt record: %w", id, err)
 	}
+	rs.remember(&r)
 	return &r, nil
 }
 
 // List returns every record, newest first.
 func (rs *Records) List(ctx context.Context) ([]*Record, error) {
+	recs, _, err := rs.Find(ctx, Query{})
+	return recs, err
+}
+
+// Query selects build records. Zero fields select everything.
+type Query struct {
+	Rule, Status string
+	// Before, a build id, keeps only older builds: the next page starts
+	// before the last id of the previous one.
+	Before string
+	Limit  int
+}
+
+// Find returns the records q selects, newest first, and whether more
+// follow. Only records of unfinished builds are read from the store each
+// time; a finished one is read once.
+func (rs *Records) Find(ctx context.Context, q Query) (recs []*Record, more bool, err error) {
+	ids, err := rs.sortedIDs(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, id := range ids {
+		if q.Before != "" && id >= q.Before {
+			continue
+		}
+		r, err := rs.Get(ctx, id)
+		if err != nil {
+			continue // half-created, or deleted since: nothing to show
+		}
+		if q.Rule != "" && r.Rule != q.Rule || q.Status != "" && r.Status != q.Status {
+			continue
+		}
+		if q.Limit > 0 && len(recs) == q.Limit {
+			return recs, true, nil
+		}
+		recs = append(recs, r)
+	}
+	return recs, false, nil
+}
+
+// sortedIDs lists the stored builds, newest first, and forgets the
+// finished ones another kiln deleted.
+func (rs *Records) sortedIDs(ctx context.Context) ([]string, error) {
 	ids, err := rs.store.BuildIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
-	out := make([]*Record, 0, len(ids))
+	stored := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		r, err := rs.Get(ctx, id)
-		if err != nil {
-			continue // half-created; nothing to show
-		}
-		out = append(out, r)
+		stored[id] = true
 	}
-	return out, nil
+	rs.mu.Lock()
+	for id := range rs.done {
+		if !stored[id] {
+			delete(rs.done, id)
+		}
+	}
+	rs.mu.Unlock()
+	return ids, nil
 }
 
 var buildSeq atomic.Uint32

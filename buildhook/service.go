@@ -28,6 +28,8 @@ type ServiceOptions struct {
 	Retries     int
 	// Limits bound each build.
 	Limits Limits
+	// Retention bounds the records and logs of finished builds.
+	Retention Retention
 	// WorkDir is a directory private to this kiln where builders keep
 	// what outlives one build (buildah's storage of the bases).
 	WorkDir string
@@ -162,7 +164,19 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		s.resume(ctx, r)
 	}
+	s.prune(ctx)
 	return nil
+}
+
+// prune applies the retention of build records, and logs what it freed.
+func (s *Service) prune(ctx context.Context) {
+	n, err := s.records.Prune(ctx, s.opts.Retention, time.Now())
+	if err != nil {
+		s.log.Warn("removing old build records", "err", err)
+	}
+	if n > 0 {
+		s.log.Info("removed old build records and their logs", "count", n, "keep", s.opts.Retention.Keep, "max_age", s.opts.Retention.MaxAge)
+	}
 }
 
 // resume ends r, which a previous run left unfinished, and queues it again
@@ -292,6 +306,7 @@ func (s *Service) done(job *build.Job, err error) {
 	} else {
 		s.log.Info("build succeeded", "build", job.ID, "rule", job.Rule.Name)
 	}
+	s.prune(context.Background())
 }
 
 // run is one build: choose the builder, build to the staging tag, add

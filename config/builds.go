@@ -26,9 +26,18 @@ type Buildhook struct {
 	AutoRebase bool `yaml:"autorebase"`
 	// Limits bound what one build may use.
 	Limits BuildLimits `yaml:"limits"`
+	// Records bound the records and logs of finished builds kept.
+	Records BuildRecords `yaml:"records"`
 	// WorkDir is where each kiln makes its private working directory
 	// (buildah's storage); empty means the user's cache directory.
 	WorkDir string `yaml:"work_dir"`
+}
+
+// BuildRecords is the retention of build records and logs: per rule, the
+// Keep newest and any younger than MaxAge stay (0 turns either off).
+type BuildRecords struct {
+	Keep   int           `yaml:"keep"`
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // BuildLimits bound one build, whatever its Dockerfile or base does.
@@ -101,6 +110,12 @@ func (c *Config) validateBuilds(bad func(key, format string, args ...any)) {
 	}
 	if c.Buildhook.Limits.Pids < 1 {
 		bad("buildhook.limits.pids", "must be at least 1, got %d", c.Buildhook.Limits.Pids)
+	}
+	if c.Buildhook.Records.Keep < 0 {
+		bad("buildhook.records.keep", "must not be negative, got %d", c.Buildhook.Records.Keep)
+	}
+	if c.Buildhook.Records.MaxAge < 0 {
+		bad("buildhook.records.max_age", "must not be negative, got %s", c.Buildhook.Records.MaxAge)
 	}
 	if c.Buildhook.Limits.Spool < 1<<20 {
 		bad("buildhook.limits.spool", "must be at least 1 MiB, got %d", c.Buildhook.Limits.Spool)

@@ -202,6 +202,7 @@ var durationKeys = []string{
 	"storage.gc.grace",
 	"buildhook.window",
 	"buildhook.timeout",
+	"buildhook.records.max_age",
 }
 
 // decode strictly decodes YAML over cfg: unknown keys are errors, so typos

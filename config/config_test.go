@@ -65,14 +65,15 @@ func TestLoad(t *testing.T) {
 			S3:         S3{Region: "us-east-1", ChunkSize: 10 << 20, Timeout: 30 * time.Second},
 			GC:         GC{Grace: time.Hour},
 		},
-		Log:       Log{Level: "info", Format: "text", Requests: LogRequestsAll},
-		Auth:      Auth{Anonymous: AnonymousNone, Realm: "kiln", FailedLoginsPerMinute: 10},
-		Limits:    Limits{MaxManifestSize: 4 << 20, MaxConcurrentUploads: 64},
-		Registry:  Registry{Hostnames: []string{}},
-		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2, Limits: BuildLimits{Memory: 2 << 30, Pids: 1024, Spool: 4 << 30}},
-		Builds:    []Build{},
-		Proxy:     []Upstream{},
-		Source:    DefaultSource,
+		Log:      Log{Level: "info", Format: "text", Requests: LogRequestsAll},
+		Auth:     Auth{Anonymous: AnonymousNone, Realm: "kiln", FailedLoginsPerMinute: 10},
+		Limits:   Limits{MaxManifestSize: 4 << 20, MaxConcurrentUploads: 64},
+		Registry: Registry{Hostnames: []string{}},
+		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2, Limits: BuildLimits{Memory: 2 << 30, Pids: 1024, Spool: 4 << 30},
+			Records: BuildRecords{Keep: 20, MaxAge: 168 * time.Hour}},
+		Builds: []Build{},
+		Proxy:  []Upstream{},
+		Source: DefaultSource,
 	}
 	if !reflect.DeepEqual(*def, want) {
 		t.Fatalf("default config\n got %+v\nwant %+v", *def, want)

@@ -58,6 +58,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Limits:      buildhook.Limits{Memory: cfg.Buildhook.Limits.Memory, Pids: cfg.Buildhook.Limits.Pids, Spool: cfg.Buildhook.Limits.Spool},
 		AutoRebase:  cfg.Buildhook.AutoRebase,
 		WorkDir:     workDir,
+		Retention:   buildhook.Retention{Keep: cfg.Buildhook.Records.Keep, MaxAge: cfg.Buildhook.Records.MaxAge},
 		Logger:      logger,
 		OnBuildDone: onBuildDone,
 		Self:        access, // auth and TLS: builders push to kiln itself
