@@ -135,9 +135,9 @@ func atDerived(t *testing.T, base v1.Image, baseName string) v1.Image {
 	}
 	bd, _ := base.Digest()
 	return mutate.Annotations(img, map[string]string{
-		AnnotationBaseName:   baseName,
-		AnnotationBaseDigest: bd.String(),
-		"org.example.keep":   "yes",
+		build.AnnotationBaseName:   baseName,
+		build.AnnotationBaseDigest: bd.String(),
+		"org.example.keep":         "yes",
 	}).(v1.Image)
 }
 

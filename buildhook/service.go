@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/rebase"
 	"kiln/storage"
 )
 
@@ -382,7 +383,7 @@ func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) 
 		s.update(job.ID, func(r *Record) { r.Builder = "rebase" })
 		fmt.Fprintln(log, "strategy rebase: swapping base layers")
 		d, err := rb.Build(ctx, job, log)
-		if !errors.Is(err, ErrRebaseNotApplicable) {
+		if !errors.Is(err, rebase.ErrNotApplicable) {
 			return d, err
 		}
 		if job.Rule.Auto {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/registry"
 	"kiln/storage"
@@ -138,12 +139,12 @@ func TestServiceCascade(t *testing.T) {
 			}
 		}
 		app := c.annotations(t, "app:v1")
-		if app[AnnotationBaseDigest] != base.String() || !strings.HasSuffix(app[AnnotationBaseName], "/base:1") || app[AnnotationBuildID] != recs[1].ID {
+		if app[build.AnnotationBaseDigest] != base.String() || !strings.HasSuffix(app[build.AnnotationBaseName], "/base:1") || app[build.AnnotationBuildID] != recs[1].ID {
 			t.Errorf("round %d: app annotations %v, want base digest %s", round, app, base)
 		}
 		tests := c.annotations(t, "tests:v1")
-		if tests[AnnotationBaseDigest] != c.digestOf(t, "app:v1") {
-			t.Errorf("round %d: tests built on %s, app is %s", round, tests[AnnotationBaseDigest], c.digestOf(t, "app:v1"))
+		if tests[build.AnnotationBaseDigest] != c.digestOf(t, "app:v1") {
+			t.Errorf("round %d: tests built on %s, app is %s", round, tests[build.AnnotationBaseDigest], c.digestOf(t, "app:v1"))
 		}
 		// No staging tags are left behind.
 		for _, repo := range []string{"app", "tests"} {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/proxy"
 	"kiln/registry"
@@ -77,7 +78,7 @@ func TestUpstreamBaseWatched(t *testing.T) {
 		for time.Now().Before(deadline) {
 			ref, _ := name.ParseReference(host+"/app:v1", name.Insecure)
 			if img, err := remote.Image(ref); err == nil {
-				if m, err := img.Manifest(); err == nil && m.Annotations[AnnotationBaseDigest] == want {
+				if m, err := img.Manifest(); err == nil && m.Annotations[build.AnnotationBaseDigest] == want {
 					return
 				}
 			}

@@ -65,7 +65,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 	}
 	trigger.service.Store(svc)
 	if cfg.Buildhook.AutoRebase {
-		logger.Info("autorebase on: images pushed with " + buildhook.AnnotationBaseName + " naming a tag here are rebased when it moves")
+		logger.Info("autorebase on: images pushed with " + build.AnnotationBaseName + " naming a tag here are rebased when it moves")
 	}
 	for _, r := range rules {
 		logger.Info("build rule", "name", r.Name, "bases", r.Bases, "tags", r.Tags, "builder", r.Builder, "strategy", r.Strategy)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"kiln/buildhook"
+	"kiln/buildhook/build"
 	"kiln/registry"
 	"kiln/storage"
 )
@@ -87,13 +88,13 @@ func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
 	out := kiln("candidates")
 	if !strings.Contains(out, "app:v1") || !strings.Contains(out, "base:1") || !strings.Contains(out, "2 of 3") ||
 		!strings.Contains(out, bd.String()) || strings.Contains(out, "other:v1") ||
-		!strings.Contains(out, "crane mutate --annotation "+buildhook.AnnotationBaseName+"="+strings.TrimPrefix(api.URL, "http://")+"/base:1") {
+		!strings.Contains(out, "crane mutate --annotation "+build.AnnotationBaseName+"="+strings.TrimPrefix(api.URL, "http://")+"/base:1") {
 		t.Errorf("candidates:\n%s", out)
 	}
 
 	// Adopt it as the hint says: push it with the annotations.
 	app := mutate.Annotations(derived(base), map[string]string{
-		buildhook.AnnotationBaseName: host + "/base:1", buildhook.AnnotationBaseDigest: bd.String(),
+		build.AnnotationBaseName: host + "/base:1", build.AnnotationBaseDigest: bd.String(),
 	}).(v1.Image)
 	push("app:v1", app)
 	waitIdle()
