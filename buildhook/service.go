@@ -18,7 +18,11 @@ import (
 
 // ServiceOptions configure a Service.
 type ServiceOptions struct {
-	Store       *storage.Store
+	Store *storage.Store
+	// TagMoves is Store's tag-move listener (see TagMoves): the new
+	// service attaches itself to it. Nil: moves reach the service only
+	// through whoever calls its TagMoved.
+	TagMoves    *TagMoves
 	Rules       []*build.Rule
 	Registry    string   // kiln's own host:port on loopback
 	Hosts       []string // every name clients use for kiln (see RegistryHosts)
@@ -90,6 +94,9 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	})
 	if opts.AutoRebase {
 		s.auto = newAutoRebase(s)
+	}
+	if opts.TagMoves != nil {
+		opts.TagMoves.service.Store(s)
 	}
 	return s, nil
 }

@@ -23,15 +23,15 @@ import (
 // chain is an in-process kiln with build-on-push over a three-level chain:
 // base:1 -> app:v1 -> tests:v1, all built natively.
 type chain struct {
-	store   *storage.Store
-	trigger *buildTrigger
-	svc     *Service
-	host    string
+	store *storage.Store
+	moves *TagMoves
+	svc   *Service
+	host  string
 }
 
 func newChain(t *testing.T) *chain {
 	t.Helper()
-	store, trigger := newTriggeredStore()
+	store, moves := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -57,17 +57,16 @@ func newChain(t *testing.T) *chain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2})
+	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); svc.Wait() })
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &chain{store: store, trigger: trigger, svc: svc, host: host}
+	return &chain{store: store, moves: moves, svc: svc, host: host}
 }
 
 func (c *chain) pushBase(t *testing.T) v1.Hash {

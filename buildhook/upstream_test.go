@@ -27,7 +27,7 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	defer upstream.Close()
 	upHost := strings.TrimPrefix(upstream.URL, "http://")
 
-	store, trigger := newTriggeredStore()
+	store, moves := newTriggeredStore()
 	p, err := proxy.New(store, []config.Upstream{{Name: "up.example", URL: upstream.URL, TTL: time.Hour, Timeout: 2 * time.Second, WatchInterval: 20 * time.Millisecond}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -47,11 +47,10 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	if len(rules[0].Bases) != 1 || rules[0].Bases[0].String() != "up.example/team/base:1" {
 		t.Fatalf("bases %v", rules[0].Bases)
 	}
-	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: []string{"up.example"}})
+	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: []string{"up.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	svc.Start(ctx)

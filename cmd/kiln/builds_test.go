@@ -23,16 +23,15 @@ import (
 // TestBuildsCandidatesAndAutoRebase drives `kiln builds` against the build
 // API of an in-process kiln with autorebase on.
 func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
-	var trigger buildTrigger
-	store := storage.NewInMemory(storage.Options{OnTagMoved: trigger.tagMoved})
+	moves := new(buildhook.TagMoves)
+	store := storage.NewInMemory(storage.Options{OnTagMoved: moves.TagMoved})
 	reg := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
-	svc, err := buildhook.NewService(buildhook.ServiceOptions{Store: store, Registry: host, Hosts: []string{host}, AutoRebase: true})
+	svc, err := buildhook.NewService(buildhook.ServiceOptions{Store: store, TagMoves: moves, Registry: host, Hosts: []string{host}, AutoRebase: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	if err := svc.Start(ctx); err != nil {
