@@ -11,23 +11,20 @@ import (
 	"strings"
 	"testing"
 
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-
 	"kiln/accesslog"
-	"kiln/storage"
 )
 
-// brokenDriver fails every read with a backend error that names what
+// brokenStore fails every read with a backend error that names what
 // clients must not see.
-type brokenDriver struct{ storagedriver.StorageDriver }
+type brokenStore struct{ recordStore }
 
 const backendSecret = "s3://kiln-prod-bucket/builds: AccessDenied for key AKIAEXAMPLE"
 
-func (brokenDriver) List(context.Context, string) ([]string, error) {
+func (brokenStore) BuildIDs(context.Context) ([]string, error) {
 	return nil, errors.New(backendSecret)
 }
 
-func (brokenDriver) GetContent(context.Context, string) ([]byte, error) {
+func (brokenStore) BuildRecord(context.Context, string) ([]byte, error) {
 	return nil, errors.New(backendSecret)
 }
 
@@ -37,7 +34,7 @@ func TestBuildAPIHidesBackendErrors(t *testing.T) {
 	c := newChain(t)
 	var logs bytes.Buffer
 	c.svc.log = slog.New(accesslog.ContextHandler(slog.NewTextHandler(&logs, nil)))
-	c.svc.records = NewRecords(storage.New(brokenDriver{}, storage.Options{}))
+	c.svc.records = newRecords(brokenStore{})
 	api := httptest.NewServer(accesslog.Handler(c.svc.Handler(), slog.New(slog.NewTextHandler(io.Discard, nil))))
 	defer api.Close()
 	for _, path := range []string{"/kiln/v1/builds", "/kiln/v1/builds/20260101T000000-000000-0001"} {

@@ -92,11 +92,10 @@ func TestServiceResumesInterruptedBuilds(t *testing.T) {
 	if err := c.svc.Records().Save(t.Context(), stale); err != nil {
 		t.Fatal(err)
 	}
-	svc2, err := NewService(ServiceOptions{Store: c.store, Rules: c.svc.Graph().Rules(), Registry: c.host, Hosts: []string{c.host}})
+	svc2, err := NewService(ServiceOptions{Store: c.store, TagMoves: c.moves, Rules: c.svc.Graph().Rules(), Registry: c.host, Hosts: []string{c.host}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.trigger.service.Store(svc2)
 	if err := svc2.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -250,13 +250,13 @@ func (a *autoRebase) declaredBase(ctx context.Context, image build.ImageRef, d d
 	if err != nil {
 		return build.ImageRef{}, "", "", err
 	}
-	ann, err := rbAnnotations(m.Content)
+	ann, err := build.ManifestAnnotations(m.Content)
 	if err != nil {
 		return build.ImageRef{}, "", "not a JSON manifest", nil
 	}
-	name, bd := ann[AnnotationBaseName], ann[AnnotationBaseDigest]
+	name, bd := ann[build.AnnotationBaseName], ann[build.AnnotationBaseDigest]
 	if name == "" || bd == "" {
-		return build.ImageRef{}, "", "pushed without " + AnnotationBaseName + " and .base.digest", nil
+		return build.ImageRef{}, "", "pushed without " + build.AnnotationBaseName + " and .base.digest", nil
 	}
 	ref, ok := LocalRef(name, a.s.opts.Hosts)
 	if !ok {

@@ -22,19 +22,19 @@ import (
 
 // autoKiln is an in-process kiln with build-on-push, autorebase on or off.
 type autoKiln struct {
-	store   *storage.Store
-	trigger *buildTrigger
-	svc     *Service
-	host    string
-	cancel  context.CancelFunc
+	store  *storage.Store
+	moves  *TagMoves
+	svc    *Service
+	host   string
+	cancel context.CancelFunc
 }
 
 func newAutoKiln(t *testing.T, autorebase bool, builds []config.Build, dir string) *autoKiln {
 	t.Helper()
-	store, trigger := newTriggeredStore()
+	store, moves := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	t.Cleanup(srv.Close)
-	k := &autoKiln{store: store, trigger: trigger, host: strings.TrimPrefix(srv.URL, "http://")}
+	k := &autoKiln{store: store, moves: moves, host: strings.TrimPrefix(srv.URL, "http://")}
 	for i := range builds {
 		builds[i].Args = map[string]string{"REGISTRY": k.host}
 	}
@@ -49,12 +49,11 @@ func newAutoKiln(t *testing.T, autorebase bool, builds []config.Build, dir strin
 // start starts a build-on-push service on k's store (again, for a restart).
 func (k *autoKiln) start(t *testing.T, autorebase bool, rules []*build.Rule) {
 	t.Helper()
-	svc, err := NewService(ServiceOptions{Store: k.store, Rules: rules, Registry: k.host, Hosts: []string{k.host},
+	svc, err := NewService(ServiceOptions{Store: k.store, TagMoves: k.moves, Rules: rules, Registry: k.host, Hosts: []string{k.host},
 		Concurrency: 2, AutoRebase: autorebase})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); svc.Wait() })
 	if err := svc.Start(ctx); err != nil {
@@ -135,9 +134,9 @@ func atDerived(t *testing.T, base v1.Image, baseName string) v1.Image {
 	}
 	bd, _ := base.Digest()
 	return mutate.Annotations(img, map[string]string{
-		AnnotationBaseName:   baseName,
-		AnnotationBaseDigest: bd.String(),
-		"org.example.keep":   "yes",
+		build.AnnotationBaseName:   baseName,
+		build.AnnotationBaseDigest: bd.String(),
+		"org.example.keep":         "yes",
 	}).(v1.Image)
 }
 

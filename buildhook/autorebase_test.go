@@ -73,7 +73,7 @@ func TestAutoRebase(t *testing.T) {
 			t.Errorf("round %d: app layers\n%v\nwant\n%v", round, got, want)
 		}
 		ann := atAnnotations(t, gotApp)
-		if ann[AnnotationBaseDigest] != bd.String() || ann[AnnotationBaseName] != k.host+"/base:1" || ann["org.example.keep"] != "yes" {
+		if ann[build.AnnotationBaseDigest] != bd.String() || ann[build.AnnotationBaseName] != k.host+"/base:1" || ann["org.example.keep"] != "yes" {
 			t.Errorf("round %d: app annotations %v, want base digest %s", round, ann, bd)
 		}
 		appDigest, _ := gotApp.Digest()
@@ -81,8 +81,8 @@ func TestAutoRebase(t *testing.T) {
 		if got, want := atLayers(t, gotTools), append(atLayers(t, gotApp), toolsOwn...); !slices.Equal(got, want) {
 			t.Errorf("round %d: tools layers\n%v\nwant\n%v", round, got, want)
 		}
-		if ann := atAnnotations(t, gotTools); ann[AnnotationBaseDigest] != appDigest.String() {
-			t.Errorf("round %d: tools built on %s, app is %s", round, ann[AnnotationBaseDigest], appDigest)
+		if ann := atAnnotations(t, gotTools); ann[build.AnnotationBaseDigest] != appDigest.String() {
+			t.Errorf("round %d: tools built on %s, app is %s", round, ann[build.AnnotationBaseDigest], appDigest)
 		}
 		if got := k.svc.Adopted(); !sameAdoptions(got) {
 			t.Errorf("round %d: adopted %+v", round, got)
@@ -156,8 +156,8 @@ func TestAutoRebaseCatchUp(t *testing.T) {
 	if len(recs) != 1 || recs[0].Reason != "adopted" || recs[0].Status != StatusSucceeded {
 		t.Fatalf("builds %+v", recs)
 	}
-	if ann := atAnnotations(t, k.image(t, "app:v1")); ann[AnnotationBaseDigest] != nb.String() {
-		t.Errorf("app on %s, want %s", ann[AnnotationBaseDigest], nb)
+	if ann := atAnnotations(t, k.image(t, "app:v1")); ann[build.AnnotationBaseDigest] != nb.String() {
+		t.Errorf("app on %s, want %s", ann[build.AnnotationBaseDigest], nb)
 	}
 }
 
@@ -168,7 +168,7 @@ func TestAutoRebaseNotApplicable(t *testing.T) {
 	base := atRandomImage(t, 1)
 	bd := k.push(t, "base:1", base)
 	liar := mutate.Annotations(atRandomImage(t, 2), map[string]string{
-		AnnotationBaseName: k.host + "/base:1", AnnotationBaseDigest: bd.String(),
+		build.AnnotationBaseName: k.host + "/base:1", build.AnnotationBaseDigest: bd.String(),
 	}).(v1.Image)
 	before := k.push(t, "app:v1", liar)
 	k.waitIdle(t)
@@ -343,7 +343,7 @@ func TestAutoRebaseIndex(t *testing.T) {
 	bd := pushIndex("base:1", base)
 	bases := children(base)
 	app := index([]v1.Image{atDerived(t, bases[0], ""), atDerived(t, bases[1], "")})
-	app = mutate.Annotations(app, map[string]string{AnnotationBaseName: k.host + "/base:1", AnnotationBaseDigest: bd.String()}).(v1.ImageIndex)
+	app = mutate.Annotations(app, map[string]string{build.AnnotationBaseName: k.host + "/base:1", build.AnnotationBaseDigest: bd.String()}).(v1.ImageIndex)
 	pushIndex("app:v1", app)
 	k.waitIdle(t)
 	if got := k.svc.Adopted(); len(got) != 1 {
@@ -360,7 +360,7 @@ func TestAutoRebaseIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	im, _ := got.IndexManifest()
-	if im.Annotations[AnnotationBaseDigest] != nd.String() {
+	if im.Annotations[build.AnnotationBaseDigest] != nd.String() {
 		t.Errorf("index annotations %v, want base digest %s", im.Annotations, nd)
 	}
 	oldApp, newBases := children(app), children(newBase)
@@ -370,8 +370,8 @@ func TestAutoRebaseIndex(t *testing.T) {
 			t.Errorf("%s layers %v, want %v", plats[i].Architecture, l, want)
 		}
 		nbd, _ := newBases[i].Digest()
-		if ann := atAnnotations(t, img); ann[AnnotationBaseDigest] != nbd.String() {
-			t.Errorf("%s on %s, want %s", plats[i].Architecture, ann[AnnotationBaseDigest], nbd)
+		if ann := atAnnotations(t, img); ann[build.AnnotationBaseDigest] != nbd.String() {
+			t.Errorf("%s on %s, want %s", plats[i].Architecture, ann[build.AnnotationBaseDigest], nbd)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/rebase"
 )
 
 // defaultBuilders returns every builder by name. hosts are the names under
@@ -27,7 +28,7 @@ func defaultBuilders(hosts, upstreams []string, limits Limits, workDir string) m
 	}
 	return map[string]build.Builder{
 		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
-		"rebase":  &RebaseBuilder{},
+		"rebase":  &rebase.Builder{},
 		"docker":  DockerBuilder{Limits: limits},
 		"buildah": BuildahBuilder{Root: buildahRoot(workDir), Limits: limits},
 	}

@@ -168,7 +168,7 @@ func readCandTag(ctx context.Context, store *storage.Store, repo string, d diges
 	if json.Unmarshal(m.Content, &top) != nil {
 		return nil, nil
 	}
-	ct := &candTag{digest: d, annotated: top.Annotations[AnnotationBaseName] != ""}
+	ct := &candTag{digest: d, annotated: top.Annotations[build.AnnotationBaseName] != ""}
 	if !types.MediaType(m.MediaType).IsIndex() {
 		if !ncIsImageType(types.MediaType(m.MediaType)) {
 			return nil, nil
@@ -198,7 +198,7 @@ func readCandTag(ctx context.Context, store *storage.Store, repo string, d diges
 		if json.Unmarshal(cm.Content, &child) != nil {
 			continue
 		}
-		if len(ct.images) == 0 && child.Annotations[AnnotationBaseName] != "" {
+		if len(ct.images) == 0 && child.Annotations[build.AnnotationBaseName] != "" {
 			ct.annotated = true
 		}
 		ct.images = append(ct.images, candImage{platform: ncPlatformString(*c.Platform), layers: layerDigests(child.Layers)})

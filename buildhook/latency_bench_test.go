@@ -33,9 +33,9 @@ func BenchmarkBuildOnPush(b *testing.B) {
 
 func benchBuildOnPush(b *testing.B, builder, strategy string) {
 	moved := make(chan struct{}, 16)
-	var trigger buildTrigger
+	moves := new(TagMoves)
 	store := storage.NewInMemory(storage.Options{OnTagMoved: func(m storage.TagMove) {
-		trigger.tagMoved(m)
+		moves.TagMoved(m)
 		if m.Repo == "app" && m.Tag == "v1" {
 			moved <- struct{}{}
 		}
@@ -51,11 +51,10 @@ func benchBuildOnPush(b *testing.B, builder, strategy string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}})
+	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	svc.Start(ctx)

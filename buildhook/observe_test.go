@@ -20,7 +20,7 @@ type doneBuild struct {
 }
 
 func TestOnBuildDoneHearsEveryResult(t *testing.T) {
-	store, trigger := newTriggeredStore()
+	store, moves := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -46,7 +46,7 @@ func TestOnBuildDoneHearsEveryResult(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var done []doneBuild
-	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2,
+	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2,
 		OnBuildDone: func(rule, result string, ran time.Duration) {
 			mu.Lock()
 			done = append(done, doneBuild{rule, result, ran})
@@ -55,7 +55,6 @@ func TestOnBuildDoneHearsEveryResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	if err := svc.Start(ctx); err != nil {

@@ -54,9 +54,9 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 	}
 
 	common := map[string]string{
-		AnnotationCreated:      time.Now().UTC().Format(time.RFC3339),
-		AnnotationBuildID:      job.ID,
-		AnnotationBuildTrigger: provTrigger(job.Trigger),
+		build.AnnotationCreated:      time.Now().UTC().Format(time.RFC3339),
+		build.AnnotationBuildID:      job.ID,
+		build.AnnotationBuildTrigger: provTrigger(job.Trigger),
 	}
 	baseName := ""
 	if fb := job.Rule.FinalBase; fb != nil {
@@ -88,15 +88,15 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 		ann := maps.Clone(common)
 		bn := baseName
 		if bn == "" {
-			bn = m.Annotations[AnnotationBaseName]
+			bn = m.Annotations[build.AnnotationBaseName]
 		}
 		if bn == "" {
 			if cf, err := img.ConfigFile(); err == nil {
-				bn = cf.Config.Labels[AnnotationBaseName]
+				bn = cf.Config.Labels[build.AnnotationBaseName]
 			}
 		}
 		if bn != "" {
-			ann[AnnotationBaseName] = bn
+			ann[build.AnnotationBaseName] = bn
 		}
 		if platform == nil {
 			cf, err := img.ConfigFile()
@@ -106,7 +106,7 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 			platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 		}
 		if d := provBaseDigest(baseDigest, baseIndex, platform); d != "" {
-			ann[AnnotationBaseDigest] = d
+			ann[build.AnnotationBaseDigest] = d
 		}
 		return mutate.Annotations(img, ann).(v1.Image), nil
 	}
@@ -179,12 +179,12 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 		}
 		ann := maps.Clone(common)
 		if baseName != "" {
-			ann[AnnotationBaseName] = baseName
-		} else if old, err := rbAnnotations(desc.Manifest); err == nil && old[AnnotationBaseName] != "" {
-			ann[AnnotationBaseName] = old[AnnotationBaseName]
+			ann[build.AnnotationBaseName] = baseName
+		} else if old, err := build.ManifestAnnotations(desc.Manifest); err == nil && old[build.AnnotationBaseName] != "" {
+			ann[build.AnnotationBaseName] = old[build.AnnotationBaseName]
 		}
 		if baseDigest != "" {
-			ann[AnnotationBaseDigest] = baseDigest.String()
+			ann[build.AnnotationBaseDigest] = baseDigest.String()
 		}
 		final := mutate.Annotations(mutate.AppendManifests(mutate.IndexMediaType(empty.Index, desc.MediaType), adds...), ann).(v1.ImageIndex)
 		out = final

@@ -15,35 +15,46 @@ import (
 	"kiln/buildhook/build"
 )
 
+// appDockerfile builds a small app on python:3.8 in this registry.
+const appDockerfile = `ARG REGISTRY
+FROM ${REGISTRY}/python:3.8
+ENV APP_HOME=/app PYTHONUNBUFFERED=1
+LABEL org.example.app=demo
+WORKDIR /app
+COPY app.py /app/
+USER 1000
+ENTRYPOINT ["python3", "/app/app.py"]
+`
+
 func pvtStagingGone(t *testing.T, host string, job *build.Job) {
 	t.Helper()
 	ref, _ := name.NewTag(host+"/"+job.Staging.String(), name.Insecure)
-	if _, err := remote.Head(ref); err == nil || !rbIsNotFound(err) {
+	if _, err := remote.Head(ref); err == nil || !build.IsNotFound(err) {
 		t.Errorf("staging tag %s still there (err %v)", job.Staging, err)
 	}
 }
 
 func pvtCheckCommon(t *testing.T, ann map[string]string, host string, job *build.Job) {
 	t.Helper()
-	if ann[AnnotationBaseName] != host+"/python:3.8" {
-		t.Errorf("base.name %q", ann[AnnotationBaseName])
+	if ann[build.AnnotationBaseName] != host+"/python:3.8" {
+		t.Errorf("base.name %q", ann[build.AnnotationBaseName])
 	}
-	if ann[AnnotationBuildID] != job.ID {
-		t.Errorf("build.id %q", ann[AnnotationBuildID])
+	if ann[build.AnnotationBuildID] != job.ID {
+		t.Errorf("build.id %q", ann[build.AnnotationBuildID])
 	}
-	if want := "push python:3.8@" + job.Trigger.Digest.String(); ann[AnnotationBuildTrigger] != want {
-		t.Errorf("build.trigger %q, want %q", ann[AnnotationBuildTrigger], want)
+	if want := "push python:3.8@" + job.Trigger.Digest.String(); ann[build.AnnotationBuildTrigger] != want {
+		t.Errorf("build.trigger %q, want %q", ann[build.AnnotationBuildTrigger], want)
 	}
-	created, err := time.Parse(time.RFC3339, ann[AnnotationCreated])
-	if err != nil || time.Since(created) > time.Minute || !strings.HasSuffix(ann[AnnotationCreated], "Z") {
-		t.Errorf("created %q (%v)", ann[AnnotationCreated], err)
+	created, err := time.Parse(time.RFC3339, ann[build.AnnotationCreated])
+	if err != nil || time.Since(created) > time.Minute || !strings.HasSuffix(ann[build.AnnotationCreated], "Z") {
+		t.Errorf("created %q (%v)", ann[build.AnnotationCreated], err)
 	}
 }
 
 func TestFinalizeImage(t *testing.T) {
 	host := nbtRegistry(t)
 	bd := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
-	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "x"})
+	dir := nbtContext(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
 	job := nbtJob(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	staged, _ := nbtBuild(t, &NativeBuilder{}, job)
 
@@ -67,8 +78,8 @@ func TestFinalizeImage(t *testing.T) {
 	img := nbtImage(t, host, "app:v1")
 	m, _ := img.Manifest()
 	pvtCheckCommon(t, m.Annotations, host, job)
-	if m.Annotations[AnnotationBaseDigest] != bd.String() {
-		t.Errorf("base.digest %q, want %s", m.Annotations[AnnotationBaseDigest], bd)
+	if m.Annotations[build.AnnotationBaseDigest] != bd.String() {
+		t.Errorf("base.digest %q, want %s", m.Annotations[build.AnnotationBaseDigest], bd)
 	}
 	// The content is the staged image's.
 	stagedImg := nbtImage(t, host, "app@"+staged.String())
@@ -82,7 +93,7 @@ func TestFinalizeIndex(t *testing.T) {
 	amd := nbtBase(t, nbtBaseOpts{arch: "amd64", version: "3.8.1"})
 	arm := nbtBase(t, nbtBaseOpts{arch: "arm64", version: "3.8.1"})
 	bd := nbtPush(t, host, "python:3.8", nbtIndex(t, amd, arm))
-	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "x"})
+	dir := nbtContext(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
 	job := nbtJob(host, dir, "f2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	nbtBuild(t, &NativeBuilder{}, job)
 
@@ -117,8 +128,8 @@ func TestFinalizeIndex(t *testing.T) {
 	}
 	im, _ := idx.IndexManifest()
 	pvtCheckCommon(t, im.Annotations, host, job)
-	if im.Annotations[AnnotationBaseDigest] != bd.String() {
-		t.Errorf("index base.digest %q, want the base index %s", im.Annotations[AnnotationBaseDigest], bd)
+	if im.Annotations[build.AnnotationBaseDigest] != bd.String() {
+		t.Errorf("index base.digest %q, want the base index %s", im.Annotations[build.AnnotationBaseDigest], bd)
 	}
 	if len(im.Manifests) != 3 {
 		t.Fatalf("%d manifests, want 3", len(im.Manifests))
@@ -133,8 +144,8 @@ func TestFinalizeIndex(t *testing.T) {
 		pvtCheckCommon(t, mf.Annotations, host, job)
 		base := map[string]v1.Image{"amd64": amd, "arm64": arm}[m.Platform.Architecture]
 		want, _ := base.Digest()
-		if mf.Annotations[AnnotationBaseDigest] != want.String() {
-			t.Errorf("%s: base.digest %q, want its platform's %s", m.Platform.Architecture, mf.Annotations[AnnotationBaseDigest], want)
+		if mf.Annotations[build.AnnotationBaseDigest] != want.String() {
+			t.Errorf("%s: base.digest %q, want its platform's %s", m.Platform.Architecture, mf.Annotations[build.AnnotationBaseDigest], want)
 		}
 		byArch[m.Platform.Architecture] = m.Digest.String()
 	}

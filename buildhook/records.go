@@ -50,7 +50,7 @@ func (r *Record) Done() bool { return r.Status == StatusSucceeded || r.Status ==
 // Records keeps build records and logs in the store, so they outlive the
 // process, and the logs of running builds in memory for followers.
 type Records struct {
-	store *storage.Store
+	store recordStore
 	mu    sync.Mutex
 	live  map[string]*liveLog
 	// done holds the records of finished builds once read or written:
@@ -58,8 +58,23 @@ type Records struct {
 	done map[string]*Record
 }
 
+// recordStore is the part of *storage.Store that Records uses; tests give
+// a failing one to see what a broken backend shows.
+type recordStore interface {
+	PutBuildRecord(ctx context.Context, id string, record []byte) error
+	BuildRecord(ctx context.Context, id string) ([]byte, error)
+	BuildIDs(ctx context.Context) ([]string, error)
+	PutBuildLog(ctx context.Context, id string, log []byte) error
+	BuildLog(ctx context.Context, id string) ([]byte, error)
+	DeleteBuild(ctx context.Context, id string) error
+}
+
 // NewRecords returns the records kept in store.
 func NewRecords(store *storage.Store) *Records {
+	return newRecords(store)
+}
+
+func newRecords(store recordStore) *Records {
 	return &Records{store: store, live: map[string]*liveLog{}, done: map[string]*Record{}}
 }
 

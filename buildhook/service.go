@@ -12,12 +12,17 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/rebase"
 	"kiln/storage"
 )
 
 // ServiceOptions configure a Service.
 type ServiceOptions struct {
-	Store       *storage.Store
+	Store *storage.Store
+	// TagMoves is Store's tag-move listener (see TagMoves): the new
+	// service attaches itself to it. Nil: moves reach the service only
+	// through whoever calls its TagMoved.
+	TagMoves    *TagMoves
 	Rules       []*build.Rule
 	Registry    string   // kiln's own host:port on loopback
 	Hosts       []string // every name clients use for kiln (see RegistryHosts)
@@ -94,6 +99,9 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	})
 	if opts.AutoRebase {
 		s.auto = newAutoRebase(s)
+	}
+	if opts.TagMoves != nil {
+		opts.TagMoves.service.Store(s)
 	}
 	return s, nil
 }
@@ -400,7 +408,7 @@ func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) 
 		s.update(job.ID, func(r *Record) { r.Builder = "rebase" })
 		fmt.Fprintln(log, "strategy rebase: swapping base layers")
 		d, err := rb.Build(ctx, job, log)
-		if !errors.Is(err, ErrRebaseNotApplicable) {
+		if !errors.Is(err, rebase.ErrNotApplicable) {
 			return d, err
 		}
 		if job.Rule.Auto {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/registry"
 	"kiln/storage"
@@ -22,15 +23,15 @@ import (
 // chain is an in-process kiln with build-on-push over a three-level chain:
 // base:1 -> app:v1 -> tests:v1, all built natively.
 type chain struct {
-	store   *storage.Store
-	trigger *buildTrigger
-	svc     *Service
-	host    string
+	store *storage.Store
+	moves *TagMoves
+	svc   *Service
+	host  string
 }
 
 func newChain(t *testing.T) *chain {
 	t.Helper()
-	store, trigger := newTriggeredStore()
+	store, moves := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -56,17 +57,16 @@ func newChain(t *testing.T) *chain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2})
+	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); svc.Wait() })
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &chain{store: store, trigger: trigger, svc: svc, host: host}
+	return &chain{store: store, moves: moves, svc: svc, host: host}
 }
 
 func (c *chain) pushBase(t *testing.T) v1.Hash {
@@ -138,12 +138,12 @@ func TestServiceCascade(t *testing.T) {
 			}
 		}
 		app := c.annotations(t, "app:v1")
-		if app[AnnotationBaseDigest] != base.String() || !strings.HasSuffix(app[AnnotationBaseName], "/base:1") || app[AnnotationBuildID] != recs[1].ID {
+		if app[build.AnnotationBaseDigest] != base.String() || !strings.HasSuffix(app[build.AnnotationBaseName], "/base:1") || app[build.AnnotationBuildID] != recs[1].ID {
 			t.Errorf("round %d: app annotations %v, want base digest %s", round, app, base)
 		}
 		tests := c.annotations(t, "tests:v1")
-		if tests[AnnotationBaseDigest] != c.digestOf(t, "app:v1") {
-			t.Errorf("round %d: tests built on %s, app is %s", round, tests[AnnotationBaseDigest], c.digestOf(t, "app:v1"))
+		if tests[build.AnnotationBaseDigest] != c.digestOf(t, "app:v1") {
+			t.Errorf("round %d: tests built on %s, app is %s", round, tests[build.AnnotationBaseDigest], c.digestOf(t, "app:v1"))
 		}
 		// No staging tags are left behind.
 		for _, repo := range []string{"app", "tests"} {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/proxy"
 	"kiln/registry"
@@ -26,7 +27,7 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	defer upstream.Close()
 	upHost := strings.TrimPrefix(upstream.URL, "http://")
 
-	store, trigger := newTriggeredStore()
+	store, moves := newTriggeredStore()
 	p, err := proxy.New(store, []config.Upstream{{Name: "up.example", URL: upstream.URL, TTL: time.Hour, Timeout: 2 * time.Second, WatchInterval: 20 * time.Millisecond}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -46,11 +47,10 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	if len(rules[0].Bases) != 1 || rules[0].Bases[0].String() != "up.example/team/base:1" {
 		t.Fatalf("bases %v", rules[0].Bases)
 	}
-	svc, err := NewService(ServiceOptions{Store: store, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: []string{"up.example"}})
+	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: []string{"up.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	svc.Start(ctx)
@@ -77,7 +77,7 @@ func TestUpstreamBaseWatched(t *testing.T) {
 		for time.Now().Before(deadline) {
 			ref, _ := name.ParseReference(host+"/app:v1", name.Insecure)
 			if img, err := remote.Image(ref); err == nil {
-				if m, err := img.Manifest(); err == nil && m.Annotations[AnnotationBaseDigest] == want {
+				if m, err := img.Manifest(); err == nil && m.Annotations[build.AnnotationBaseDigest] == want {
 					return
 				}
 			}

@@ -1,5 +1,7 @@
 // Package build is the contract shared by buildhook's orchestration and
 // its builders: a build Job of a Rule, the ImageRef it names, the Builder
 // interface, how a builder reaches this registry (SelfAccess,
-// RemoteOptions) and which failures are worth retrying (Transient).
+// RemoteOptions, IsNotFound), which failures are worth retrying
+// (Transient), the provenance annotations kiln writes and reads back, and
+// how an index's children are matched to a platform.
 package build

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"kiln/buildhook"
@@ -17,27 +16,12 @@ import (
 	"kiln/storage"
 )
 
-// buildTrigger carries a store's tag moves to build-on-push. The build
-// service reads and records through the store, so it is built after the
-// store: the store is built with tagMoved as its Options.OnTagMoved, and
-// startBuildhook points the trigger at the service before starting it.
-type buildTrigger struct {
-	service atomic.Pointer[buildhook.Service]
-}
-
-// tagMoved queues the builds on m; before the service exists there are none.
-func (b *buildTrigger) tagMoved(m storage.TagMove) {
-	if svc := b.service.Load(); svc != nil {
-		svc.TagMoved(m)
-	}
-}
-
-// startBuildhook loads the build rules and starts build-on-push on store,
-// which reports its tag moves to trigger. addr is the bound listen address:
-// builders reach kiln through it; workDir is this kiln's private working
-// directory. onBuildDone hears every build that ends
-// (metrics); access is how builders log in to and trust kiln.
-func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, trigger *buildTrigger, addr, workDir string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access build.SelfAccess) (*buildhook.Service, error) {
+// startBuildhook loads the build rules and starts build-on-push on store;
+// the service attaches to moves, the listener store was built with. addr
+// is the bound listen address: builders reach kiln through it; workDir is
+// this kiln's private working directory. onBuildDone hears every build
+// that ends (metrics); access is how builders log in to and trust kiln.
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, moves *buildhook.TagMoves, addr, workDir string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access build.SelfAccess) (*buildhook.Service, error) {
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)
@@ -47,6 +31,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 	}
 	svc, err := buildhook.NewService(buildhook.ServiceOptions{
 		Store:       store,
+		TagMoves:    moves,
 		Rules:       rules,
 		Registry:    self,
 		Hosts:       hosts,
@@ -66,9 +51,8 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 	if err != nil {
 		return nil, err
 	}
-	trigger.service.Store(svc)
 	if cfg.Buildhook.AutoRebase {
-		logger.Info("autorebase on: images pushed with " + buildhook.AnnotationBaseName + " naming a tag here are rebased when it moves")
+		logger.Info("autorebase on: images pushed with " + build.AnnotationBaseName + " naming a tag here are rebased when it moves")
 	}
 	for _, r := range rules {
 		logger.Info("build rule", "name", r.Name, "bases", r.Bases, "tags", r.Tags, "builder", r.Builder, "strategy", r.Strategy)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kiln/buildhook"
+	"kiln/buildhook/build"
 )
 
 // newBuildsCmd is `kiln builds`: the build API of a running kiln.
@@ -186,7 +187,7 @@ For an index, its linux/amd64 image (else its first) is compared.`,
 			c := cands[0]
 			fmt.Fprintf(out, "\nWith buildhook.autorebase on, adopt one by pushing it with its base annotations, e.g.\n"+
 				"  crane mutate --annotation %s=%s/%s --annotation %s=%s %s/%s\n",
-				buildhook.AnnotationBaseName, host, c.Base, buildhook.AnnotationBaseDigest, c.BaseDigest, host, c.Image)
+				build.AnnotationBaseName, host, c.Base, build.AnnotationBaseDigest, c.BaseDigest, host, c.Image)
 			return nil
 		},
 	}

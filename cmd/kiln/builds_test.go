@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"kiln/buildhook"
+	"kiln/buildhook/build"
 	"kiln/registry"
 	"kiln/storage"
 )
@@ -22,16 +23,15 @@ import (
 // TestBuildsCandidatesAndAutoRebase drives `kiln builds` against the build
 // API of an in-process kiln with autorebase on.
 func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
-	var trigger buildTrigger
-	store := storage.NewInMemory(storage.Options{OnTagMoved: trigger.tagMoved})
+	moves := new(buildhook.TagMoves)
+	store := storage.NewInMemory(storage.Options{OnTagMoved: moves.TagMoved})
 	reg := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
-	svc, err := buildhook.NewService(buildhook.ServiceOptions{Store: store, Registry: host, Hosts: []string{host}, AutoRebase: true})
+	svc, err := buildhook.NewService(buildhook.ServiceOptions{Store: store, TagMoves: moves, Registry: host, Hosts: []string{host}, AutoRebase: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trigger.service.Store(svc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); svc.Wait() }()
 	if err := svc.Start(ctx); err != nil {
@@ -87,13 +87,13 @@ func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
 	out := kiln("candidates")
 	if !strings.Contains(out, "app:v1") || !strings.Contains(out, "base:1") || !strings.Contains(out, "2 of 3") ||
 		!strings.Contains(out, bd.String()) || strings.Contains(out, "other:v1") ||
-		!strings.Contains(out, "crane mutate --annotation "+buildhook.AnnotationBaseName+"="+strings.TrimPrefix(api.URL, "http://")+"/base:1") {
+		!strings.Contains(out, "crane mutate --annotation "+build.AnnotationBaseName+"="+strings.TrimPrefix(api.URL, "http://")+"/base:1") {
 		t.Errorf("candidates:\n%s", out)
 	}
 
 	// Adopt it as the hint says: push it with the annotations.
 	app := mutate.Annotations(derived(base), map[string]string{
-		buildhook.AnnotationBaseName: host + "/base:1", buildhook.AnnotationBaseDigest: bd.String(),
+		build.AnnotationBaseName: host + "/base:1", build.AnnotationBaseDigest: bd.String(),
 	}).(v1.Image)
 	push("app:v1", app)
 	waitIdle()

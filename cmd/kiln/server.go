@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"kiln/accesslog"
+	"kiln/buildhook"
 	"kiln/config"
 	"kiln/limits"
 	"kiln/metrics"
@@ -29,8 +30,10 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 	defer sec.close()
-	var trigger buildTrigger
-	store, dataRoot, err := openStore(cfg, trigger.tagMoved)
+	// The store is built with its listener; the build service, built
+	// later on the store, attaches to it.
+	moves := new(buildhook.TagMoves)
+	store, dataRoot, err := openStore(cfg, moves.TagMoved)
 	if err != nil {
 		return err
 	}
@@ -81,7 +84,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
 	buildCtx, stopBuilds := context.WithCancel(ctx)
 	defer stopBuilds()
-	builds, err := startBuildhook(buildCtx, cfg, store, &trigger, ln.Addr().String(), work.Path, logger, m.BuildDone, sec.self)
+	builds, err := startBuildhook(buildCtx, cfg, store, moves, ln.Addr().String(), work.Path, logger, m.BuildDone, sec.self)
 	if err != nil {
 		ln.Close()
 		return err

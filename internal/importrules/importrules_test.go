@@ -28,6 +28,7 @@ var rules = []rule{
 	{from: "kiln/registry", never: []string{"kiln/buildhook"}, why: "the registry serves builds' pushes over HTTP, it does not call them"},
 	{from: "kiln/buildhook", never: []string{"kiln/registry"}, why: "builds reach the registry over HTTP and the store through storage"},
 	{from: "kiln/blobs", never: []string{"kiln/registry"}, why: "the registry uses blobs, not the other way round"},
+	{from: "kiln/buildhook/rebase", only: []string{"kiln/buildhook/build"}, why: "the rebase engine knows the builders' contract, not buildhook, which calls it"},
 }
 
 func TestImportRules(t *testing.T) {

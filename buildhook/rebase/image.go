@@ -1,7 +1,6 @@
-package buildhook
+package rebase
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
@@ -16,20 +15,7 @@ import (
 	"kiln/buildhook/build"
 )
 
-func rbAnnotations(manifest []byte) (map[string]string, error) {
-	var m struct {
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := json.Unmarshal(manifest, &m); err != nil {
-		return nil, err
-	}
-	if m.Annotations == nil {
-		m.Annotations = map[string]string{}
-	}
-	return m.Annotations, nil
-}
-
-func rbImageAnnotations(img v1.Image) (map[string]string, error) {
+func imageAnnotations(img v1.Image) (map[string]string, error) {
 	m, err := img.Manifest()
 	if err != nil {
 		return nil, build.RegistryTransient(err)
@@ -41,7 +27,7 @@ func rbImageAnnotations(img v1.Image) (map[string]string, error) {
 }
 
 // newBaseFor returns the new base image for platform (nil: a single image).
-func (r *rebaseRun) newBaseFor(platform *v1.Platform) (v1.Image, string, error) {
+func (r *run) newBaseFor(platform *v1.Platform) (v1.Image, string, error) {
 	if !r.newDesc.MediaType.IsIndex() {
 		img, err := r.newDesc.Image()
 		if err != nil {
@@ -53,23 +39,23 @@ func (r *rebaseRun) newBaseFor(platform *v1.Platform) (v1.Image, string, error) 
 	if err != nil {
 		return nil, "", build.RegistryTransient(err)
 	}
-	img, d, err := rbPlatformImage(idx, platform)
+	img, d, err := platformImage(idx, platform)
 	if err != nil {
 		return nil, "", err
 	}
 	if platform == nil {
-		return nil, "", rbNotApplicable("the new base is an index but the image is a single platform image without platform")
+		return nil, "", notApplicable("the new base is an index but the image is a single platform image without platform")
 	}
 	if img == nil {
-		return nil, "", rbNotApplicable("the new base has no %s image", ncPlatformString(*platform))
+		return nil, "", notApplicable("the new base has no %s image", build.PlatformString(*platform))
 	}
 	return img, d.String(), nil
 }
 
-// rbPlatformImage is the child of idx for exactly platform, or nil when
+// platformImage is the child of idx for exactly platform, or nil when
 // there is none or platform is nil: rebasing onto a near match would mix
 // variants.
-func rbPlatformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Hash, error) {
+func platformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Hash, error) {
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, v1.Hash{}, build.RegistryTransient(err)
@@ -78,7 +64,7 @@ func rbPlatformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Has
 		return nil, v1.Hash{}, nil
 	}
 	for _, m := range im.Manifests {
-		if ncIsImageType(m.MediaType) && ncPlatformMatch(*platform, m.Platform) == 2 {
+		if build.IsImageType(m.MediaType) && build.PlatformMatch(*platform, m.Platform) == 2 {
 			img, err := idx.Image(m.Digest)
 			if err != nil {
 				return nil, v1.Hash{}, build.RegistryTransient(err)
@@ -91,7 +77,7 @@ func rbPlatformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Has
 
 // rebaseImage swaps img's old base (oldDigest in the old base repository)
 // for the new base of its platform.
-func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest string, platform *v1.Platform) (v1.Image, error) {
+func (r *run) rebaseImage(img v1.Image, ann map[string]string, oldDigest string, platform *v1.Platform) (v1.Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, build.RegistryTransient(err)
@@ -101,11 +87,11 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 	}
 	oldRef, err := name.NewDigest(r.job.Registry+"/"+r.oldRepo+"@"+oldDigest, name.Insecure)
 	if err != nil {
-		return nil, rbNotApplicable("%s %q: %v", AnnotationBaseDigest, oldDigest, err)
+		return nil, notApplicable("%s %q: %v", build.AnnotationBaseDigest, oldDigest, err)
 	}
 	oldDesc, err := remote.Get(oldRef, r.opts...)
-	if rbIsNotFound(err) {
-		return nil, rbNotApplicable("the old base %s is gone", oldRef)
+	if build.IsNotFound(err) {
+		return nil, notApplicable("the old base %s is gone", oldRef)
 	}
 	if err != nil {
 		return nil, build.RegistryTransient(fmt.Errorf("reading old base %s: %w", oldRef, err))
@@ -117,11 +103,11 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 		if err != nil {
 			return nil, build.RegistryTransient(err)
 		}
-		if oldImg, _, err = rbPlatformImage(oidx, platform); err != nil {
+		if oldImg, _, err = platformImage(oidx, platform); err != nil {
 			return nil, err
 		}
 		if oldImg == nil {
-			return nil, rbNotApplicable("the old base index %s has no image for the image's platform", oldRef)
+			return nil, notApplicable("the old base index %s has no image for the image's platform", oldRef)
 		}
 	} else if oldImg, err = oldDesc.Image(); err != nil {
 		return nil, build.RegistryTransient(err)
@@ -144,7 +130,7 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 		return nil, build.RegistryTransient(err)
 	}
 	if len(oldLayers) > len(layers) {
-		return nil, rbNotApplicable("the image has %d layers, fewer than its old base's %d", len(layers), len(oldLayers))
+		return nil, notApplicable("the image has %d layers, fewer than its old base's %d", len(layers), len(oldLayers))
 	}
 	for i, l := range oldLayers {
 		od, err := l.Digest()
@@ -156,7 +142,7 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 			return nil, build.RegistryTransient(err)
 		}
 		if od != id {
-			return nil, rbNotApplicable("layer %d of the image is %s, not the old base's %s", i, id, od)
+			return nil, notApplicable("layer %d of the image is %s, not the old base's %s", i, id, od)
 		}
 	}
 	oldCf, err := oldImg.ConfigFile()
@@ -173,14 +159,14 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 	var topHist []v1.History
 	switch {
 	case len(cf.History) == 0:
-	case len(oldCf.History) <= len(cf.History) && rbNonEmpty(cf.History[:len(oldCf.History)]) == len(oldLayers) &&
-		rbNonEmpty(cf.History[len(oldCf.History):]) == len(top):
+	case len(oldCf.History) <= len(cf.History) && nonEmpty(cf.History[:len(oldCf.History)]) == len(oldLayers) &&
+		nonEmpty(cf.History[len(oldCf.History):]) == len(top):
 		topHist = cf.History[len(oldCf.History):]
 	default:
-		return nil, rbNotApplicable("the image's history does not start with its old base's")
+		return nil, notApplicable("the image's history does not start with its old base's")
 	}
 	newHist := newCf.History
-	if len(cf.History) > 0 && rbNonEmpty(newHist) != len(newLayers) {
+	if len(cf.History) > 0 && nonEmpty(newHist) != len(newLayers) {
 		newHist = make([]v1.History, len(newLayers)) // a base without history
 	}
 	if len(cf.History) == 0 && len(newHist) > 0 {
@@ -222,19 +208,19 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 		return nil, err
 	}
 	outCf = outCf.DeepCopy()
-	outCf.Config = rbMergeConfig(cf.Config, oldCf.Config, newCf.Config)
+	outCf.Config = mergeConfig(cf.Config, oldCf.Config, newCf.Config)
 	outCf.Created = cf.Created
 	outCf.Author = cf.Author
-	rbPick := func(img, old, nw string) string {
+	pick := func(img, old, nw string) string {
 		if img == old {
 			return nw
 		}
 		return img
 	}
-	outCf.OS = rbPick(cf.OS, oldCf.OS, newCf.OS)
-	outCf.Architecture = rbPick(cf.Architecture, oldCf.Architecture, newCf.Architecture)
-	outCf.Variant = rbPick(cf.Variant, oldCf.Variant, newCf.Variant)
-	outCf.OSVersion = rbPick(cf.OSVersion, oldCf.OSVersion, newCf.OSVersion)
+	outCf.OS = pick(cf.OS, oldCf.OS, newCf.OS)
+	outCf.Architecture = pick(cf.Architecture, oldCf.Architecture, newCf.Architecture)
+	outCf.Variant = pick(cf.Variant, oldCf.Variant, newCf.Variant)
+	outCf.OSVersion = pick(cf.OSVersion, oldCf.OSVersion, newCf.OSVersion)
 	if reflect.DeepEqual(cf.OSFeatures, oldCf.OSFeatures) {
 		outCf.OSFeatures = slices.Clone(newCf.OSFeatures)
 	} else {
@@ -247,12 +233,12 @@ func (r *rebaseRun) rebaseImage(img v1.Image, ann map[string]string, oldDigest s
 	if newAnn == nil {
 		newAnn = map[string]string{}
 	}
-	newAnn[AnnotationBaseDigest] = newDigest
+	newAnn[build.AnnotationBaseDigest] = newDigest
 	out = mutate.Annotations(out, newAnn).(v1.Image)
 
 	pl := "image"
 	if platform != nil {
-		pl = ncPlatformString(*platform)
+		pl = build.PlatformString(*platform)
 	}
 	fmt.Fprintf(r.log, "%s: %d old base layers -> %d new base layers, %d own layers kept\n", pl, len(oldLayers), len(newLayers), len(top))
 	return out, nil

@@ -1,4 +1,4 @@
-package buildhook
+package rebase
 
 import (
 	"reflect"
@@ -8,7 +8,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-func rbNonEmpty(h []v1.History) int {
+func nonEmpty(h []v1.History) int {
 	n := 0
 	for _, e := range h {
 		if !e.EmptyLayer {
@@ -18,14 +18,14 @@ func rbNonEmpty(h []v1.History) int {
 	return n
 }
 
-// rbMergeConfig is the image's config with the new base's values wherever
+// mergeConfig is the image's config with the new base's values wherever
 // the image still had the old base's (it did not set its own).
-func rbMergeConfig(img, old, nw v1.Config) v1.Config {
+func mergeConfig(img, old, nw v1.Config) v1.Config {
 	out := *img.DeepCopy()
 	same := func(a, b any) bool { return reflect.DeepEqual(a, b) }
 
 	// Env, by key, in the image's order, then what the new base added.
-	oldEnv, newEnv := rbEnvMap(old.Env), rbEnvMap(nw.Env)
+	oldEnv, newEnv := envMap(old.Env), envMap(nw.Env)
 	out.Env = nil
 	seen := map[string]bool{}
 	for _, kv := range img.Env {
@@ -71,8 +71,8 @@ func rbMergeConfig(img, old, nw v1.Config) v1.Config {
 		}
 	}
 
-	out.ExposedPorts = rbMergeSet(img.ExposedPorts, old.ExposedPorts, nw.ExposedPorts)
-	out.Volumes = rbMergeSet(img.Volumes, old.Volumes, nw.Volumes)
+	out.ExposedPorts = mergeSet(img.ExposedPorts, old.ExposedPorts, nw.ExposedPorts)
+	out.Volumes = mergeSet(img.Volumes, old.Volumes, nw.Volumes)
 
 	if img.User == old.User {
 		out.User = nw.User
@@ -106,7 +106,7 @@ func rbMergeConfig(img, old, nw v1.Config) v1.Config {
 	return out
 }
 
-func rbEnvMap(env []string) map[string]string {
+func envMap(env []string) map[string]string {
 	m := make(map[string]string, len(env))
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -115,9 +115,9 @@ func rbEnvMap(env []string) map[string]string {
 	return m
 }
 
-// rbMergeSet keeps what the image added, drops what only the old base had,
+// mergeSet keeps what the image added, drops what only the old base had,
 // and adds what the new base has.
-func rbMergeSet(img, old, nw map[string]struct{}) map[string]struct{} {
+func mergeSet(img, old, nw map[string]struct{}) map[string]struct{} {
 	out := map[string]struct{}{}
 	for k := range img {
 		if _, inOld := old[k]; inOld {

@@ -1,4 +1,4 @@
-package buildhook
+package rebase
 
 import (
 	"context"
@@ -13,71 +13,36 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
 )
 
-const rbtDockerfile = `ARG REGISTRY
-FROM ${REGISTRY}/python:3.8
-ENV APP_HOME=/app PYTHONUNBUFFERED=1
-LABEL org.example.app=demo
-WORKDIR /app
-COPY app.py /app/
-USER 1000
-ENTRYPOINT ["python3", "/app/app.py"]
-`
-
-// rbtDerived builds app:v1 on the python:3.8 at host with the native
-// builder and Finalize, as kiln would.
-func rbtDerived(t testing.TB, host string, bd digest.Digest) (*build.Job, digest.Digest) {
-	t.Helper()
-	dir := nbtContext(t, map[string]string{"Dockerfile": rbtDockerfile, "app.py": "print('app')\n"})
-	job := nbtJob(host, dir, "first", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
-	nbtBuild(t, &NativeBuilder{}, job)
-	final, err := Finalize(context.Background(), job, bd, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return job, final
-}
-
-func rbtNewBase(t testing.TB, arch string) v1.Image {
-	return nbtBase(t, nbtBaseOpts{
-		arch: arch, version: "3.8.2",
-		extra:  map[string]string{"usr/local/lib/security-fix": "patched"},
-		env:    []string{"NEW_VAR=1"},
-		labels: map[string]string{"maintainer": "new python team", "org.example.app": "base's"},
-		cmd:    []string{"python3", "-q"},
-	})
-}
-
 func TestRebase(t *testing.T) {
-	host := nbtRegistry(t)
-	oldBase := nbtBase(t, nbtBaseOpts{version: "3.8.1"})
-	oldDigest := nbtPush(t, host, "python:3.8", oldBase)
-	job, built := rbtDerived(t, host, oldDigest)
-	derived := nbtImage(t, host, "app@"+built.String())
+	host := testRegistry(t)
+	oldBase := baseImage(t, baseOpts{version: "3.8.1"})
+	oldDigest := push(t, host, "python:3.8", oldBase)
+	job, built := pushDerived(t, host, oldDigest)
+	derived := image(t, host, "app@"+built.String())
 
-	newBase := rbtNewBase(t, "amd64")
-	newDigest := nbtPush(t, host, "python:3.8", newBase)
+	newBase := patchedBase(t, "amd64")
+	newDigest := push(t, host, "python:3.8", newBase)
 	job.ID = "second"
 	job.Staging = build.ImageRef{Repo: "app", Tag: "kiln-build-second"}
 	job.Trigger = build.Trigger{Ref: build.ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
 
-	d, log := nbtBuild(t, &RebaseBuilder{}, job)
+	d, log := runRebase(t, job)
 	if !strings.Contains(log, "2 old base layers -> 2 new base layers, 2 own layers kept") {
 		t.Errorf("log:\n%s", log)
 	}
-	img := nbtImage(t, host, "app:kiln-build-second")
+	img := image(t, host, "app:kiln-build-second")
 	if h, _ := img.Digest(); h.String() != d.String() {
 		t.Errorf("staging has %s, Build returned %s", h, d)
 	}
 
 	// Layers: the new base's, then the image's own.
-	own := nbtLayers(t, derived)[2:]
-	want := append(nbtDigests(t, nbtLayers(t, newBase)), nbtDigests(t, own)...)
-	if got := nbtDigests(t, nbtLayers(t, img)); !slices.Equal(got, want) {
+	own := layers(t, derived)[2:]
+	want := append(layerDigests(t, layers(t, newBase)), layerDigests(t, own)...)
+	if got := layerDigests(t, layers(t, img)); !slices.Equal(got, want) {
 		t.Errorf("layers\n%v\nwant\n%v", got, want)
 	}
 
@@ -109,18 +74,18 @@ func TestRebase(t *testing.T) {
 		}
 	}
 	m, _ := img.Manifest()
-	if m.Annotations[AnnotationBaseDigest] != newDigest.String() {
-		t.Errorf("base digest annotation %q", m.Annotations[AnnotationBaseDigest])
+	if m.Annotations[build.AnnotationBaseDigest] != newDigest.String() {
+		t.Errorf("base digest annotation %q", m.Annotations[build.AnnotationBaseDigest])
 	}
 
 	// Rebasing again onto the same base is a no-op on layers.
 	job.Staging.Tag = "kiln-build-third"
-	if _, err := (&RebaseBuilder{}).Build(context.Background(), job, io.Discard); err != nil {
+	if _, err := (&Builder{}).Build(context.Background(), job, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestRebaseConfigMerge(t *testing.T) {
+func TestMergeConfig(t *testing.T) {
 	old := v1.Config{
 		Env:        []string{"PATH=/bin", "V=1", "KEEP=base"},
 		User:       "root",
@@ -150,7 +115,7 @@ func TestRebaseConfigMerge(t *testing.T) {
 		ExposedPorts: map[string]struct{}{"80/tcp": {}, "81/tcp": {}, "8080/tcp": {}},
 		StopSignal:   "SIGTERM",
 	}
-	got := rbMergeConfig(img, old, nw)
+	got := mergeConfig(img, old, nw)
 	if want := []string{"PATH=/usr/bin:/bin", "V=2", "KEEP=mine", "APP=1", "ADDED=yes"}; !slices.Equal(got.Env, want) {
 		t.Errorf("Env %q, want %q", got.Env, want)
 	}
@@ -166,32 +131,32 @@ func TestRebaseConfigMerge(t *testing.T) {
 	// An ENTRYPOINT of the image's own keeps its (empty) CMD.
 	img.Entrypoint, img.Cmd = []string{"/run"}, nil
 	old.Cmd = nil
-	if got := rbMergeConfig(img, old, nw); got.Cmd != nil || !slices.Equal(got.Entrypoint, []string{"/run"}) {
+	if got := mergeConfig(img, old, nw); got.Cmd != nil || !slices.Equal(got.Entrypoint, []string{"/run"}) {
 		t.Errorf("Entrypoint %q Cmd %q", got.Entrypoint, got.Cmd)
 	}
 }
 
 func TestRebaseMultiPlatform(t *testing.T) {
-	host := nbtRegistry(t)
-	oldAmd, oldArm := nbtBase(t, nbtBaseOpts{arch: "amd64", version: "3.8.1"}), nbtBase(t, nbtBaseOpts{arch: "arm64", version: "3.8.1"})
-	oldDigest := nbtPush(t, host, "python:3.8", nbtIndex(t, oldAmd, oldArm))
-	job, built := rbtDerived(t, host, oldDigest)
+	host := testRegistry(t)
+	oldAmd, oldArm := baseImage(t, baseOpts{arch: "amd64", version: "3.8.1"}), baseImage(t, baseOpts{arch: "arm64", version: "3.8.1"})
+	oldDigest := push(t, host, "python:3.8", index(t, oldAmd, oldArm))
+	job, built := pushDerived(t, host, oldDigest)
 
-	newAmd, newArm := rbtNewBase(t, "amd64"), rbtNewBase(t, "arm64")
-	newIdx := nbtIndex(t, newArm, newAmd) // other order: matched by platform
-	newDigest := nbtPush(t, host, "python:3.8", newIdx)
+	newAmd, newArm := patchedBase(t, "amd64"), patchedBase(t, "arm64")
+	newIdx := index(t, newArm, newAmd) // other order: matched by platform
+	newDigest := push(t, host, "python:3.8", newIdx)
 	job.Staging.Tag = "kiln-build-second"
 	job.Trigger.Digest = newDigest
 
-	d, _ := nbtBuild(t, &RebaseBuilder{}, job)
-	idx, err := nbtGet(t, host, "app@"+d.String()).ImageIndex()
+	d, _ := runRebase(t, job)
+	idx, err := get(t, host, "app@"+d.String()).ImageIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := validate.Index(idx); err != nil {
 		t.Fatal(err)
 	}
-	oldIdx, _ := nbtGet(t, host, "app@"+built.String()).ImageIndex()
+	oldIdx, _ := get(t, host, "app@"+built.String()).ImageIndex()
 	im, _ := idx.IndexManifest()
 	oim, _ := oldIdx.IndexManifest()
 	if len(im.Manifests) != 2 {
@@ -201,14 +166,14 @@ func TestRebaseMultiPlatform(t *testing.T) {
 		img, _ := idx.Image(m.Digest)
 		old, _ := oldIdx.Image(oim.Manifests[i].Digest)
 		base := map[string]v1.Image{"amd64": newAmd, "arm64": newArm}[m.Platform.Architecture]
-		want := append(nbtDigests(t, nbtLayers(t, base)), nbtDigests(t, nbtLayers(t, old)[2:])...)
-		if got := nbtDigests(t, nbtLayers(t, img)); !slices.Equal(got, want) {
+		want := append(layerDigests(t, layers(t, base)), layerDigests(t, layers(t, old)[2:])...)
+		if got := layerDigests(t, layers(t, img)); !slices.Equal(got, want) {
 			t.Errorf("%s: layers %v, want %v", m.Platform.Architecture, got, want)
 		}
 		bd, _ := base.Digest()
 		mf, _ := img.Manifest()
-		if mf.Annotations[AnnotationBaseDigest] != bd.String() {
-			t.Errorf("%s: base digest %q, want %s", m.Platform.Architecture, mf.Annotations[AnnotationBaseDigest], bd)
+		if mf.Annotations[build.AnnotationBaseDigest] != bd.String() {
+			t.Errorf("%s: base digest %q, want %s", m.Platform.Architecture, mf.Annotations[build.AnnotationBaseDigest], bd)
 		}
 		cf, _ := img.ConfigFile()
 		if !slices.Contains(cf.Config.Env, "PYTHON_VERSION=3.8.2") || cf.Architecture != m.Platform.Architecture {
@@ -217,44 +182,44 @@ func TestRebaseMultiPlatform(t *testing.T) {
 	}
 }
 
-func TestRebaseNotApplicable(t *testing.T) {
-	host := nbtRegistry(t)
-	oldDigest := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
-	newDigest := nbtPush(t, host, "python:3.8", rbtNewBase(t, "amd64"))
+func TestNotApplicable(t *testing.T) {
+	host := testRegistry(t)
+	oldDigest := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
+	newDigest := push(t, host, "python:3.8", patchedBase(t, "amd64"))
 	trigger := build.Trigger{Ref: build.ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
 	job := func(tag string) *build.Job {
-		j := nbtJob(host, t.TempDir(), "x", build.ImageRef{Repo: "python", Tag: "3.8"}, newDigest)
+		j := appJob(host, "x", newDigest)
 		j.Rule.Tags = []build.ImageRef{{Repo: "other", Tag: tag}}
 		j.Trigger = trigger
 		return j
 	}
 	annotated := func(img v1.Image) v1.Image {
 		return mutate.Annotations(img, map[string]string{
-			AnnotationBaseName:   host + "/python:3.8",
-			AnnotationBaseDigest: oldDigest.String(),
+			build.AnnotationBaseName:   host + "/python:3.8",
+			build.AnnotationBaseDigest: oldDigest.String(),
 		}).(v1.Image)
 	}
 	rnd, err := random.Image(100, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nbtPush(t, host, "other:foreign", annotated(rnd))
-	nbtPush(t, host, "other:plain", rnd)
+	push(t, host, "other:foreign", annotated(rnd))
+	push(t, host, "other:plain", rnd)
 
 	for _, tc := range []struct{ tag, want string }{
 		{"foreign", "layer 0 of the image is"},
 		{"plain", "has no org.opencontainers.image.base.name"},
 		{"missing", "other:missing does not exist yet"},
 	} {
-		_, err := (&RebaseBuilder{}).Build(context.Background(), job(tc.tag), io.Discard)
-		if !errors.Is(err, ErrRebaseNotApplicable) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: err = %v, want ErrRebaseNotApplicable with %q", tc.tag, err, tc.want)
+		_, err := (&Builder{}).Build(context.Background(), job(tc.tag), io.Discard)
+		if !errors.Is(err, ErrNotApplicable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want ErrNotApplicable with %q", tc.tag, err, tc.want)
 		}
 	}
 	// A trigger that is not the final base.
 	j := job("foreign")
 	j.Trigger.Ref = build.ImageRef{Repo: "golang", Tag: "1.22"}
-	if _, err := (&RebaseBuilder{}).Build(context.Background(), j, io.Discard); !errors.Is(err, ErrRebaseNotApplicable) {
+	if _, err := (&Builder{}).Build(context.Background(), j, io.Discard); !errors.Is(err, ErrNotApplicable) {
 		t.Errorf("other trigger: err = %v", err)
 	}
 }
@@ -262,15 +227,15 @@ func TestRebaseNotApplicable(t *testing.T) {
 // BenchmarkRebase measures a rebase from the trigger to the pushed
 // staging image: the derived image and both bases are in the registry.
 func BenchmarkRebase(b *testing.B) {
-	host := nbtRegistry(b)
-	oldDigest := nbtPush(b, host, "python:3.8", nbtBenchBase(b, 1))
-	job, _ := rbtDerived(b, host, oldDigest)
-	newDigest := nbtPush(b, host, "python:3.8", nbtBenchBase(b, 2))
+	host := testRegistry(b)
+	oldDigest := push(b, host, "python:3.8", benchBase(b, 1))
+	job, _ := pushDerived(b, host, oldDigest)
+	newDigest := push(b, host, "python:3.8", benchBase(b, 2))
 	job.Trigger.Digest = newDigest
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		job.Staging.Tag = fmt.Sprintf("kiln-build-bench%d", i)
-		if _, err := (&RebaseBuilder{}).Build(context.Background(), job, io.Discard); err != nil {
+		if _, err := (&Builder{}).Build(context.Background(), job, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,0 +1,8 @@
+// Package rebase is the builder behind strategy: rebase and autorebase. It
+// does not run a Dockerfile: it swaps the layers of the base an image was
+// built on (named by its base annotations, see build.AnnotationBaseName)
+// for the new base's, merges the new base's config where the image kept
+// the old one's, and pushes the result to the job's staging tag. When that
+// cannot be done safely it returns ErrNotApplicable and the caller builds
+// in full instead.
+package rebase
