@@ -18,6 +18,7 @@ import (
 //	    _tags/<tag>                                    the tag's current manifest digest
 //	    _referrers/<alg>/<subject-hex>/<alg>-<hex>     descriptor (JSON) of a manifest whose subject is that digest
 //	    _proxied                                       a marker: the pull-through cache filled this repository
+//	    _pulls                                         when each manifest was last pulled (JSON: digest -> Unix seconds), see PullLog
 //	/uploads/<id>/data                                 bytes received so far by an upload session
 //	/uploads/<id>/state                                the session's JSON state: repository, size, hash state
 //	/builds/<id>/record                                a build's record (JSON), see Store.PutBuildRecord
@@ -48,11 +49,12 @@ const (
 	tagsDir      = "_tags"
 	referrersDir = "_referrers"
 	proxiedFile  = "_proxied"
+	pullsFile    = "_pulls"
 )
 
 // repoEntries are the underscore names a repository may hold, and whether
 // each is a directory.
-var repoEntries = map[string]bool{layersDir: true, manifestsDir: true, tagsDir: true, referrersDir: true, proxiedFile: false}
+var repoEntries = map[string]bool{layersDir: true, manifestsDir: true, tagsDir: true, referrersDir: true, proxiedFile: false, pullsFile: false}
 
 func blobPath(d digest.Digest) string {
 	hex := d.Encoded()
@@ -82,6 +84,8 @@ func referrerPath(repo string, subject, referrer digest.Digest) string {
 }
 
 func proxiedPath(repo string) string { return path.Join(reposRoot, repo, proxiedFile) }
+
+func pullsPath(repo string) string { return path.Join(reposRoot, repo, pullsFile) }
 
 func uploadPath(id string) string      { return path.Join(uploadsRoot, id) }
 func uploadDataPath(id string) string  { return path.Join(uploadsRoot, id, "data") }
