@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 )
 
 // defaultBuilders returns every builder by name. hosts are the names under
@@ -56,7 +57,7 @@ func (s *Service) chooseBuilder(ctx context.Context, r *build.Rule) (build.Build
 	if err != nil {
 		return nil, "", err
 	}
-	info, err := ParseDockerfile(content, r.Args)
+	info, err := dockerfile.Parse(content, r.Args)
 	if err != nil {
 		return nil, "", err
 	}

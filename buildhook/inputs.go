@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 )
 
 // checkInputs refuses a rule whose Dockerfile pulls an image (FROM,
@@ -26,7 +27,7 @@ func (s *Service) checkInputs(r *build.Rule) error {
 	if err != nil {
 		return err
 	}
-	info, err := ParseDockerfile(content, r.Args)
+	info, err := dockerfile.Parse(content, r.Args)
 	if err != nil {
 		return err
 	}
@@ -34,7 +35,7 @@ func (s *Service) checkInputs(r *build.Rule) error {
 	return checkImageInputs(info, hosts, s.opts.Upstreams)
 }
 
-func checkImageInputs(info *DockerfileInfo, hosts, upstreams []string) error {
+func checkImageInputs(info *dockerfile.Info, hosts, upstreams []string) error {
 	allowed := func(ref string) bool {
 		if strings.EqualFold(ref, "scratch") {
 			return true
@@ -73,7 +74,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *build.Job) error {
 	if err != nil {
 		return err
 	}
-	info, err := ParseDockerfile(content, r.Args)
+	info, err := dockerfile.Parse(content, r.Args)
 	if err != nil {
 		return err
 	}

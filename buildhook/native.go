@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 )
 
 // NativeBuilder builds Dockerfiles that run no commands in-process, with
@@ -113,8 +114,8 @@ type nativeBuild struct {
 	remoteOpts []remote.Option
 
 	dockerfile []byte
-	stages     []instructions.Stage // expanding changes them: parsed again for each platform
-	metaArgs   []instructions.ArgCommand
+	file       *dockerfile.File     // expanding changes it: read again for each platform
+	stages     []instructions.Stage // file.Stages
 	shlex      *shell.Lex
 	context    *ncContext
 
@@ -144,7 +145,7 @@ func (b *NativeBuilder) start(ctx context.Context, job *build.Job, log io.Writer
 	if err != nil {
 		return nil, err
 	}
-	stages, metaArgs, escape, err := ncParseDockerfile(content)
+	file, err := dockerfile.Read(content)
 	if err != nil {
 		return nil, err
 	}
@@ -154,8 +155,8 @@ func (b *NativeBuilder) start(ctx context.Context, job *build.Job, log io.Writer
 	}
 	nb := &nativeBuild{
 		b: b, ctx: ctx, job: job, log: log,
-		dockerfile: content, stages: stages, metaArgs: metaArgs,
-		shlex:   shell.NewLex(escape),
+		dockerfile: content, file: file, stages: file.Stages,
+		shlex:   file.Lex(),
 		context: cctx,
 		layers:  map[string]v1.Layer{},
 		descs:   map[string]*remote.Descriptor{},
@@ -176,7 +177,7 @@ func (b *NativeBuilder) start(ctx context.Context, job *build.Job, log io.Writer
 	if err != nil {
 		return nil, err
 	}
-	for i, st := range stages {
+	for i, st := range nb.stages {
 		if !reach[i] {
 			continue
 		}

@@ -1,8 +1,6 @@
 package buildhook
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -11,24 +9,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
-)
 
-func ncParseDockerfile(content []byte) ([]instructions.Stage, []instructions.ArgCommand, rune, error) {
-	res, err := parser.Parse(bytes.NewReader(content))
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("Dockerfile: %w", err)
-	}
-	stages, metaArgs, err := instructions.Parse(res.AST, nil)
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("Dockerfile: %w", err)
-	}
-	if len(stages) == 0 {
-		return nil, nil, 0, errors.New("Dockerfile: no FROM")
-	}
-	return stages, metaArgs, res.EscapeToken, nil
-}
+	"kiln/buildhook/dockerfile"
+)
 
 // ncCommandText is the instruction as written.
 func ncCommandText(c instructions.Command) string {
@@ -39,14 +23,7 @@ func ncCommandText(c instructions.Command) string {
 }
 
 func ncRunError(c instructions.Command) error {
-	return fmt.Errorf("Dockerfile line %d: RUN needs a container; use builder docker or buildah", ncLine(c.Location()))
-}
-
-func ncLine(loc []parser.Range) int {
-	if len(loc) == 0 {
-		return 0
-	}
-	return loc[0].Start.Line
+	return fmt.Errorf("Dockerfile line %d: RUN needs a container; use builder docker or buildah", dockerfile.Line(c.Location()))
 }
 
 func ncHostPlatform() v1.Platform {
@@ -94,7 +71,7 @@ func (nb *nativeBuild) globalArgs(target v1.Platform) ([]string, error) {
 		stageName = "default"
 	}
 	args := nb.job.Rule.Args
-	var env []string
+	var preset []string
 	for _, kv := range [][2]string{
 		{"BUILDPLATFORM", ncPlatformString(bp)}, {"BUILDOS", bp.OS}, {"BUILDOSVERSION", bp.OSVersion},
 		{"BUILDARCH", bp.Architecture}, {"BUILDVARIANT", bp.Variant},
@@ -106,25 +83,9 @@ func (nb *nativeBuild) globalArgs(target v1.Platform) ([]string, error) {
 		if o, ok := args[kv[0]]; ok {
 			v = o
 		}
-		env = ncEnvSet(env, kv[0], v)
+		preset = append(preset, kv[0]+"="+v)
 	}
-	for _, cmd := range nb.metaArgs {
-		for _, kp := range cmd.Args {
-			if v, ok := args[kp.Key]; ok {
-				env = ncEnvSet(env, kp.Key, v)
-				continue
-			}
-			if kp.Value == nil {
-				continue
-			}
-			v, _, err := nb.shlex.ProcessWord(*kp.Value, shell.EnvsFromSlice(env))
-			if err != nil {
-				return nil, fmt.Errorf("Dockerfile line %d: %w", ncLine(cmd.Location()), err)
-			}
-			env = ncEnvSet(env, kp.Key, v)
-		}
-	}
-	return env, nil
+	return nb.file.GlobalArgs(args, preset)
 }
 
 // stageRef finds an earlier stage by name (case-insensitive), or -1.
@@ -160,7 +121,7 @@ func (nb *nativeBuild) reachable(global []string) ([]bool, error) {
 		st := nb.stages[i]
 		base, _, err := nb.shlex.ProcessWord(st.BaseName, shell.EnvsFromSlice(global))
 		if err != nil {
-			return nil, fmt.Errorf("Dockerfile line %d: %w", ncLine(st.Location), err)
+			return nil, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(st.Location), err)
 		}
 		if j := nb.stageRef(base, i); j >= 0 {
 			reach[j] = true
@@ -169,7 +130,7 @@ func (nb *nativeBuild) reachable(global []string) ([]bool, error) {
 			if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
 				j, err := nb.copyFrom(cp.From, i)
 				if err != nil {
-					return nil, fmt.Errorf("Dockerfile line %d: %w", ncLine(c.Location()), err)
+					return nil, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(c.Location()), err)
 				}
 				if j >= 0 {
 					reach[j] = true

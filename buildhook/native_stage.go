@@ -11,10 +11,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 )
 
 type ncTargets struct {
@@ -42,7 +42,7 @@ func (nb *nativeBuild) targets() (ncTargets, error) {
 		}
 		base, _, err := nb.shlex.ProcessWord(st.BaseName, shell.EnvsFromSlice(global))
 		if err != nil {
-			return ncTargets{}, fmt.Errorf("Dockerfile line %d: %w", ncLine(st.Location), err)
+			return ncTargets{}, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(st.Location), err)
 		}
 		if j := nb.stageRef(base, i); j >= 0 {
 			i = j
@@ -101,11 +101,11 @@ func (nb *nativeBuild) targets() (ncTargets, error) {
 func (nb *nativeBuild) stagePlatform(st instructions.Stage, global []string) (v1.Platform, error) {
 	s, _, err := nb.shlex.ProcessWord(st.Platform, shell.EnvsFromSlice(global))
 	if err != nil {
-		return v1.Platform{}, fmt.Errorf("Dockerfile line %d: %w", ncLine(st.Location), err)
+		return v1.Platform{}, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(st.Location), err)
 	}
 	p, err := v1.ParsePlatform(s)
 	if err != nil {
-		return v1.Platform{}, fmt.Errorf("Dockerfile line %d: --platform=%s: %w", ncLine(st.Location), s, err)
+		return v1.Platform{}, fmt.Errorf("Dockerfile line %d: --platform=%s: %w", dockerfile.Line(st.Location), s, err)
 	}
 	return *p, nil
 }
@@ -172,10 +172,11 @@ func (st *nstage) finish() error {
 
 // run builds the last stage for one platform.
 func (nb *nativeBuild) run(target v1.Platform, prefix string) (v1.Image, error) {
-	var err error
-	if nb.stages, nb.metaArgs, _, err = ncParseDockerfile(nb.dockerfile); err != nil {
+	file, err := dockerfile.Read(nb.dockerfile)
+	if err != nil {
 		return nil, err
 	}
+	nb.file, nb.stages = file, file.Stages
 	global, reach, err := nb.reachableFor(target)
 	if err != nil {
 		return nil, err
@@ -201,7 +202,7 @@ func (nb *nativeBuild) run(target v1.Platform, prefix string) (v1.Image, error) 
 			}
 			nb.logStep(ncCommandText(c))
 			if err := nb.dispatch(st, c, global, stages); err != nil {
-				return nil, fmt.Errorf("Dockerfile line %d: %w", ncLine(c.Location()), err)
+				return nil, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(c.Location()), err)
 			}
 		}
 		if err := st.finish(); err != nil {
@@ -220,7 +221,7 @@ func (nb *nativeBuild) logStep(text string) {
 // from starts stage i: from an earlier stage, scratch or an image.
 func (nb *nativeBuild) from(i int, global []string, target v1.Platform, stages []*nstage) (*nstage, error) {
 	ds := nb.stages[i]
-	line := ncLine(ds.Location)
+	line := dockerfile.Line(ds.Location)
 	nb.logStep(ds.SourceCode)
 	baseName, _, err := nb.shlex.ProcessWord(ds.BaseName, shell.EnvsFromSlice(global))
 	if err != nil {
@@ -321,11 +322,7 @@ func (nb *nativeBuild) from(i int, global []string, target v1.Platform, stages [
 		triggers = nil
 	}
 	for _, t := range triggers {
-		res, err := parser.Parse(strings.NewReader(t))
-		if err != nil || len(res.AST.Children) != 1 {
-			return nil, fmt.Errorf("Dockerfile line %d: ONBUILD trigger %q of the base: cannot parse it", line, t)
-		}
-		c, err := instructions.ParseCommand(res.AST.Children[0])
+		c, err := dockerfile.ReadInstruction(t)
 		if err != nil {
 			return nil, fmt.Errorf("Dockerfile line %d: ONBUILD trigger %q of the base: %w", line, t, err)
 		}

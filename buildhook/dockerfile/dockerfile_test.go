@@ -1,27 +1,25 @@
-package buildhook
+package dockerfile
 
 import (
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
-
-	"kiln/buildhook/build"
 )
 
-func TestParseDockerfile(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		name       string
 		dockerfile string
 		args       map[string]string
-		stages     []StageInfo // Line is compared too
+		stages     []Stage // Line is compared too
 		copyFrom   []string
 		needsExec  []string
 	}{
 		{
 			name:       "single stage",
 			dockerfile: "FROM localhost:5000/python:3.8\nCOPY app.py /app/\n",
-			stages:     []StageInfo{{BaseName: "localhost:5000/python:3.8", Line: 1}},
+			stages:     []Stage{{BaseName: "localhost:5000/python:3.8", Line: 1}},
 		},
 		{
 			name: "multi-stage with names and FROM stage",
@@ -34,7 +32,7 @@ RUN go test ./...
 FROM localhost:5000/alpine:3.20
 COPY --from=build /app /app
 `,
-			stages: []StageInfo{
+			stages: []Stage{
 				{Name: "build", BaseName: "localhost:5000/golang:1.22", Line: 1},
 				{Name: "test", BaseName: "build", FromStage: true, Line: 4},
 				{BaseName: "localhost:5000/alpine:3.20", Line: 7},
@@ -47,7 +45,7 @@ COPY --from=build /app /app
 ARG TAG=3.8
 FROM ${REGISTRY}/python:${TAG}
 `,
-			stages: []StageInfo{{BaseName: "localhost:5000/python:3.8", Line: 3}},
+			stages: []Stage{{BaseName: "localhost:5000/python:3.8", Line: 3}},
 		},
 		{
 			name: "meta ARG overridden by build args",
@@ -56,7 +54,7 @@ ARG TAG=3.8
 FROM ${REGISTRY}/python:$TAG
 `,
 			args:   map[string]string{"TAG": "3.12", "UNUSED": "x"},
-			stages: []StageInfo{{BaseName: "localhost:5000/python:3.12", Line: 3}},
+			stages: []Stage{{BaseName: "localhost:5000/python:3.12", Line: 3}},
 		},
 		{
 			name: "meta ARG default uses an earlier one",
@@ -64,7 +62,7 @@ FROM ${REGISTRY}/python:$TAG
 ARG BASE=localhost:5000/python:${TAG}-slim
 FROM $BASE
 `,
-			stages: []StageInfo{{BaseName: "localhost:5000/python:3.8-slim", Line: 3}},
+			stages: []Stage{{BaseName: "localhost:5000/python:3.8-slim", Line: 3}},
 		},
 		{
 			name: "meta ARG without default set by build arg",
@@ -72,20 +70,20 @@ FROM $BASE
 FROM localhost:5000/python:${TAG:-3.8}
 `,
 			args:   map[string]string{"TAG": "3.11"},
-			stages: []StageInfo{{BaseName: "localhost:5000/python:3.11", Line: 2}},
+			stages: []Stage{{BaseName: "localhost:5000/python:3.11", Line: 2}},
 		},
 		{
 			name: "${VAR:-default} with VAR unset",
 			dockerfile: `ARG TAG
 FROM localhost:5000/python:${TAG:-3.8}
 `,
-			stages: []StageInfo{{BaseName: "localhost:5000/python:3.8", Line: 2}},
+			stages: []Stage{{BaseName: "localhost:5000/python:3.8", Line: 2}},
 		},
 		{
 			name:       "build arg not declared as meta ARG is not seen by FROM",
 			dockerfile: "FROM localhost:5000/python:${TAG:-3.8}\n",
 			args:       map[string]string{"TAG": "3.12"},
-			stages:     []StageInfo{{BaseName: "localhost:5000/python:3.8", Line: 1}},
+			stages:     []Stage{{BaseName: "localhost:5000/python:3.8", Line: 1}},
 		},
 		{
 			name: "ARG after FROM does not change later FROMs",
@@ -94,7 +92,7 @@ FROM localhost:5000/python:$TAG AS a
 ARG TAG=9
 FROM localhost:5000/python:$TAG
 `,
-			stages: []StageInfo{
+			stages: []Stage{
 				{Name: "a", BaseName: "localhost:5000/python:3.8", Line: 2},
 				{BaseName: "localhost:5000/python:3.8", Line: 4},
 			},
@@ -106,7 +104,7 @@ FROM --platform=${TARGETPLATFORM} localhost:5000/alpine AS t
 FROM --platform=linux/arm64 localhost:5000/alpine AS fixed
 ARG P=linux/amd64
 `,
-			stages: []StageInfo{
+			stages: []Stage{
 				{Name: "build", BaseName: "localhost:5000/golang:1.22", Platform: "$BUILDPLATFORM", Line: 1},
 				{Name: "t", BaseName: "localhost:5000/alpine", Platform: "${TARGETPLATFORM}", Line: 2},
 				{Name: "fixed", BaseName: "localhost:5000/alpine", Platform: "linux/arm64", Line: 3},
@@ -117,7 +115,7 @@ ARG P=linux/amd64
 			dockerfile: `ARG PLAT=linux/arm64
 FROM --platform=$PLAT localhost:5000/alpine
 `,
-			stages: []StageInfo{{BaseName: "localhost:5000/alpine", Platform: "linux/arm64", Line: 2}},
+			stages: []Stage{{BaseName: "localhost:5000/alpine", Platform: "linux/arm64", Line: 2}},
 		},
 		{
 			name: "COPY --from image, stage name and stage index",
@@ -130,7 +128,7 @@ COPY --from=BUILD /x /x
 COPY --from=localhost:5000/certs:latest /more /more
 COPY --from=busybox /bin/sh /bin/sh
 `,
-			stages: []StageInfo{
+			stages: []Stage{
 				{Name: "build", BaseName: "localhost:5000/golang:1.22", Line: 1},
 				{BaseName: "scratch", Line: 2},
 			},
@@ -142,7 +140,7 @@ COPY --from=busybox /bin/sh /bin/sh
 RUN --mount=type=bind,from=localhost:5000/tools:1,target=/t \
     --mount=type=bind,from=base,target=/b /t/run
 `,
-			stages:    []StageInfo{{Name: "base", BaseName: "localhost:5000/alpine", Line: 1}},
+			stages:    []Stage{{Name: "base", BaseName: "localhost:5000/alpine", Line: 1}},
 			copyFrom:  []string{"localhost:5000/tools:1"},
 			needsExec: []string{"line 2: RUN --mount=type=bind,from=localhost:5000/tools:1,target=/t     --mount=type=bind,from=base,target=/b /t/run"},
 		},
@@ -156,7 +154,7 @@ RUN pip install flask
 COPY . .
 CMD ["python", "app.py"]
 `,
-			stages:    []StageInfo{{BaseName: "localhost:5000/python:3.8", Line: 2}},
+			stages:    []Stage{{BaseName: "localhost:5000/python:3.8", Line: 2}},
 			needsExec: []string{"line 5: RUN pip install flask"},
 		},
 		{
@@ -165,7 +163,7 @@ CMD ["python", "app.py"]
 add rootfs.tar /
 from rootfs
 `,
-			stages: []StageInfo{
+			stages: []Stage{
 				{Name: "rootfs", BaseName: "scratch", Line: 1},
 				{BaseName: "rootfs", FromStage: true, Line: 3},
 			},
@@ -175,7 +173,7 @@ from rootfs
 			dockerfile: `FROM localhost:5000/base AS base
 FROM base AS b2
 `,
-			stages: []StageInfo{
+			stages: []Stage{
 				{Name: "base", BaseName: "localhost:5000/base", Line: 1},
 				{Name: "b2", BaseName: "base", FromStage: true, Line: 2},
 			},
@@ -183,12 +181,12 @@ FROM base AS b2
 		{
 			name:       "FROM names itself: an image",
 			dockerfile: "FROM python AS python\n",
-			stages:     []StageInfo{{Name: "python", BaseName: "python", Line: 1}},
+			stages:     []Stage{{Name: "python", BaseName: "python", Line: 1}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			info, err := ParseDockerfile([]byte(tt.dockerfile), tt.args)
+			info, err := Parse([]byte(tt.dockerfile), tt.args)
 			if err != nil {
 				t.Fatalf("ParseDockerfile: %v", err)
 			}
@@ -205,12 +203,12 @@ FROM base AS b2
 	}
 }
 
-func TestParseDockerfileErrors(t *testing.T) {
+func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name       string
 		dockerfile string
 		args       map[string]string
-		line       int      // DockerfileError.Line
+		line       int      // Error.Line
 		want       []string // substrings of the error
 	}{
 		{"empty", "", nil, 0, []string{"no instructions"}},
@@ -231,13 +229,13 @@ func TestParseDockerfileErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			info, err := ParseDockerfile([]byte(tt.dockerfile), tt.args)
+			info, err := Parse([]byte(tt.dockerfile), tt.args)
 			if err == nil {
 				t.Fatalf("no error; got %+v", info)
 			}
-			var de *DockerfileError
+			var de *Error
 			if !errors.As(err, &de) {
-				t.Fatalf("error %q (%T) is not a *DockerfileError", err, err)
+				t.Fatalf("error %q (%T) is not a *Error", err, err)
 			}
 			if de.Line != tt.line {
 				t.Errorf("error %q: Line = %d, want %d", err, de.Line, tt.line)
@@ -251,77 +249,35 @@ func TestParseDockerfileErrors(t *testing.T) {
 	}
 }
 
-func TestLocalRef(t *testing.T) {
-	hosts := []string{"localhost:5000", "127.0.0.1:5000", "Registry.Example.com"}
-	tests := []struct {
-		ref  string
-		want build.ImageRef
-		ok   bool
-	}{
-		{"localhost:5000/python:3.8", build.ImageRef{Repo: "python", Tag: "3.8"}, true},
-		{"127.0.0.1:5000/python:3.8", build.ImageRef{Repo: "python", Tag: "3.8"}, true},
-		{"localhost:5000/python", build.ImageRef{Repo: "python", Tag: "latest"}, true},
-		{"localhost:5000/team/app/api:v1", build.ImageRef{Repo: "team/app/api", Tag: "v1"}, true},
-		{"LOCALHOST:5000/python:3.8", build.ImageRef{Repo: "python", Tag: "3.8"}, true},
-		{"registry.example.com/base:1", build.ImageRef{Repo: "base", Tag: "1"}, true},
-		{"REGISTRY.EXAMPLE.COM/base", build.ImageRef{Repo: "base", Tag: "latest"}, true},
-		{"localhost:5000/python@sha256:" + strings.Repeat("a", 64), build.ImageRef{}, false},
-		{"localhost:5000/python:3.8@sha256:" + strings.Repeat("a", 64), build.ImageRef{}, false},
-		{"localhost:5001/python:3.8", build.ImageRef{}, false},
-		{"localhost/python:3.8", build.ImageRef{}, false},
-		{"python:3.8", build.ImageRef{}, false},
-		{"docker.io/library/python:3.8", build.ImageRef{}, false},
-		{"ghcr.io/org/img:1", build.ImageRef{}, false},
-		{"scratch", build.ImageRef{}, false},
-		{"localhost:5000/Python:3.8", build.ImageRef{}, false}, // invalid: uppercase repository
-		{"", build.ImageRef{}, false},
-	}
-	for _, tt := range tests {
-		got, ok := LocalRef(tt.ref, hosts)
-		if ok != tt.ok || got != tt.want {
-			t.Errorf("LocalRef(%q) = %v, %v; want %v, %v", tt.ref, got, ok, tt.want, tt.ok)
-		}
-	}
-	if _, ok := LocalRef("localhost:5000/python:3.8", nil); ok {
-		t.Error("LocalRef with no hosts matched")
-	}
-}
-
-var fuzzSeeds = []string{
-	"FROM localhost:5000/python:3.8\nRUN pip install flask\n",
-	"ARG TAG=3.8\nFROM localhost:5000/python:${TAG:-x} AS b\nFROM b\nCOPY --from=b /a /b\n",
-	"# syntax=docker/dockerfile:1\n# escape=`\nFROM alpine\nRUN echo `\n  hi\n",
-	"FROM --platform=$BUILDPLATFORM golang AS build\nRUN <<EOF\necho hi\nEOF\nFROM scratch\nCOPY --from=build / /\n",
-	"# check=skip=all\nFROM alpine\n# check=error=true\nARG X\n",
-	"FROM alpine\nRUN --mount=type=cache,from=localhost:5000/x,target=/c true\nONBUILD RUN x\nHEALTHCHECK --interval=5s CMD true\n",
-	"ARG A=${B:+x}\nARG B=${A#*}\nFROM ${A}${B}alpine\n",
-	"FROM a\\\n  AS b\nCOPY --from=0 . .\nADD --checksum=sha256:abc https://x /y\n",
-}
-
-func FuzzParseDockerfile(f *testing.F) {
-	for _, s := range fuzzSeeds {
-		f.Add([]byte(s), "TAG", "3.9")
-	}
-	f.Fuzz(func(t *testing.T, content []byte, k, v string) {
-		info, err := ParseDockerfile(content, map[string]string{k: v})
-		if errors.Is(err, errParserPanic) {
-			t.Fatalf("the parser panicked on %q: %v", content, err)
-		}
+// A "# check=" comment anywhere is read, not a panic; in the middle of a
+// file it is only a comment.
+func TestReadParserDirectives(t *testing.T) {
+	for _, dockerfile := range []string{
+		"FROM alpine\n# check=skip=all\nCOPY a /a\n",
+		"# syntax=docker/dockerfile:1\n# check=skip=all;error=true\n# escape=`\nFROM alpine\n# check=error=true\nCMD a\n",
+		"# check=error=true\nFROM alpine AS Build\n",
+	} {
+		f, err := Read([]byte(dockerfile))
 		if err != nil {
-			if info != nil {
-				t.Fatal("info with an error")
-			}
-			return
+			t.Fatalf("Read(%q): %v", dockerfile, err)
 		}
-		if len(info.Stages) == 0 {
-			t.Fatal("no stages and no error")
+		if len(f.Stages) != 1 {
+			t.Errorf("Read(%q): %d stages, want 1", dockerfile, len(f.Stages))
 		}
-		for _, st := range info.Stages {
-			if st.BaseName == "" {
-				t.Fatal("blank base name")
-			}
-			// whatever the Dockerfile, LocalRef must not panic either
-			LocalRef(st.BaseName, []string{"localhost:5000"})
-		}
-	})
+	}
+}
+
+func TestGlobalArgs(t *testing.T) {
+	f, err := Read([]byte("ARG A=${TARGETARCH}-x\nARG B\nARG C=${A}/$B\nFROM alpine\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.GlobalArgs(map[string]string{"B": "b"}, []string{"TARGETARCH=arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"TARGETARCH=arm64", "A=arm64-x", "B=b", "C=arm64-x/b"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("GlobalArgs = %q, want %q", got, want)
+	}
 }
