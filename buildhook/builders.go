@@ -13,6 +13,7 @@ import (
 
 	"kiln/buildhook/build"
 	"kiln/buildhook/dockerfile"
+	"kiln/buildhook/native"
 )
 
 // defaultBuilders returns every builder by name. hosts are the names under
@@ -26,7 +27,7 @@ func defaultBuilders(hosts, upstreams []string, limits Limits) map[string]build.
 		limits.Pids = 1024
 	}
 	return map[string]build.Builder{
-		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
+		"native":  &native.Builder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
 		"rebase":  &RebaseBuilder{},
 		"docker":  DockerBuilder{Limits: limits},
 		"buildah": BuildahBuilder{Root: filepath.Join(os.TempDir(), "kiln-buildah"), Limits: limits},

@@ -92,7 +92,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *build.Job) error {
 			return build.RegistryTransient(fmt.Errorf("reading base %s: %w", st.BaseName, err))
 		}
 		for _, img := range imgs {
-			if err := ncCheckConfigSize(st.BaseName, img); err != nil {
+			if err := build.CheckConfigSize(st.BaseName, img); err != nil {
 				return err
 			}
 			cf, err := img.ConfigFile()
@@ -157,7 +157,7 @@ func baseImages(ref name.Reference, opts []remote.Option) ([]v1.Image, error) {
 	}
 	var imgs []v1.Image
 	for _, m := range im.Manifests {
-		if !ncIsImageType(m.MediaType) {
+		if !build.IsImageType(m.MediaType) {
 			continue
 		}
 		img, err := idx.Image(m.Digest)

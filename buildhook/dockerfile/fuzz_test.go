@@ -8,7 +8,7 @@ import (
 )
 
 // FuzzParse feeds the front end the shared corpus (testdata/corpus, which
-// the native builder's fuzz target reads too) and what the fuzzer makes of
+// the native builder's FuzzBuild reads too) and what the fuzzer makes of
 // it: no input may panic, and a result without an error is usable.
 func FuzzParse(f *testing.F) {
 	for _, s := range corpus(f, "testdata/corpus") {
