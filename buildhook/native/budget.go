@@ -5,9 +5,9 @@ import (
 	"sync"
 )
 
-// DefaultSpoolLimit is the disk one native build may use when
+// defaultSpoolLimit is the disk one native build may use when
 // Builder.SpoolLimit is not set (buildhook.limits.spool's default).
-const DefaultSpoolLimit = 4 << 30
+const defaultSpoolLimit = 4 << 30
 
 // diskBudget is the disk one native build may still write: file contents
 // it spools and the layers it writes. Sizes are counted as the tar headers

@@ -70,13 +70,13 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 	if log == nil {
 		log = io.Discard
 	}
-	nb, err := b.start(ctx, job, log)
+	br, err := b.start(ctx, job, log)
 	if err != nil {
 		return "", err
 	}
-	defer nb.close()
+	defer br.close()
 
-	tg, err := nb.targets()
+	tg, err := br.targets()
 	if err != nil {
 		return "", err
 	}
@@ -85,16 +85,16 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 		return "", fmt.Errorf("staging tag: %w", err)
 	}
 	if !tg.index {
-		img, err := nb.run(tg.platforms[0], "")
+		img, err := br.run(tg.platforms[0], "")
 		if err != nil {
 			return "", err
 		}
-		return build.PushImage(log, staging, img, nb.remoteOpts)
+		return build.PushImage(log, staging, img, br.remoteOpts)
 	}
 
 	var adds []mutate.IndexAddendum
 	for _, p := range tg.platforms {
-		img, err := nb.run(p, "["+build.PlatformString(p)+"] ")
+		img, err := br.run(p, "["+build.PlatformString(p)+"] ")
 		if err != nil {
 			return "", err
 		}
@@ -102,7 +102,7 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: desc})
 	}
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, tg.indexType), adds...)
-	return build.PushIndex(log, staging, idx, len(adds), nb.remoteOpts)
+	return build.PushIndex(log, staging, idx, len(adds), br.remoteOpts)
 }
 
 // buildRun is one run of the native builder.
@@ -153,7 +153,7 @@ func (b *Builder) start(ctx context.Context, job *build.Job, log io.Writer) (*bu
 	if err != nil {
 		return nil, err
 	}
-	nb := &buildRun{
+	br := &buildRun{
 		b: b, ctx: ctx, job: job, log: log,
 		dockerfile: content, file: file, stages: file.Stages,
 		shlex:   file.Lex(),
@@ -162,22 +162,22 @@ func (b *Builder) start(ctx context.Context, job *build.Job, log io.Writer) (*bu
 		descs:   map[string]*remote.Descriptor{},
 		bases:   map[v1.Hash]*fsBase{},
 	}
-	nb.remoteOpts = build.RemoteOptions(ctx, job, b.Keychain, b.Transport)
+	br.remoteOpts = build.RemoteOptions(ctx, job, b.Keychain, b.Transport)
 	if v, ok := r.Args["SOURCE_DATE_EPOCH"]; ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("SOURCE_DATE_EPOCH %q: not a number of seconds", v)
 		}
 		t := time.Unix(n, 0).UTC()
-		nb.epoch = &t
+		br.epoch = &t
 	}
 
 	// Refuse what needs a container before pulling anything.
-	_, reach, err := nb.reachableFor(hostPlatform())
+	_, reach, err := br.reachableFor(hostPlatform())
 	if err != nil {
 		return nil, err
 	}
-	for i, st := range nb.stages {
+	for i, st := range br.stages {
 		if !reach[i] {
 			continue
 		}
@@ -188,34 +188,34 @@ func (b *Builder) start(ctx context.Context, job *build.Job, log io.Writer) (*bu
 		}
 	}
 
-	nb.tmp, nb.release, err = newSpoolDir()
+	br.tmp, br.release, err = newSpoolDir()
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Create(filepath.Join(nb.tmp, "spool"))
+	f, err := os.Create(filepath.Join(br.tmp, "spool"))
 	if err != nil {
-		nb.release()
+		br.release()
 		return nil, err
 	}
 	limit := b.SpoolLimit
 	if limit <= 0 {
-		limit = DefaultSpoolLimit
+		limit = defaultSpoolLimit
 	}
 	budget := &diskBudget{limit: limit}
-	nb.spool = &spoolFile{f: f, budget: budget}
+	br.spool = &spoolFile{f: f, budget: budget}
 	mtime := time.Unix(0, 0).UTC()
-	if nb.epoch != nil {
-		mtime = *nb.epoch
+	if br.epoch != nil {
+		mtime = *br.epoch
 	}
-	nb.writer = &layerWriter{dir: nb.tmp, mtime: mtime, budget: budget}
-	return nb, nil
+	br.writer = &layerWriter{dir: br.tmp, mtime: mtime, budget: budget}
+	return br, nil
 }
 
-func (nb *buildRun) close() {
-	if nb.spool != nil {
-		nb.spool.f.Close()
+func (br *buildRun) close() {
+	if br.spool != nil {
+		br.spool.f.Close()
 	}
-	if nb.release != nil {
-		nb.release()
+	if br.release != nil {
+		br.release()
 	}
 }

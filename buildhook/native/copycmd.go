@@ -49,7 +49,7 @@ func (a copyArgs) text() string {
 	return strings.Join(parts, " ")
 }
 
-func (nb *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
+func (br *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
 	view, err := st.fs()
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (nb *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
 	cp.dest = dest
 
 	if a.chown != "" {
-		o, err := parseOwner(nb.ctx, a.chown, view, nb.spool)
+		o, err := parseOwner(br.ctx, a.chown, view, br.spool)
 		if err != nil {
 			return fmt.Errorf("--chown=%s: %w", a.chown, err)
 		}
@@ -98,10 +98,10 @@ func (nb *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
 		cp.exclude = pm
 	}
 
-	var src copySource = nb.context
+	var src copySource = br.context
 	var srcView *fsView
 	if a.from != "" {
-		j, err := nb.copyFrom(a.from, st.index)
+		j, err := br.copyFrom(a.from, st.index)
 		if err != nil {
 			return err
 		}
@@ -111,11 +111,11 @@ func (nb *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
 			}
 			src = &imageSource{view: srcView, name: "stage " + a.from}
 		} else {
-			img, err := nb.image(a.from, st.platform)
+			img, err := br.image(a.from, st.platform)
 			if err != nil {
 				return err
 			}
-			b, err := nb.base(img)
+			b, err := br.base(img)
 			if err != nil {
 				return err
 			}
@@ -137,7 +137,7 @@ func (nb *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
 			}
 		}
 		slices.Sort(pending)
-		got, err := srcView.fetch(nb.ctx, nb.spool, pending)
+		got, err := srcView.fetch(br.ctx, br.spool, pending)
 		if err != nil {
 			return err
 		}
@@ -151,7 +151,7 @@ func (nb *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
 	}
 	var layer v1.Layer
 	if len(plan.entries) > 0 {
-		if layer, err = nb.commit(st, view, plan); err != nil {
+		if layer, err = br.commit(st, view, plan); err != nil {
 			return err
 		}
 	}
@@ -161,21 +161,21 @@ func (nb *buildRun) copy(st *stage, a copyArgs, stages []*stage) error {
 
 // commit turns a plan into a layer (reusing one made for another
 // platform from the same entries) and records its entries in view.
-func (nb *buildRun) commit(st *stage, view *fsView, plan *copyPlan) (v1.Layer, error) {
+func (br *buildRun) commit(st *stage, view *fsView, plan *copyPlan) (v1.Layer, error) {
 	entries := sorted(plan)
 	key := planKey(entries, st.layerMT)
-	nb.mu.Lock()
-	layer, ok := nb.layers[key]
-	nb.mu.Unlock()
+	br.mu.Lock()
+	layer, ok := br.layers[key]
+	br.mu.Unlock()
 	if !ok {
 		var err error
-		layer, err = nb.writer.layer(nb.ctx, entries, st.layerMT)
+		layer, err = br.writer.layer(br.ctx, entries, st.layerMT)
 		if err != nil {
 			return nil, err
 		}
-		nb.mu.Lock()
-		nb.layers[key] = layer
-		nb.mu.Unlock()
+		br.mu.Lock()
+		br.layers[key] = layer
+		br.mu.Unlock()
 	}
 	for _, e := range entries {
 		n := &fsNode{typ: e.typ, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, link: e.link, src: e.content}
@@ -187,7 +187,7 @@ func (nb *buildRun) commit(st *stage, view *fsView, plan *copyPlan) (v1.Layer, e
 		view.over[e.name] = n
 	}
 	if d, err := layer.Digest(); err == nil {
-		fmt.Fprintf(nb.log, "%s  layer %s (%d entries)\n", nb.prefix, d, len(entries))
+		fmt.Fprintf(br.log, "%s  layer %s (%d entries)\n", br.prefix, d, len(entries))
 	}
 	return layer, nil
 }

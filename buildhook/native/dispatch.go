@@ -14,8 +14,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
-func (nb *buildRun) dispatch(st *stage, c instructions.Command, global []string, stages []*stage) error {
-	lex := nb.shlex
+func (br *buildRun) dispatch(st *stage, c instructions.Command, global []string, stages []*stage) error {
+	lex := br.shlex
 	expand := func(word string) (string, error) {
 		v, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(st.env))
 		return v, err
@@ -47,7 +47,7 @@ func (nb *buildRun) dispatch(st *stage, c instructions.Command, global []string,
 		var parts []string
 		for _, kp := range c.Args {
 			val := kp.Value
-			if v, ok := nb.job.Rule.Args[kp.Key]; ok {
+			if v, ok := br.job.Rule.Args[kp.Key]; ok {
 				val = &v
 			} else if val != nil {
 				v, err := expand(*val)
@@ -109,7 +109,7 @@ func (nb *buildRun) dispatch(st *stage, c instructions.Command, global []string,
 		var layer v1.Layer
 		if wd != "/" {
 			var err error
-			if layer, err = nb.workdirLayer(st, wd); err != nil {
+			if layer, err = br.workdirLayer(st, wd); err != nil {
 				return err
 			}
 		}
@@ -119,7 +119,7 @@ func (nb *buildRun) dispatch(st *stage, c instructions.Command, global []string,
 		if c.Parents {
 			return errors.New("COPY --parents is not supported by the native builder; use builder docker or buildah")
 		}
-		return nb.copy(st, copyArgs{
+		return br.copy(st, copyArgs{
 			cmd: "COPY", from: c.From, sources: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath,
 			chown: c.Chown, chmod: c.Chmod, exclude: c.ExcludePatterns,
 		}, stages)
@@ -133,7 +133,7 @@ func (nb *buildRun) dispatch(st *stage, c instructions.Command, global []string,
 		if c.Checksum != "" {
 			return errors.New("ADD --checksum is not supported by the native builder; use builder docker or buildah")
 		}
-		return nb.copy(st, copyArgs{
+		return br.copy(st, copyArgs{
 			cmd: "ADD", sources: c.SourcePaths, contents: c.SourceContents, dest: c.DestPath,
 			chown: c.Chown, chmod: c.Chmod, exclude: c.ExcludePatterns, isAdd: true, unpack: c.Unpack,
 		}, stages)
@@ -267,7 +267,7 @@ func parsePort(raw string) ([]string, error) {
 
 // workdirLayer creates the working directory when it is missing, owned
 // by the USER, like BuildKit; nil when it exists.
-func (nb *buildRun) workdirLayer(st *stage, wd string) (v1.Layer, error) {
+func (br *buildRun) workdirLayer(st *stage, wd string) (v1.Layer, error) {
 	view, err := st.fs()
 	if err != nil {
 		return nil, err
@@ -279,7 +279,7 @@ func (nb *buildRun) workdirLayer(st *stage, wd string) (v1.Layer, error) {
 	plan := &copyPlan{target: view}
 	uid, gid := 0, 0
 	if u := st.cf.Config.User; u != "" {
-		o, err := parseOwner(nb.ctx, u, view, nb.spool)
+		o, err := parseOwner(br.ctx, u, view, br.spool)
 		if err != nil {
 			return nil, fmt.Errorf("WORKDIR %s: %w", wd, err)
 		}
@@ -291,5 +291,5 @@ func (nb *buildRun) workdirLayer(st *stage, wd string) (v1.Layer, error) {
 	if len(plan.entries) == 0 {
 		return nil, nil
 	}
-	return nb.commit(st, view, plan)
+	return br.commit(st, view, plan)
 }

@@ -15,17 +15,17 @@ import (
 // this registry over plain HTTP for its own names (a mirrored upstream's
 // through kiln's cache), pinned to the trigger's digest when it is the tag
 // that moved. Other registries are refused.
-func (nb *buildRun) imageRef(s string) (name.Reference, error) {
+func (br *buildRun) imageRef(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", s, err)
 	}
-	job := nb.job
+	job := br.job
 	repo := ref.Context().RepositoryStr()
 	host := ref.Context().RegistryStr()
 	local := strings.EqualFold(host, job.Registry)
 	if !local {
-		for _, h := range nb.b.Hosts {
+		for _, h := range br.b.Hosts {
 			if strings.EqualFold(h, host) {
 				local = true
 				break
@@ -41,7 +41,7 @@ func (nb *buildRun) imageRef(s string) (name.Reference, error) {
 		local = strings.EqualFold(host, hostname+job.Registry[i:])
 	}
 	tag, isTag := ref.(name.Tag)
-	if !local && !loopback && len(nb.b.Hosts) == 0 && isTag && host != name.DefaultRegistry {
+	if !local && !loopback && len(br.b.Hosts) == 0 && isTag && host != name.DefaultRegistry {
 		for _, b := range job.Rule.Bases {
 			if b.Repo == repo && b.Tag == tag.TagStr() {
 				local = true
@@ -49,7 +49,7 @@ func (nb *buildRun) imageRef(s string) (name.Reference, error) {
 		}
 	}
 	if !local {
-		if cached, ok := nb.throughCache(host, repo); ok {
+		if cached, ok := br.throughCache(host, repo); ok {
 			repo, local = cached, true
 		}
 	}
@@ -70,11 +70,11 @@ func (nb *buildRun) imageRef(s string) (name.Reference, error) {
 
 // throughCache maps an image of a mirrored registry to the repository kiln
 // caches it under.
-func (nb *buildRun) throughCache(host, repo string) (string, bool) {
+func (br *buildRun) throughCache(host, repo string) (string, bool) {
 	if host == name.DefaultRegistry {
 		host = "docker.io"
 	}
-	for _, u := range nb.b.Upstreams {
+	for _, u := range br.b.Upstreams {
 		if strings.EqualFold(u, host) {
 			return u + "/" + repo, true
 		}
@@ -82,28 +82,28 @@ func (nb *buildRun) throughCache(host, repo string) (string, bool) {
 	return "", false
 }
 
-func (nb *buildRun) descriptor(s string) (*remote.Descriptor, error) {
-	ref, err := nb.imageRef(s)
+func (br *buildRun) descriptor(s string) (*remote.Descriptor, error) {
+	ref, err := br.imageRef(s)
 	if err != nil {
 		return nil, err
 	}
-	nb.mu.Lock()
-	defer nb.mu.Unlock()
-	if d, ok := nb.descs[ref.String()]; ok {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if d, ok := br.descs[ref.String()]; ok {
 		return d, nil
 	}
-	d, err := remote.Get(ref, nb.remoteOpts...)
+	d, err := remote.Get(ref, br.remoteOpts...)
 	if err != nil {
 		return nil, build.RegistryTransient(fmt.Errorf("pulling %s: %w", s, err))
 	}
-	nb.descs[ref.String()] = d
+	br.descs[ref.String()] = d
 	return d, nil
 }
 
 // image pulls the image s names for platform: the matching child of an
 // index, or the image itself.
-func (nb *buildRun) image(s string, platform v1.Platform) (v1.Image, error) {
-	desc, err := nb.descriptor(s)
+func (br *buildRun) image(s string, platform v1.Platform) (v1.Image, error) {
+	desc, err := br.descriptor(s)
 	if err != nil {
 		return nil, err
 	}
@@ -142,23 +142,23 @@ func (nb *buildRun) image(s string, platform v1.Platform) (v1.Image, error) {
 }
 
 // base returns the scanned filesystem of img, once per build.
-func (nb *buildRun) base(img v1.Image) (*fsBase, error) {
+func (br *buildRun) base(img v1.Image) (*fsBase, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return nil, err
 	}
-	nb.mu.Lock()
-	b, ok := nb.bases[d]
-	nb.mu.Unlock()
+	br.mu.Lock()
+	b, ok := br.bases[d]
+	br.mu.Unlock()
 	if ok {
 		return b, nil
 	}
-	b, err = newFSBase(nb.ctx, &nb.b.layers, img)
+	b, err = newFSBase(br.ctx, &br.b.layers, img)
 	if err != nil {
 		return nil, err
 	}
-	nb.mu.Lock()
-	nb.bases[d] = b
-	nb.mu.Unlock()
+	br.mu.Lock()
+	br.bases[d] = b
+	br.mu.Unlock()
 	return b, nil
 }

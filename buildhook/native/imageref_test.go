@@ -35,8 +35,8 @@ func TestImageRef(t *testing.T) {
 		{nil, []string{"ghcr.io"}, "ghcr.io/team/x:1", "127.0.0.1:5000/ghcr.io/team/x:1", true},
 		{nil, []string{"ghcr.io"}, "127.0.0.1:5001/team/base:1", "", false},
 	} {
-		nb := &buildRun{b: &Builder{Hosts: tc.hosts, Upstreams: tc.upstreams}, job: job}
-		ref, err := nb.imageRef(tc.from)
+		br := &buildRun{b: &Builder{Hosts: tc.hosts, Upstreams: tc.upstreams}, job: job}
+		ref, err := br.imageRef(tc.from)
 		if tc.want == "" {
 			if err == nil {
 				t.Errorf("%v %s -> %s, want it refused", tc.hosts, tc.from, ref.Name())

@@ -25,33 +25,33 @@ type targetSet struct {
 
 // targets decides what to build: every platform of the final stage's base
 // when it is an index, else the one platform of its base.
-func (nb *buildRun) targets() (targetSet, error) {
-	global, err := nb.globalArgs(hostPlatform())
+func (br *buildRun) targets() (targetSet, error) {
+	global, err := br.globalArgs(hostPlatform())
 	if err != nil {
 		return targetSet{}, err
 	}
-	i := len(nb.stages) - 1
+	i := len(br.stages) - 1
 	for {
-		st := nb.stages[i]
+		st := br.stages[i]
 		if st.Platform != "" {
-			p, err := nb.stagePlatform(st, global)
+			p, err := br.stagePlatform(st, global)
 			if err != nil {
 				return targetSet{}, err
 			}
 			return targetSet{platforms: []v1.Platform{p}}, nil
 		}
-		base, _, err := nb.shlex.ProcessWord(st.BaseName, shell.EnvsFromSlice(global))
+		base, _, err := br.shlex.ProcessWord(st.BaseName, shell.EnvsFromSlice(global))
 		if err != nil {
 			return targetSet{}, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(st.Location), err)
 		}
-		if j := nb.stageRef(base, i); j >= 0 {
+		if j := br.stageRef(base, i); j >= 0 {
 			i = j
 			continue
 		}
 		if strings.EqualFold(base, "scratch") {
 			return targetSet{platforms: []v1.Platform{hostPlatform()}}, nil
 		}
-		desc, err := nb.descriptor(base)
+		desc, err := br.descriptor(base)
 		if err != nil {
 			return targetSet{}, err
 		}
@@ -98,8 +98,8 @@ func (nb *buildRun) targets() (targetSet, error) {
 	}
 }
 
-func (nb *buildRun) stagePlatform(st instructions.Stage, global []string) (v1.Platform, error) {
-	s, _, err := nb.shlex.ProcessWord(st.Platform, shell.EnvsFromSlice(global))
+func (br *buildRun) stagePlatform(st instructions.Stage, global []string) (v1.Platform, error) {
+	s, _, err := br.shlex.ProcessWord(st.Platform, shell.EnvsFromSlice(global))
 	if err != nil {
 		return v1.Platform{}, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(st.Location), err)
 	}
@@ -171,37 +171,37 @@ func (st *stage) finish() error {
 }
 
 // run builds the last stage for one platform.
-func (nb *buildRun) run(target v1.Platform, prefix string) (v1.Image, error) {
-	file, err := dockerfile.Read(nb.dockerfile)
+func (br *buildRun) run(target v1.Platform, prefix string) (v1.Image, error) {
+	file, err := dockerfile.Read(br.dockerfile)
 	if err != nil {
 		return nil, err
 	}
-	nb.file, nb.stages = file, file.Stages
-	global, reach, err := nb.reachableFor(target)
+	br.file, br.stages = file, file.Stages
+	global, reach, err := br.reachableFor(target)
 	if err != nil {
 		return nil, err
 	}
-	nb.prefix, nb.step, nb.steps = prefix, 0, 0
-	for i, st := range nb.stages {
+	br.prefix, br.step, br.steps = prefix, 0, 0
+	for i, st := range br.stages {
 		if reach[i] {
-			nb.steps += 1 + len(st.Commands)
+			br.steps += 1 + len(st.Commands)
 		}
 	}
-	stages := make([]*stage, len(nb.stages))
-	for i := range nb.stages {
+	stages := make([]*stage, len(br.stages))
+	for i := range br.stages {
 		if !reach[i] {
 			continue
 		}
-		st, err := nb.from(i, global, target, stages)
+		st, err := br.from(i, global, target, stages)
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range nb.stages[i].Commands {
-			if err := nb.ctx.Err(); err != nil {
+		for _, c := range br.stages[i].Commands {
+			if err := br.ctx.Err(); err != nil {
 				return nil, err
 			}
-			nb.logStep(commandText(c))
-			if err := nb.dispatch(st, c, global, stages); err != nil {
+			br.logStep(commandText(c))
+			if err := br.dispatch(st, c, global, stages); err != nil {
 				return nil, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(c.Location()), err)
 			}
 		}
@@ -213,17 +213,17 @@ func (nb *buildRun) run(target v1.Platform, prefix string) (v1.Image, error) {
 	return stages[len(stages)-1].img, nil
 }
 
-func (nb *buildRun) logStep(text string) {
-	nb.step++
-	fmt.Fprintf(nb.log, "%sstep %d/%d: %s\n", nb.prefix, nb.step, nb.steps, text)
+func (br *buildRun) logStep(text string) {
+	br.step++
+	fmt.Fprintf(br.log, "%sstep %d/%d: %s\n", br.prefix, br.step, br.steps, text)
 }
 
 // from starts stage i: from an earlier stage, scratch or an image.
-func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*stage) (*stage, error) {
-	ds := nb.stages[i]
+func (br *buildRun) from(i int, global []string, target v1.Platform, stages []*stage) (*stage, error) {
+	ds := br.stages[i]
 	line := dockerfile.Line(ds.Location)
-	nb.logStep(ds.SourceCode)
-	baseName, _, err := nb.shlex.ProcessWord(ds.BaseName, shell.EnvsFromSlice(global))
+	br.logStep(ds.SourceCode)
+	baseName, _, err := br.shlex.ProcessWord(ds.BaseName, shell.EnvsFromSlice(global))
 	if err != nil {
 		return nil, fmt.Errorf("Dockerfile line %d: %w", line, err)
 	}
@@ -232,13 +232,13 @@ func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*s
 	}
 	platform := target
 	if ds.Platform != "" {
-		if platform, err = nb.stagePlatform(ds, global); err != nil {
+		if platform, err = br.stagePlatform(ds, global); err != nil {
 			return nil, err
 		}
 	}
-	st := &stage{b: nb, index: i, name: ds.Name, platform: platform}
+	st := &stage{b: br, index: i, name: ds.Name, platform: platform}
 
-	if j := nb.stageRef(baseName, i); j >= 0 {
+	if j := br.stageRef(baseName, i); j >= 0 {
 		parent := stages[j]
 		st.base = parent.img
 		st.layerMT = parent.layerMT
@@ -267,7 +267,7 @@ func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*s
 		}
 		st.created = time.Unix(0, 0).UTC()
 	} else {
-		img, err := nb.image(baseName, platform)
+		img, err := br.image(baseName, platform)
 		if err != nil {
 			return nil, fmt.Errorf("Dockerfile line %d: %w", line, err)
 		}
@@ -275,7 +275,7 @@ func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*s
 		if err != nil {
 			return nil, build.RegistryTransient(err)
 		}
-		fmt.Fprintf(nb.log, "%s  %s is %s\n", nb.prefix, baseName, d)
+		fmt.Fprintf(br.log, "%s  %s is %s\n", br.prefix, baseName, d)
 		mt, err := img.MediaType()
 		if err != nil {
 			return nil, build.RegistryTransient(err)
@@ -295,7 +295,7 @@ func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*s
 			st.created = time.Unix(0, 0).UTC()
 		}
 		st.viewFn = func() (*fsView, error) {
-			b, err := nb.base(img)
+			b, err := br.base(img)
 			if err != nil {
 				return nil, err
 			}
@@ -305,8 +305,8 @@ func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*s
 	if st.viewFn == nil {
 		st.viewFn = func() (*fsView, error) { return &fsView{over: map[string]*fsNode{}}, nil }
 	}
-	if nb.epoch != nil {
-		st.created = *nb.epoch
+	if br.epoch != nil {
+		st.created = *br.epoch
 	}
 	st.env = slices.Clone(st.cf.Config.Env)
 
@@ -315,9 +315,9 @@ func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*s
 	// that says it trusts its bases runs them.
 	triggers := st.cf.Config.OnBuild
 	st.cf.Config.OnBuild = nil
-	if !nb.job.Rule.OnBuild {
+	if !br.job.Rule.OnBuild {
 		for _, t := range triggers {
-			fmt.Fprintf(nb.log, "%s  ignoring the base's ONBUILD trigger %q (the rule does not set onbuild: true)\n", nb.prefix, t)
+			fmt.Fprintf(br.log, "%s  ignoring the base's ONBUILD trigger %q (the rule does not set onbuild: true)\n", br.prefix, t)
 		}
 		triggers = nil
 	}
@@ -326,11 +326,11 @@ func (nb *buildRun) from(i int, global []string, target v1.Platform, stages []*s
 		if err != nil {
 			return nil, fmt.Errorf("Dockerfile line %d: ONBUILD trigger %q of the base: %w", line, t, err)
 		}
-		fmt.Fprintf(nb.log, "%s  running ONBUILD %s\n", nb.prefix, t)
+		fmt.Fprintf(br.log, "%s  running ONBUILD %s\n", br.prefix, t)
 		if _, ok := c.(*instructions.RunCommand); ok {
 			return nil, fmt.Errorf("Dockerfile line %d: the base's ONBUILD trigger %q runs a command; use builder docker or buildah", line, t)
 		}
-		if err := nb.dispatch(st, c, global, stages); err != nil {
+		if err := br.dispatch(st, c, global, stages); err != nil {
 			return nil, fmt.Errorf("Dockerfile line %d: ONBUILD %s: %w", line, t, err)
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"kiln/buildhook/dockerfile"
 )
 
+// Which stages a build reaches, and the arguments its FROM lines see.
+
 // commandText is the instruction as written.
 func commandText(c instructions.Command) string {
 	if s, ok := c.(fmt.Stringer); ok {
@@ -57,13 +59,13 @@ func envGet(env []string, k string) (string, bool) {
 // globalArgs are the variables FROM lines see: BuildKit's automatic
 // platform arguments, then the ARGs before the first FROM, build
 // arguments overriding their defaults.
-func (nb *buildRun) globalArgs(target v1.Platform) ([]string, error) {
+func (br *buildRun) globalArgs(target v1.Platform) ([]string, error) {
 	bp := hostPlatform()
-	stageName := nb.stages[len(nb.stages)-1].Name
+	stageName := br.stages[len(br.stages)-1].Name
 	if stageName == "" {
 		stageName = "default"
 	}
-	args := nb.job.Rule.Args
+	args := br.job.Rule.Args
 	var preset []string
 	for _, kv := range [][2]string{
 		{"BUILDPLATFORM", build.PlatformString(bp)}, {"BUILDOS", bp.OS}, {"BUILDOSVERSION", bp.OSVersion},
@@ -78,13 +80,13 @@ func (nb *buildRun) globalArgs(target v1.Platform) ([]string, error) {
 		}
 		preset = append(preset, kv[0]+"="+v)
 	}
-	return nb.file.GlobalArgs(args, preset)
+	return br.file.GlobalArgs(args, preset)
 }
 
 // stageRef finds an earlier stage by name (case-insensitive), or -1.
-func (nb *buildRun) stageRef(name string, before int) int {
+func (br *buildRun) stageRef(name string, before int) int {
 	for i := 0; i < before; i++ {
-		if nb.stages[i].Name != "" && strings.EqualFold(nb.stages[i].Name, name) {
+		if br.stages[i].Name != "" && strings.EqualFold(br.stages[i].Name, name) {
 			return i
 		}
 	}
@@ -92,36 +94,36 @@ func (nb *buildRun) stageRef(name string, before int) int {
 }
 
 // copyFrom says what COPY --from names: a stage (index ≥ 0) or an image.
-func (nb *buildRun) copyFrom(from string, cur int) (int, error) {
+func (br *buildRun) copyFrom(from string, cur int) (int, error) {
 	if n, err := strconv.Atoi(from); err == nil {
 		if n < 0 || n >= cur {
 			return 0, fmt.Errorf("COPY --from=%s: no such earlier stage", from)
 		}
 		return n, nil
 	}
-	return nb.stageRef(from, cur), nil
+	return br.stageRef(from, cur), nil
 }
 
 // reachable marks the stages the last one needs, like BuildKit, which
 // builds nothing else.
-func (nb *buildRun) reachable(global []string) ([]bool, error) {
-	reach := make([]bool, len(nb.stages))
+func (br *buildRun) reachable(global []string) ([]bool, error) {
+	reach := make([]bool, len(br.stages))
 	reach[len(reach)-1] = true
-	for i := len(nb.stages) - 1; i >= 0; i-- {
+	for i := len(br.stages) - 1; i >= 0; i-- {
 		if !reach[i] {
 			continue
 		}
-		st := nb.stages[i]
-		base, _, err := nb.shlex.ProcessWord(st.BaseName, shell.EnvsFromSlice(global))
+		st := br.stages[i]
+		base, _, err := br.shlex.ProcessWord(st.BaseName, shell.EnvsFromSlice(global))
 		if err != nil {
 			return nil, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(st.Location), err)
 		}
-		if j := nb.stageRef(base, i); j >= 0 {
+		if j := br.stageRef(base, i); j >= 0 {
 			reach[j] = true
 		}
 		for _, c := range st.Commands {
 			if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
-				j, err := nb.copyFrom(cp.From, i)
+				j, err := br.copyFrom(cp.From, i)
 				if err != nil {
 					return nil, fmt.Errorf("Dockerfile line %d: %w", dockerfile.Line(c.Location()), err)
 				}
@@ -136,12 +138,12 @@ func (nb *buildRun) reachable(global []string) ([]bool, error) {
 
 // reachableFor is globalArgs and reachable for target: what building
 // and checking a platform both start from.
-func (nb *buildRun) reachableFor(target v1.Platform) ([]string, []bool, error) {
-	global, err := nb.globalArgs(target)
+func (br *buildRun) reachableFor(target v1.Platform) ([]string, []bool, error) {
+	global, err := br.globalArgs(target)
 	if err != nil {
 		return nil, nil, err
 	}
-	reach, err := nb.reachable(global)
+	reach, err := br.reachable(global)
 	if err != nil {
 		return nil, nil, err
 	}
