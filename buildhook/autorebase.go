@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 	"kiln/storage"
 )
 
@@ -258,7 +259,7 @@ func (a *autoRebase) declaredBase(ctx context.Context, image build.ImageRef, d d
 	if name == "" || bd == "" {
 		return build.ImageRef{}, "", "pushed without " + build.AnnotationBaseName + " and .base.digest", nil
 	}
-	ref, ok := LocalRef(name, a.s.opts.Hosts)
+	ref, ok := dockerfile.LocalRef(name, a.s.opts.Hosts)
 	if !ok {
 		return build.ImageRef{}, "", fmt.Sprintf("its base %s is not a tag of this registry", name), nil
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 )
 
 // BuildahBuilder builds with the buildah CLI, every RUN step in a sandbox:
@@ -233,7 +234,7 @@ func buildInputs(rule *build.Rule) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	info, err := ParseDockerfile(content, rule.Args)
+	info, err := dockerfile.Parse(content, rule.Args)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
+	"kiln/buildhook/native"
 	"kiln/buildhook/rebase"
 )
 
@@ -27,7 +29,7 @@ func defaultBuilders(hosts, upstreams []string, limits Limits, workDir string) m
 		limits.Pids = 1024
 	}
 	return map[string]build.Builder{
-		"native":  &NativeBuilder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
+		"native":  &native.Builder{Hosts: hosts, Upstreams: upstreams, SpoolLimit: limits.Spool},
 		"rebase":  &rebase.Builder{},
 		"docker":  DockerBuilder{Limits: limits},
 		"buildah": BuildahBuilder{Root: buildahRoot(workDir), Limits: limits},
@@ -67,7 +69,7 @@ func (s *Service) chooseBuilder(ctx context.Context, r *build.Rule) (build.Build
 	if err != nil {
 		return nil, "", err
 	}
-	info, err := ParseDockerfile(content, r.Args)
+	info, err := dockerfile.Parse(content, r.Args)
 	if err != nil {
 		return nil, "", err
 	}

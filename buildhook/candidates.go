@@ -170,7 +170,7 @@ func readCandTag(ctx context.Context, store *storage.Store, repo string, d diges
 	}
 	ct := &candTag{digest: d, annotated: top.Annotations[build.AnnotationBaseName] != ""}
 	if !types.MediaType(m.MediaType).IsIndex() {
-		if !ncIsImageType(types.MediaType(m.MediaType)) {
+		if !build.IsImageType(types.MediaType(m.MediaType)) {
 			return nil, nil
 		}
 		ct.images = []candImage{{layers: layerDigests(top.Layers)}}
@@ -178,7 +178,7 @@ func readCandTag(ctx context.Context, store *storage.Store, repo string, d diges
 	}
 	// The compared image: linux/amd64, else the first image.
 	children := slices.DeleteFunc(slices.Clone(top.Manifests), func(c v1.Descriptor) bool {
-		return !ncIsImageType(c.MediaType) || c.Platform == nil || c.Platform.OS == "unknown" ||
+		return !build.IsImageType(c.MediaType) || c.Platform == nil || c.Platform.OS == "unknown" ||
 			c.Annotations[provRefType] != ""
 	})
 	if i := slices.IndexFunc(children, func(c v1.Descriptor) bool {
@@ -201,7 +201,7 @@ func readCandTag(ctx context.Context, store *storage.Store, repo string, d diges
 		if len(ct.images) == 0 && child.Annotations[build.AnnotationBaseName] != "" {
 			ct.annotated = true
 		}
-		ct.images = append(ct.images, candImage{platform: ncPlatformString(*c.Platform), layers: layerDigests(child.Layers)})
+		ct.images = append(ct.images, candImage{platform: build.PlatformString(*c.Platform), layers: layerDigests(child.Layers)})
 	}
 	if len(ct.images) == 0 {
 		return nil, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 )
 
 // checkInputs refuses a rule whose Dockerfile pulls an image (FROM,
@@ -26,7 +27,7 @@ func (s *Service) checkInputs(r *build.Rule) error {
 	if err != nil {
 		return err
 	}
-	info, err := ParseDockerfile(content, r.Args)
+	info, err := dockerfile.Parse(content, r.Args)
 	if err != nil {
 		return err
 	}
@@ -34,7 +35,7 @@ func (s *Service) checkInputs(r *build.Rule) error {
 	return checkImageInputs(info, hosts, s.opts.Upstreams)
 }
 
-func checkImageInputs(info *DockerfileInfo, hosts, upstreams []string) error {
+func checkImageInputs(info *dockerfile.Info, hosts, upstreams []string) error {
 	allowed := func(ref string) bool {
 		if strings.EqualFold(ref, "scratch") {
 			return true
@@ -73,7 +74,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *build.Job) error {
 	if err != nil {
 		return err
 	}
-	info, err := ParseDockerfile(content, r.Args)
+	info, err := dockerfile.Parse(content, r.Args)
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func (s *Service) checkOnBuild(ctx context.Context, job *build.Job) error {
 			return build.RegistryTransient(fmt.Errorf("reading base %s: %w", st.BaseName, err))
 		}
 		for _, img := range imgs {
-			if err := ncCheckConfigSize(st.BaseName, img); err != nil {
+			if err := build.CheckConfigSize(st.BaseName, img); err != nil {
 				return err
 			}
 			cf, err := img.ConfigFile()
@@ -156,7 +157,7 @@ func baseImages(ref name.Reference, opts []remote.Option) ([]v1.Image, error) {
 	}
 	var imgs []v1.Image
 	for _, m := range im.Manifests {
-		if !ncIsImageType(m.MediaType) {
+		if !build.IsImageType(m.MediaType) {
 			continue
 		}
 		img, err := idx.Image(m.Digest)

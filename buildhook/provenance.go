@@ -139,7 +139,7 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 		var adds []mutate.IndexAddendum
 		var rest []v1.Descriptor
 		for _, m := range im.Manifests {
-			if !ncIsImageType(m.MediaType) || m.Annotations[provRefType] != "" || (m.Platform != nil && m.Platform.OS == "unknown") {
+			if !build.IsImageType(m.MediaType) || m.Annotations[provRefType] != "" || (m.Platform != nil && m.Platform.OS == "unknown") {
 				rest = append(rest, m)
 				continue
 			}
@@ -230,10 +230,10 @@ func provBaseDigest(baseDigest digest.Digest, baseIndex *v1.IndexManifest, platf
 	}
 	best, score := "", 0
 	for _, m := range baseIndex.Manifests {
-		if !ncIsImageType(m.MediaType) || platform == nil {
+		if !build.IsImageType(m.MediaType) || platform == nil {
 			continue
 		}
-		if s := ncPlatformMatch(*platform, m.Platform); s > score {
+		if s := build.PlatformMatch(*platform, m.Platform); s > score {
 			best, score = m.Digest.String(), s
 		}
 	}

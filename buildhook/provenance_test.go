@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/native"
 )
 
 // appDockerfile builds a small app on python:3.8 in this registry.
@@ -56,7 +57,7 @@ func TestFinalizeImage(t *testing.T) {
 	bd := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
 	dir := nbtContext(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
 	job := nbtJob(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
-	staged, _ := nbtBuild(t, &NativeBuilder{}, job)
+	staged, _ := nbtBuild(t, &native.Builder{}, job)
 
 	var log bytes.Buffer
 	final, err := Finalize(context.Background(), job, bd, &log)
@@ -95,7 +96,7 @@ func TestFinalizeIndex(t *testing.T) {
 	bd := nbtPush(t, host, "python:3.8", nbtIndex(t, amd, arm))
 	dir := nbtContext(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
 	job := nbtJob(host, dir, "f2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
-	nbtBuild(t, &NativeBuilder{}, job)
+	nbtBuild(t, &native.Builder{}, job)
 
 	// Like a buildx push, add an attestation naming the arm64 image.
 	stagedIdx, err := nbtGet(t, host, job.Staging.String()).ImageIndex()

@@ -7,12 +7,13 @@ import (
 	"strings"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/dockerfile"
 	"kiln/config"
 )
 
 // LoadRules resolves the configured build rules: contexts relative to
 // baseDir, each Dockerfile read for the bases it names. hosts are the names
-// under which clients reach this registry (see LocalRef); upstreams are the
+// under which clients reach this registry (see dockerfile.LocalRef); upstreams are the
 // names of the mirrored registries (see UpstreamRef).
 func LoadRules(builds []config.Build, baseDir string, hosts, upstreams []string) ([]*build.Rule, error) {
 	rules := make([]*build.Rule, 0, len(builds))
@@ -49,13 +50,13 @@ func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*build
 	if err != nil {
 		return nil, err
 	}
-	info, err := ParseDockerfile(content, r.Args)
+	info, err := dockerfile.Parse(content, r.Args)
 	if err != nil {
 		return nil, err
 	}
 	seen := map[build.ImageRef]bool{}
 	resolve := func(name string) (build.ImageRef, bool) {
-		if ref, ok := LocalRef(name, hosts); ok {
+		if ref, ok := dockerfile.LocalRef(name, hosts); ok {
 			return ref, true
 		}
 		return UpstreamRef(name, upstreams)
@@ -88,7 +89,7 @@ func loadRule(b config.Build, baseDir string, hosts, upstreams []string) (*build
 
 // finalImage follows the last stage's FROM through earlier stages to the
 // image it starts from.
-func finalImage(info *DockerfileInfo) string {
+func finalImage(info *dockerfile.Info) string {
 	if len(info.Stages) == 0 {
 		return ""
 	}
@@ -130,7 +131,7 @@ func UpstreamRef(ref string, upstreams []string) (build.ImageRef, bool) {
 	if len(upstreams) == 0 || strings.EqualFold(ref, "scratch") {
 		return build.ImageRef{}, false
 	}
-	domain, r, ok := watchableRef(ref)
+	domain, r, ok := dockerfile.Watchable(ref)
 	if !ok {
 		return build.ImageRef{}, false
 	}

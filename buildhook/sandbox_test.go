@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/native"
 )
 
 func TestBuildahBudArgsSandbox(t *testing.T) {
@@ -159,7 +160,7 @@ func TestAutoNeverUnsandboxed(t *testing.T) {
 	rule := &build.Rule{Name: "r", Context: dir, Dockerfile: "Dockerfile", Builder: "auto"}
 
 	missing := fmt.Errorf("%w: buildah and runc not installed; %s", errNoSandbox, sandboxInstall)
-	s := &Service{builders: map[string]build.Builder{"native": &NativeBuilder{}, "docker": DockerBuilder{}, "buildah": fakeSandboxed{ready: missing}}}
+	s := &Service{builders: map[string]build.Builder{"native": &native.Builder{}, "docker": DockerBuilder{}, "buildah": fakeSandboxed{ready: missing}}}
 	b, _, err := s.chooseBuilder(context.Background(), rule)
 	if err == nil || !errors.Is(err, errNoSandbox) || !strings.Contains(err.Error(), "apt-get install buildah runc uidmap") || !strings.Contains(err.Error(), "line 2: RUN make") {
 		t.Errorf("no sandbox: builder %v, error %v; want a failure naming the command and what to install", b, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/buildhook/native"
 	"kiln/buildhook/rebase"
 	"kiln/storage"
 )
@@ -149,7 +150,7 @@ const maxRestarts = 2
 // previous run left queued or running (once: see maxRestarts), then
 // starts the queue. Builds stop when ctx ends; Wait waits for them.
 func (s *Service) Start(ctx context.Context) error {
-	RemoveDeadSpools(s.log)
+	native.RemoveDeadSpools(s.log)
 	recs, err := s.records.List(ctx)
 	if err != nil {
 		return err

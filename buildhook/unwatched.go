@@ -3,12 +3,14 @@ package buildhook
 import (
 	"net"
 	"strings"
+
+	"kiln/buildhook/dockerfile"
 )
 
 // whyUnwatched says why name is neither this registry's nor a mirrored
 // upstream's, in the terms a user can act on.
 func whyUnwatched(name string, hosts, upstreams []string) string {
-	domain, _, ok := watchableRef(name)
+	domain, _, ok := dockerfile.Watchable(name)
 	if !ok {
 		return "not a tag reference (a digest cannot move)"
 	}

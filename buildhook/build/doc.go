@@ -3,5 +3,6 @@
 // interface, how a builder reaches this registry (SelfAccess,
 // RemoteOptions, IsNotFound), which failures are worth retrying
 // (Transient), the provenance annotations kiln writes and reads back, and
-// how an index's children are matched to a platform.
+// what the builders that read images themselves share (IsImageType,
+// PlatformMatch, PlatformString, CheckConfigSize).
 package build

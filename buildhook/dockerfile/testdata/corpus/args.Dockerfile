@@ -1,0 +1,3 @@
+ARG A=${B:+x}
+ARG B=${A#*}
+FROM ${A}${B}alpine

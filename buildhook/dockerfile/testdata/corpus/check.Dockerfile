@@ -1,0 +1,4 @@
+# check=skip=all
+FROM alpine
+# check=error=true
+ARG X

@@ -1,0 +1,2 @@
+FROM localhost:5000/python:3.8
+RUN pip install flask
