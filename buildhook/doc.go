@@ -1,7 +1,14 @@
-// Package buildhook rebuilds images when their base tags move: it reads
-// build rules and their Dockerfiles, keeps the base→derived graph, queues
-// and coalesces triggers, runs builders (native, docker, buildah, rebase),
-// and records every build and its log in the store. With autorebase it
-// also adopts images pushed with base annotations naming one of its tags
-// and rebases them when that tag moves, with no rule (autorebase.go).
+// Package buildhook rebuilds images when their base tags move: the
+// orchestration. It reads build rules (through buildhook/dockerfile),
+// keeps the base→derived graph, queues and coalesces triggers, picks a
+// builder (buildhook/native, buildhook/rebase, or the docker and buildah
+// wrappers here), adds provenance, moves the rule's tags, and records
+// every build and its log in the store. With autorebase it also adopts
+// images pushed with base annotations naming one of its tags and rebases
+// them when that tag moves, with no rule (autorebase.go).
+//
+// One build goes from a tag move to its result along one path: the
+// store's listener (TagMoves) → Queue → Service.run → a build.Builder,
+// which pushes to a staging tag over HTTP → Finalize, which tags it →
+// Records. buildhook reaches the store only through storage.Store methods.
 package buildhook
