@@ -177,7 +177,12 @@ func (s *Service) triggerRule(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "no such rule")
 		return
 	}
-	job, err := s.Trigger(name)
+	force, err := strconv.ParseBool(r.URL.Query().Get("force"))
+	if err != nil && r.URL.Query().Get("force") != "" {
+		apiError(w, http.StatusBadRequest, "force must be true or false")
+		return
+	}
+	job, err := s.Trigger(name, force)
 	if errors.Is(err, ErrQueueStopped) {
 		apiError(w, http.StatusServiceUnavailable, "kiln is shutting down; try again")
 		return

@@ -5,8 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 func TestBuildAPI(t *testing.T) {
@@ -35,23 +39,47 @@ func TestBuildAPI(t *testing.T) {
 	c.pushBase(t)
 	c.waitIdle(t)
 
-	// A manual trigger of app cascades to tests.
-	resp, err := http.Post(api.URL+"/kiln/v1/rules/app/trigger", "", nil)
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("trigger: %v %v", resp.Status, err)
+	// A manual trigger of app with nothing changed builds nothing, moves
+	// no tag and so triggers nothing.
+	trigger := func(query string) Record {
+		t.Helper()
+		resp, err := http.Post(api.URL+"/kiln/v1/rules/app/trigger"+query, "", nil)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("trigger%s: %v %v", query, resp.Status, err)
+		}
+		var trig struct{ ID string }
+		json.NewDecoder(resp.Body).Decode(&trig)
+		resp.Body.Close()
+		c.waitIdle(t)
+		var one Record
+		if get("/kiln/v1/builds/"+trig.ID, &one) != 200 || one.Rule != "app" || one.Reason != "manual" {
+			t.Errorf("triggered build: %+v", one)
+		}
+		return one
 	}
-	var trig struct{ ID string }
-	json.NewDecoder(resp.Body).Decode(&trig)
-	resp.Body.Close()
-	c.waitIdle(t)
-
-	var one Record
-	if get("/kiln/v1/builds/"+trig.ID, &one) != 200 || one.Rule != "app" || one.Reason != "manual" || one.Status != StatusSucceeded {
-		t.Errorf("triggered build: %+v", one)
+	var first []Record
+	get("/kiln/v1/builds?rule=app", &first)
+	appImage := digest.Digest(c.digestOf(t, "app:v1"))
+	same := trigger("")
+	if same.Status != StatusUnchanged || same.Result != appImage || same.Inputs != first[0].Inputs {
+		t.Errorf("a trigger with the same inputs: %+v, want unchanged, result %s, inputs %s", same, appImage, first[0].Inputs)
+	}
+	lr, _ := http.Get(api.URL + "/kiln/v1/builds/" + same.ID + "/log?follow=1")
+	log, _ := io.ReadAll(lr.Body)
+	lr.Body.Close()
+	if !strings.Contains(string(log), "unchanged: the same inputs as build "+first[0].ID) {
+		t.Errorf("log: %q", log)
 	}
 	var all []Record
-	if get("/kiln/v1/builds", &all) != 200 || len(all) < 3 {
-		t.Errorf("builds: %d", len(all))
+	if get("/kiln/v1/builds", &all) != 200 || len(all) != 3 {
+		t.Errorf("%d builds, want 3: the unchanged one triggered nothing", len(all))
+	}
+
+	// --force builds again: the same inputs give the same image, byte for
+	// byte, so still no tag moves.
+	forced := trigger("?force=true")
+	if forced.Status != StatusSucceeded || forced.Result != appImage {
+		t.Errorf("a forced rebuild: %+v, want succeeded with the same image %s", forced, appImage)
 	}
 	var apps []Record
 	get("/kiln/v1/builds?rule=app&status=succeeded", &apps)
@@ -63,11 +91,31 @@ func TestBuildAPI(t *testing.T) {
 	if len(apps) != 2 {
 		t.Errorf("%d succeeded app builds, want 2", len(apps))
 	}
-	lr, _ := http.Get(api.URL + "/kiln/v1/builds/" + trig.ID + "/log?follow=1")
-	log, _ := io.ReadAll(lr.Body)
+	lr, _ = http.Get(api.URL + "/kiln/v1/builds/" + forced.ID + "/log?follow=1")
+	log, _ = io.ReadAll(lr.Body)
 	lr.Body.Close()
-	if !strings.Contains(string(log), "done: sha256:") {
+	if !strings.Contains(string(log), "forced, building anyway") || !strings.Contains(string(log), "done: sha256:") {
 		t.Errorf("log: %q", log)
+	}
+	if get("/kiln/v1/builds", &all) != 200 || len(all) != 4 {
+		t.Errorf("%d builds, want 4", len(all))
+	}
+
+	// A change of the context builds, and cascades.
+	if err := os.WriteFile(filepath.Join(c.svc.Graph().Rule("app").Context, "changed.txt"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if changed := trigger(""); changed.Status != StatusSucceeded || changed.Result == appImage || changed.Inputs == first[0].Inputs {
+		t.Errorf("a trigger after a context change: %+v", changed)
+	}
+	if get("/kiln/v1/builds", &all) != 200 || len(all) != 6 || all[0].Rule != "tests" {
+		t.Errorf("%d builds, want 6, the newest of tests", len(all))
+	}
+	if code := func() int {
+		r, _ := http.Post(api.URL+"/kiln/v1/rules/app/trigger?force=maybe", "", nil)
+		return r.StatusCode
+	}(); code != http.StatusBadRequest {
+		t.Errorf("force=maybe: %d, want 400", code)
 	}
 	for _, p := range []string{"/kiln/v1/builds/nope", "/kiln/v1/builds/../../x/log", "/kiln/v1/other"} {
 		if code := get(p, nil); code != 404 {
@@ -87,6 +135,10 @@ func TestServiceResumesInterruptedBuilds(t *testing.T) {
 	c := newChain(t)
 	c.pushBase(t)
 	c.waitIdle(t)
+	// The context changes, so the resumed build has something to build.
+	if err := os.WriteFile(filepath.Join(c.svc.Graph().Rule("app").Context, "changed.txt"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// A record left running by a process that died.
 	stale := &Record{ID: newBuildID(), Rule: "app", Reason: "push", Status: StatusRunning}
 	if err := c.svc.Records().Save(t.Context(), stale); err != nil {

@@ -82,7 +82,7 @@ func TestServiceRefusesForeignImagesForEveryBuilder(t *testing.T) {
 	}
 	ids := map[string]string{}
 	for _, n := range []string{"from", "copy", "ok"} {
-		job, err := svc.Trigger(n)
+		job, err := svc.Trigger(n, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +140,7 @@ func TestServiceRefusesOnbuildBasesForOtherBuilders(t *testing.T) {
 		if err := svc.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		job, err := svc.Trigger("app")
+		job, err := svc.Trigger("app", false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,11 +32,13 @@ const (
 // The annotations: org.opencontainers.image.base.name (Registry/FinalBase,
 // else what the staged manifest or its config label already said),
 // org.opencontainers.image.base.digest (on each image the digest of the
-// base image of its platform, on an index baseDigest), created (now, RFC
-// 3339 UTC), dev.kiln.build.id and dev.kiln.build.trigger. Attestation
+// base image of its platform, on an index baseDigest), created (the image
+// config's, RFC 3339 UTC; on an index the latest of its images') and
+// dev.kiln.build.inputs (inputs, when known). Nothing else varies from one
+// build to the next, so the same inputs give the same digest. Attestation
 // manifests of an index are kept, pointed at the annotated images. A tag
 // moves only once everything it points to is pushed.
-func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log io.Writer) (digest.Digest, error) {
+func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Digest, log io.Writer) (digest.Digest, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -53,11 +55,11 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 		return "", build.RegistryTransient(fmt.Errorf("reading the staged image %s: %w", staging, err))
 	}
 
-	common := map[string]string{
-		build.AnnotationCreated:      time.Now().UTC().Format(time.RFC3339),
-		build.AnnotationBuildID:      job.ID,
-		build.AnnotationBuildTrigger: provTrigger(job.Trigger),
+	common := map[string]string{}
+	if inputs != "" {
+		common[build.AnnotationBuildInputs] = inputs.String()
 	}
+	var latest time.Time // the latest image created, for an index
 	baseName := ""
 	if fb := job.Rule.FinalBase; fb != nil {
 		baseName = job.Registry + "/" + fb.String()
@@ -98,11 +100,17 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 		if bn != "" {
 			ann[build.AnnotationBaseName] = bn
 		}
-		if platform == nil {
-			cf, err := img.ConfigFile()
-			if err != nil {
-				return nil, build.RegistryTransient(err)
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, build.RegistryTransient(err)
+		}
+		if created := cf.Created.UTC(); !cf.Created.IsZero() {
+			ann[build.AnnotationCreated] = created.Format(time.RFC3339)
+			if created.After(latest) {
+				latest = created
 			}
+		}
+		if platform == nil {
 			platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 		}
 		if d := provBaseDigest(baseDigest, baseIndex, platform); d != "" {
@@ -178,6 +186,9 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 			}})
 		}
 		ann := maps.Clone(common)
+		if !latest.IsZero() {
+			ann[build.AnnotationCreated] = latest.Format(time.RFC3339)
+		}
 		if baseName != "" {
 			ann[build.AnnotationBaseName] = baseName
 		} else if old, err := build.ManifestAnnotations(desc.Manifest); err == nil && old[build.AnnotationBaseName] != "" {
@@ -209,17 +220,6 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest digest.Digest, log
 		fmt.Fprintf(log, "warning: deleting the staging tag %s: %v\n", job.Staging, err)
 	}
 	return digest.Digest(d.String()), nil
-}
-
-func provTrigger(t build.Trigger) string {
-	if t.Ref.Repo == "" {
-		return t.Reason
-	}
-	s := t.Reason + " " + t.Ref.String()
-	if t.Digest != "" {
-		s += "@" + t.Digest.String()
-	}
-	return s
 }
 
 // provBaseDigest is the digest of the base image for platform: the

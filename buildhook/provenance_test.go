@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
 	"kiln/buildhook/native"
@@ -35,20 +36,26 @@ func pvtStagingGone(t *testing.T, host string, job *build.Job) {
 	}
 }
 
+// testInputs stands for a build's inputs digest.
+var testInputs = digest.FromString("the build's inputs")
+
 func pvtCheckCommon(t *testing.T, ann map[string]string, host string, job *build.Job) {
 	t.Helper()
 	if ann[build.AnnotationBaseName] != host+"/python:3.8" {
 		t.Errorf("base.name %q", ann[build.AnnotationBaseName])
 	}
-	if ann[build.AnnotationBuildID] != job.ID {
-		t.Errorf("build.id %q", ann[build.AnnotationBuildID])
+	if ann[build.AnnotationBuildInputs] != testInputs.String() {
+		t.Errorf("build.inputs %q, want %s", ann[build.AnnotationBuildInputs], testInputs)
 	}
-	if want := "push python:3.8@" + job.Trigger.Digest.String(); ann[build.AnnotationBuildTrigger] != want {
-		t.Errorf("build.trigger %q, want %q", ann[build.AnnotationBuildTrigger], want)
+	for _, k := range []string{"dev.kiln.build.id", "dev.kiln.build.trigger"} {
+		if v, ok := ann[k]; ok {
+			t.Errorf("%s %q: a build's id or trigger would make each build a new digest", k, v)
+		}
 	}
+	// The native builder's images are created when their base was.
 	created, err := time.Parse(time.RFC3339, ann[build.AnnotationCreated])
-	if err != nil || time.Since(created) > time.Minute || !strings.HasSuffix(ann[build.AnnotationCreated], "Z") {
-		t.Errorf("created %q (%v)", ann[build.AnnotationCreated], err)
+	if err != nil || !strings.HasSuffix(ann[build.AnnotationCreated], "Z") || time.Since(created) < time.Hour {
+		t.Errorf("created %q (%v): want the image config's, RFC 3339 UTC", ann[build.AnnotationCreated], err)
 	}
 }
 
@@ -60,9 +67,14 @@ func TestFinalizeImage(t *testing.T) {
 	staged, _ := nbtBuild(t, &native.Builder{}, job)
 
 	var log bytes.Buffer
-	final, err := Finalize(context.Background(), job, bd, &log)
+	final, err := Finalize(context.Background(), job, bd, testInputs, &log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The same staged image finalized again is the same image.
+	nbtBuild(t, &native.Builder{}, job)
+	if again, err := Finalize(context.Background(), job, bd, testInputs, nil); err != nil || again != final {
+		t.Errorf("finalizing the same build again gave %s (%v), want %s", again, err, final)
 	}
 	if final == staged {
 		t.Error("the annotations did not change the digest")
@@ -112,7 +124,7 @@ func TestFinalizeIndex(t *testing.T) {
 	withAtt := nbtIndex(t, children[1], children[0]) // attestation of children[1] (arm64)
 	nbtPush(t, host, job.Staging.String(), withAtt)
 
-	final, err := Finalize(context.Background(), job, bd, nil)
+	final, err := Finalize(context.Background(), job, bd, testInputs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

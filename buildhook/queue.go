@@ -189,6 +189,7 @@ func (q *Queue) enqueue(i int, t build.Trigger) *queuedJob {
 	st := q.state(rule.Name)
 	readyAt := time.Now().Add(q.window)
 	if qj := st.queued; qj != nil {
+		t.Force = t.Force || qj.job.Trigger.Force // a forced rebuild stays forced
 		qj.job.Trigger = t
 		qj.readyAt = readyAt
 		q.events = append(q.events, hookEvent{updated: true, job: qj.job})

@@ -21,6 +21,9 @@ const (
 	StatusRunning   = "running"
 	StatusSucceeded = "succeeded"
 	StatusFailed    = "failed"
+	// StatusUnchanged ends a build whose inputs equal those of the rule's
+	// last successful build: it moved no tag and triggered nothing.
+	StatusUnchanged = "unchanged"
 )
 
 // Record is the stored account of one build.
@@ -34,10 +37,13 @@ type Record struct {
 	Status        string        `json:"status"`
 	Error         string        `json:"error,omitempty"`
 	Result        digest.Digest `json:"result,omitempty"`
-	Queued        time.Time     `json:"queued"`
-	Started       *time.Time    `json:"started,omitempty"`
-	Finished      *time.Time    `json:"finished,omitempty"`
-	Attempts      int           `json:"attempts,omitempty"`
+	// Inputs is the digest of everything the build read (see
+	// inputsDigest); a build with the same inputs is unchanged.
+	Inputs   digest.Digest `json:"inputs,omitempty"`
+	Queued   time.Time     `json:"queued"`
+	Started  *time.Time    `json:"started,omitempty"`
+	Finished *time.Time    `json:"finished,omitempty"`
+	Attempts int           `json:"attempts,omitempty"`
 	// Restarts counts the times kiln stopped without finishing this build
 	// (killed, crashed) before this record; the next start resumes it
 	// once, never after a second time.
@@ -45,7 +51,9 @@ type Record struct {
 }
 
 // Done reports whether the build has ended.
-func (r *Record) Done() bool { return r.Status == StatusSucceeded || r.Status == StatusFailed }
+func (r *Record) Done() bool {
+	return r.Status == StatusSucceeded || r.Status == StatusFailed || r.Status == StatusUnchanged
+}
 
 // Records keeps build records and logs in the store, so they outlive the
 // process, and the logs of running builds in memory for followers.

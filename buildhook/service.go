@@ -136,9 +136,10 @@ func (s *Service) TagMoved(m storage.TagMove) {
 	}
 }
 
-// Trigger queues a build of rule by hand.
-func (s *Service) Trigger(rule string) (*build.Job, error) {
-	return s.queue.Trigger(rule, build.Trigger{Reason: "manual"})
+// Trigger queues a build of rule by hand; force builds it even when
+// nothing it reads changed since its last successful build.
+func (s *Service) Trigger(rule string, force bool) (*build.Job, error) {
+	return s.queue.Trigger(rule, build.Trigger{Reason: "manual", Force: force})
 }
 
 // maxRestarts is how many times kiln may stop while one build runs: a
@@ -297,22 +298,27 @@ func (s *Service) done(job *build.Job, err error) {
 	}
 	now := time.Now().UTC()
 	result := StatusSucceeded
-	if err != nil {
+	switch {
+	case errors.Is(err, errUnchanged):
+		result, err = StatusUnchanged, nil
+	case err != nil:
 		result = StatusFailed
 	}
 	s.update(job.ID, func(r *Record) {
 		r.Finished = &now
+		r.Status = result
 		if err != nil {
-			r.Status, r.Error = StatusFailed, err.Error()
-		} else {
-			r.Status = StatusSucceeded
+			r.Error = err.Error()
 		}
 		ran = sinceStarted(r, now)
 	})
 	s.buildDone(job, result, ran)
-	if err != nil {
+	switch result {
+	case StatusFailed:
 		s.log.Warn("build failed", "build", job.ID, "rule", job.Rule.Name, "err", err)
-	} else {
+	case StatusUnchanged:
+		s.log.Info("build unchanged: same inputs as the last success, no tag moved", "build", job.ID, "rule", job.Rule.Name)
+	default:
 		s.log.Info("build succeeded", "build", job.ID, "rule", job.Rule.Name)
 	}
 	s.prune(context.Background())
@@ -349,13 +355,32 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 			return nil
 		}
 	}
+	inputs, err := s.inputsDigest(ctx, job)
+	if err != nil {
+		fmt.Fprintf(log, "inputs: %v; building anyway\n", err)
+		inputs = ""
+	} else if inputs != "" {
+		s.update(job.ID, func(r *Record) { r.Inputs = inputs })
+		fmt.Fprintf(log, "inputs %s\n", inputs)
+		prev, err := s.unchangedSince(ctx, job, inputs)
+		switch {
+		case err != nil:
+			fmt.Fprintf(log, "reading the last build: %v; building anyway\n", err)
+		case prev != nil && job.Trigger.Force:
+			fmt.Fprintf(log, "the same inputs as build %s; forced, building anyway\n", prev.ID)
+		case prev != nil:
+			s.update(job.ID, func(r *Record) { r.Result = prev.Result })
+			fmt.Fprintf(log, "unchanged: the same inputs as build %s, whose image %s the tags still name; nothing to do\n", prev.ID, prev.Result)
+			return errUnchanged
+		}
+	}
 	result, err := s.buildWithRetries(ctx, job, log)
 	if err != nil {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err
 	}
 	fmt.Fprintf(log, "built %s; adding provenance and tagging\n", result)
-	final, err := Finalize(ctx, job, baseDigest, log)
+	final, err := Finalize(ctx, job, baseDigest, inputs, log)
 	if err != nil {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err

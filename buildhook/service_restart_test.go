@@ -36,6 +36,10 @@ func TestServiceStopsResumingAfterTwoCrashes(t *testing.T) {
 	c := newChain(t)
 	c.pushBase(t)
 	c.waitIdle(t)
+	// The context changes, so the resumed build has something to build.
+	if err := os.WriteFile(filepath.Join(c.svc.Graph().Rule("app").Context, "changed.txt"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Death 1: a record left running.
 	first := &Record{ID: newBuildID(), Rule: "app", Reason: "push", Status: StatusRunning}
 	if err := c.svc.Records().Save(t.Context(), first); err != nil {

@@ -138,7 +138,7 @@ func TestServiceCascade(t *testing.T) {
 			}
 		}
 		app := c.annotations(t, "app:v1")
-		if app[build.AnnotationBaseDigest] != base.String() || !strings.HasSuffix(app[build.AnnotationBaseName], "/base:1") || app[build.AnnotationBuildID] != recs[1].ID {
+		if app[build.AnnotationBaseDigest] != base.String() || !strings.HasSuffix(app[build.AnnotationBaseName], "/base:1") || app[build.AnnotationBuildInputs] != recs[1].Inputs.String() {
 			t.Errorf("round %d: app annotations %v, want base digest %s", round, app, base)
 		}
 		tests := c.annotations(t, "tests:v1")

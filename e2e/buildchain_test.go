@@ -382,7 +382,7 @@ func checkRound(t *testing.T, e *buildKilnEnv, recs []buildRecord, total int, ba
 		if ann["org.opencontainers.image.base.digest"] != base {
 			t.Errorf("%s: base.digest %q, want %s (python %s)", tag, ann["org.opencontainers.image.base.digest"], base, version)
 		}
-		if !strings.HasSuffix(ann["org.opencontainers.image.base.name"], "/python:3.8") || ann["dev.kiln.build.id"] == "" {
+		if !strings.HasSuffix(ann["org.opencontainers.image.base.name"], "/python:3.8") || ann["dev.kiln.build.inputs"] == "" {
 			t.Errorf("%s: provenance annotations %v", tag, ann)
 		}
 	}

@@ -67,7 +67,7 @@ func New() *Metrics {
 			Name: "kiln_gc_kept_blobs", Help: "Blobs referenced by kept manifests at the last garbage collection.",
 		}),
 		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kiln_builds_total", Help: "Builds ended, by rule and result (succeeded, failed, interrupted).",
+			Name: "kiln_builds_total", Help: "Builds ended, by rule and result (succeeded, failed, unchanged, interrupted).",
 		}, []string{"rule", "result"}),
 		buildDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "kiln_build_duration_seconds", Help: "How long builds ran, by rule and result.",

@@ -6,11 +6,14 @@ import "encoding/json"
 // the rebase builder and autorebase read the base ones back to know which
 // base an image was built on.
 const (
-	AnnotationBaseName     = "org.opencontainers.image.base.name"
-	AnnotationBaseDigest   = "org.opencontainers.image.base.digest"
-	AnnotationCreated      = "org.opencontainers.image.created"
-	AnnotationBuildID      = "dev.kiln.build.id"
-	AnnotationBuildTrigger = "dev.kiln.build.trigger"
+	AnnotationBaseName   = "org.opencontainers.image.base.name"
+	AnnotationBaseDigest = "org.opencontainers.image.base.digest"
+	AnnotationCreated    = "org.opencontainers.image.created"
+	// AnnotationBuildInputs is the digest of everything the build read
+	// (bases, Dockerfile, context, arguments, builder): builds with the
+	// same inputs are the same image. The build's id and trigger are in
+	// its record, not the image, so that they are.
+	AnnotationBuildInputs = "dev.kiln.build.inputs"
 )
 
 // ManifestAnnotations are the annotations of a manifest or index, never

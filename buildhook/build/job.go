@@ -49,6 +49,9 @@ type Trigger struct {
 	// Restarts is, for a resumed build, how many times kiln stopped while
 	// it ran (see Record.Restarts).
 	Restarts int
+	// Force builds even when the inputs equal those of the rule's last
+	// successful build, whose image the tags still name.
+	Force bool
 }
 
 // Job is one build of a rule.

@@ -13,7 +13,7 @@ import (
 // The CLI checks the names a user types against what exists, so a typo is
 // an error that lists the valid names instead of an empty answer.
 
-var buildStatuses = []string{buildhook.StatusQueued, buildhook.StatusRunning, buildhook.StatusSucceeded, buildhook.StatusFailed}
+var buildStatuses = []string{buildhook.StatusQueued, buildhook.StatusRunning, buildhook.StatusSucceeded, buildhook.StatusFailed, buildhook.StatusUnchanged}
 
 // checkStatus refuses a status no build can have.
 func checkStatus(status string) error {

@@ -121,12 +121,19 @@ func newBuildsCmd() *cobra.Command {
 	}
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the build ends")
 
+	var force bool
 	trigger := &cobra.Command{
 		Use:   "trigger RULE",
 		Short: "Queue a build of a rule now",
-		Args:  cobra.ExactArgs(1),
+		Long: "Queue a build of a rule now. A build whose inputs (bases, Dockerfile, context, arguments, builder)\n" +
+			"equal those of the rule's last successful build ends as \"unchanged\" and moves no tag; --force builds anyway.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := client.Post(api("/rules/"+url.PathEscape(args[0])+"/trigger"), "application/json", nil)
+			u := api("/rules/" + url.PathEscape(args[0]) + "/trigger")
+			if force {
+				u += "?force=true"
+			}
+			resp, err := client.Post(u, "application/json", nil)
 			if err != nil {
 				return err
 			}
@@ -192,6 +199,7 @@ For an index, its linux/amd64 image (else its first) is compared.`,
 		},
 	}
 	graph := newBuildsGraphCmd(func() *http.Client { return client }, api)
+	trigger.Flags().BoolVar(&force, "force", false, "build even when nothing the build reads changed")
 	cmd.AddCommand(ls, show, logs, trigger, candidates, graph)
 	return cmd
 }
