@@ -48,6 +48,7 @@ import (
 //
 // Afterwards every image whose push succeeded must pull and validate.
 func TestGCDuringPushes(t *testing.T) {
+	// Not parallel: its grace period is sized for pushes on an otherwise idle machine.
 	if testing.Short() {
 		t.Skip("stress test")
 	}
