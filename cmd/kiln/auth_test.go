@@ -235,6 +235,7 @@ func TestServeAuthTLS(t *testing.T) {
 
 // TestServeBadTLSFiles: a bad key or certificate stops startup naming it.
 func TestServeBadTLSFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile, _ := writeSelfSigned(t, dir)
 	garbage := filepath.Join(dir, "garbage.pem")

@@ -22,6 +22,7 @@ import (
 // TestBuildsCandidatesAndAutoRebase drives `kiln builds` against the build
 // API of an in-process kiln with autorebase on.
 func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
+	t.Parallel()
 	var trigger buildTrigger
 	store := storage.NewInMemory(storage.Options{OnTagMoved: trigger.tagMoved})
 	reg := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))

@@ -32,6 +32,7 @@ import (
 // cache misses and hits, pushes and a garbage collection, and that lines
 // logged inside a request carry its access line's request_id.
 func TestServeObservability(t *testing.T) {
+	// Not parallel: it changes the store-scan interval every serve reads.
 	defer func(i, a time.Duration) { storeScanInterval, storeScanMaxAge = i, a }(storeScanInterval, storeScanMaxAge)
 	storeScanInterval = 0 // every scrape after a change rescans
 
