@@ -81,9 +81,15 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 
 // waitFor blocks until the buffer holds s, or ctx ends (false).
 func (b *syncBuffer) waitFor(ctx context.Context, s string) bool {
+	return b.waitUntil(ctx, func(text string) bool { return strings.Contains(text, s) })
+}
+
+// waitUntil blocks until cond holds for the buffer's text, checked after
+// every write, or ctx ends (false).
+func (b *syncBuffer) waitUntil(ctx context.Context, cond func(text string) bool) bool {
 	for {
 		b.mu.Lock()
-		if strings.Contains(b.buf.String(), s) {
+		if cond(b.buf.String()) {
 			b.mu.Unlock()
 			return true
 		}
