@@ -168,7 +168,7 @@ builds:
 	waitBuild := func(rule string, n int) {
 		t.Helper()
 		var recs []struct{ ID, Status, Error string }
-		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		waitFor(t, 5*time.Minute, fmt.Sprintf("build %d of %s finishing", n, rule), func() (bool, string) {
 			code, body := get("/kiln/v1/builds?rule="+rule, user, password)
 			if code != 200 {
 				t.Fatalf("GET /kiln/v1/builds with login: %d %s", code, body)
@@ -176,13 +176,8 @@ builds:
 			if err := json.Unmarshal([]byte(body), &recs); err != nil {
 				t.Fatal(err)
 			}
-			if len(recs) >= n && (recs[0].Status == "succeeded" || recs[0].Status == "failed") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("build %d of %s did not finish: %+v", n, rule, recs)
-			}
-		}
+			return len(recs) >= n && (recs[0].Status == "succeeded" || recs[0].Status == "failed"), fmt.Sprintf("%+v", recs)
+		})
 		if recs[0].Status != "succeeded" {
 			_, log := get("/kiln/v1/builds/"+recs[0].ID+"/log", user, password)
 			t.Fatalf("%s under auth and TLS: %+v\n%s", rule, recs[0], tail(log, 60))

@@ -266,19 +266,15 @@ func containerUp(t *testing.T, docker *dockerEnv, ctr, url string) error {
 // has run and passed; "unhealthy" fails at once.
 func waitHealthy(t *testing.T, docker *dockerEnv, ctr string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	waitFor(t, 60*time.Second, "the container's health check passing", func() (bool, string) {
 		r := runCmd(t, cmdOpts{Env: docker.env, Quiet: true}, "docker", "inspect", "--format", "{{.State.Health.Status}}", ctr)
 		status := strings.TrimSpace(r.Stdout)
-		switch {
-		case status == "healthy":
-			return
-		case status == "unhealthy" || r.Err != nil || time.Now().After(deadline):
+		if status == "unhealthy" || r.Err != nil {
 			log := docker.run(t, "inspect", "--format", "{{json .State.Health}}", ctr)
 			t.Fatalf("health status %q (%v), want healthy: %s", status, r.Err, log.Stdout)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return status == "healthy", "health status " + status
+	})
 }
 
 // stopContainer stops with SIGTERM, leaving more than http.shutdown_timeout

@@ -192,7 +192,7 @@ builds:%s`, addr, rules)
 	logs := map[string]string{}
 	for _, rule := range names {
 		var recs []buildRecord
-		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		waitFor(t, 5*time.Minute, "the build of "+rule+" finishing", func() (bool, string) {
 			code, body := api("/kiln/v1/builds?rule=" + rule)
 			if code != 200 {
 				t.Fatalf("GET /kiln/v1/builds: %d %s", code, body)
@@ -200,13 +200,8 @@ builds:%s`, addr, rules)
 			if err := json.Unmarshal(body, &recs); err != nil {
 				t.Fatal(err)
 			}
-			if len(recs) > 0 && (recs[0].Status == "succeeded" || recs[0].Status == "failed") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the build of %s did not finish: %+v", rule, recs)
-			}
-		}
+			return len(recs) > 0 && (recs[0].Status == "succeeded" || recs[0].Status == "failed"), fmt.Sprintf("%+v", recs)
+		})
 		_, log := api("/kiln/v1/builds/" + recs[0].ID + "/log")
 		logs[rule] = string(log)
 		t.Logf("%s: %s (%s)\n%s", rule, recs[0].Status, recs[0].Error, probeLines(string(log)))
