@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -48,4 +49,31 @@ func portTaken(logPath string, err error) error {
 		return fmt.Errorf("%w: %w", errPortTaken, err)
 	}
 	return err
+}
+
+// onFreePort moves on when a server reports its port taken, and only then.
+func TestOnFreePortTriesAnotherPort(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	log := filepath.Join(t.TempDir(), "server.log")
+	var tried []string
+	addr := onFreePort(t, func(addr string) error {
+		if len(tried) == 0 {
+			addr = held.Addr().String() // as if another process took it first
+		}
+		tried = append(tried, addr)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			os.WriteFile(log, []byte(err.Error()+"\n"), 0o644)
+			return portTaken(log, errors.New("the server exited"))
+		}
+		l.Close()
+		return nil
+	})
+	if len(tried) != 2 || addr != tried[1] || addr == held.Addr().String() {
+		t.Fatalf("tried %q, got %s; want a second, free port after the held %s", tried, addr, held.Addr())
+	}
 }
