@@ -78,6 +78,7 @@ func errorCode(t *testing.T, w *httptest.ResponseRecorder) string {
 }
 
 func TestHandler(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name         string
 		anonymous    bool
@@ -133,6 +134,7 @@ func TestHandler(t *testing.T) {
 }
 
 func TestBearerRefused(t *testing.T) {
+	t.Parallel()
 	a, _, _, _ := setup(t, true)
 	h := a.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.Error("next reached") }))
 	r := httptest.NewRequest("GET", "/v2/", nil)
@@ -145,6 +147,7 @@ func TestBearerRefused(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	a, _, logs, calls := setup(t, false)
 	now := time.Unix(1_000_000, 0)
 	a.limiter.now = func() time.Time { return now }
@@ -182,6 +185,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestLimiterForgetsIdleAddresses(t *testing.T) {
+	t.Parallel()
 	l := newFailureLimiter(2)
 	now := time.Unix(1_000_000, 0)
 	l.now = func() time.Time { return now }
@@ -195,6 +199,7 @@ func TestLimiterForgetsIdleAddresses(t *testing.T) {
 }
 
 func TestCacheSkipsBcrypt(t *testing.T) {
+	t.Parallel()
 	a, _, _, calls := setup(t, false)
 	for range 10 {
 		if w, _ := do(a, "GET", "/v2/a/blobs/sha256:00", "alice", "secret", "192.0.2.1"); w.Code != 200 {
@@ -224,6 +229,7 @@ func rewrite(t *testing.T, a *Authenticator, path, content string) {
 }
 
 func TestReload(t *testing.T) {
+	t.Parallel()
 	a, path, logs, _ := setup(t, false)
 	if w, _ := do(a, "GET", "/v2/", "alice", "secret", "192.0.2.1"); w.Code != 200 {
 		t.Fatalf("status %d", w.Code)
@@ -246,6 +252,7 @@ func TestReload(t *testing.T) {
 }
 
 func TestReloadFlushesCache(t *testing.T) {
+	t.Parallel()
 	a, path, _, calls := setup(t, false)
 	do(a, "GET", "/v2/", "alice", "secret", "192.0.2.1")
 	rewrite(t, a, path, "alice:"+hashOf(t, "secret")+"\n#\n")
@@ -259,6 +266,7 @@ func TestReloadFlushesCache(t *testing.T) {
 }
 
 func TestNonBcryptIgnored(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "htpasswd")
 	md5 := "carol:$apr1$Vm2Ptk0b$0ZfyA6lJ8BtxKtUIb5KDM/"
 	sha := "dave:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="
@@ -290,6 +298,7 @@ func TestNonBcryptIgnored(t *testing.T) {
 }
 
 func TestBadFileAtStart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for name, content := range map[string]string{
 		"no colon":   "alice\n",
@@ -342,6 +351,7 @@ func withBearer(a *Authenticator, method, path, tok string) (*httptest.ResponseR
 }
 
 func TestTokens(t *testing.T) {
+	t.Parallel()
 	a, _, _, _ := setup(t, true)
 	code, anon := token(t, a, "", "")
 	if code != 200 {
@@ -382,6 +392,7 @@ func TestTokens(t *testing.T) {
 }
 
 func TestTokenEndpointRateLimited(t *testing.T) {
+	t.Parallel()
 	a, _, _, calls := setup(t, true)
 	for range 3 {
 		token(t, a, "alice", "wrong")

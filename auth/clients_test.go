@@ -18,6 +18,7 @@ import (
 // like docker, against a registry behind the middleware: with anonymous
 // pull it must pull without a login and push with one.
 func TestClientsFollowChallenges(t *testing.T) {
+	t.Parallel()
 	for _, anonymous := range []bool{false, true} {
 		a, _, _, _ := setup(t, anonymous)
 		srv := httptest.NewServer(a.Handler(registry.New(storage.NewInMemory(storage.Options{}), registry.Options{})))

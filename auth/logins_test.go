@@ -90,6 +90,7 @@ func count(statuses []int, code int) int {
 // Finding: the limiter was checked before bcrypt and counted after it, so
 // concurrent attempts all got through.
 func TestConcurrentFailedLoginsReserveTheLimit(t *testing.T) {
+	t.Parallel()
 	a, _, _, _ := setup(t, false) // 3 failed logins a minute
 	setCheckSlots(a, 64, 0)
 	statuses, b := concurrentLogins(t, a, 20, func(int) string { return "192.0.2.30" })
@@ -103,6 +104,7 @@ func TestConcurrentFailedLoginsReserveTheLimit(t *testing.T) {
 
 // Finding: password checks ran without bound and saturated the CPU.
 func TestPasswordChecksAreBounded(t *testing.T) {
+	t.Parallel()
 	a, _, _, _ := setup(t, false)
 	setCheckSlots(a, 2, 0) // excess is refused at once, not after a wait
 	statuses, b := concurrentLogins(t, a, 6, func(i int) string { return "192.0.2." + strconv.Itoa(40+i) })
@@ -138,6 +140,7 @@ func emptyBasic(a *Authenticator, method, path, addr string) *httptest.ResponseR
 // Finding: empty credentials counted as failed logins, so after 10 of them
 // correct logins from that address got 429.
 func TestEmptyCredentialsAreNoCredentials(t *testing.T) {
+	t.Parallel()
 	for _, anonymous := range []bool{false, true} {
 		a, _, _, calls := setup(t, anonymous) // 3 failed logins a minute
 		for i := range 20 {
@@ -160,6 +163,7 @@ func TestEmptyCredentialsAreNoCredentials(t *testing.T) {
 // a user of the file the file's cost (htpasswd -B: 5), so timing told
 // which names exist. The check's cost is asserted, not its time.
 func TestUnknownUserCostsAsMuchAsKnown(t *testing.T) {
+	t.Parallel()
 	a, path, _, _ := setup(t, false) // alice at bcrypt.MinCost
 	var costs []int
 	a.compare = func(hash, pw []byte) error {
@@ -188,6 +192,7 @@ func TestUnknownUserCostsAsMuchAsKnown(t *testing.T) {
 // Finding: a bearer token kept working after its user was removed from
 // the htpasswd file.
 func TestTokenRevokedWithItsEntry(t *testing.T) {
+	t.Parallel()
 	a, path, _, _ := setup(t, true)
 	aliceLine := "alice:" + hashOf(t, "secret") + "\n"
 	rewrite(t, a, path, aliceLine)
@@ -215,6 +220,7 @@ func TestTokenRevokedWithItsEntry(t *testing.T) {
 }
 
 func TestDuplicateUserLastWins(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "htpasswd")
 	content := "alice:" + hashOf(t, "old") + "\nbob:" + hashOf(t, "b") + "\nalice:" + hashOf(t, "new") + "\n"
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -248,6 +254,7 @@ func oauthToken(a *Authenticator, form url.Values) *httptest.ResponseRecorder {
 }
 
 func TestTokenOAuth2Form(t *testing.T) {
+	t.Parallel()
 	a, _, _, _ := setup(t, true)
 	form := url.Values{
 		"grant_type": {"password"}, "username": {"alice"}, "password": {"secret"},

@@ -103,6 +103,7 @@ func patch(t *testing.T, c *http.Client, url string, read <-chan struct{}) (s *s
 // Finding: one client trickling bytes on many PATCHes held every upload
 // slot, so nobody else could push.
 func TestUploadSlotShare(t *testing.T) {
+	t.Parallel()
 	const slots = 8 // a client may hold a quarter: 2
 	read := make(chan struct{})
 	api := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{MaxConcurrentUploads: slots})
@@ -154,6 +155,7 @@ func (u asUser) RoundTrip(r *http.Request) (*http.Response, error) {
 // Logged-in users get their share each, even from one address (a CI
 // host, a NAT).
 func TestUploadSlotShareByUser(t *testing.T) {
+	t.Parallel()
 	read := make(chan struct{})
 	api := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{MaxConcurrentUploads: 8})
 	authenticated := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

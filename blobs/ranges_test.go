@@ -3,6 +3,7 @@ package blobs
 import "testing"
 
 func TestParseByteRange(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		header        string
 		size          int64
@@ -31,6 +32,7 @@ func TestParseByteRange(t *testing.T) {
 }
 
 func TestParseContentRange(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		header      string
 		first, last int64

@@ -6,6 +6,7 @@ import (
 )
 
 func TestBuildRules(t *testing.T) {
+	t.Parallel()
 	ok := "builds:\n  - name: app\n    context: ./app\n    tags: [app:v1]\n"
 	c, err := Parse([]byte(ok), "t.yml")
 	if err != nil {

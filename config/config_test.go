@@ -13,6 +13,7 @@ import (
 // The repository's config.yml documents the defaults; it must not drift
 // from what the binary embeds.
 func TestRootConfigMatchesEmbeddedDefault(t *testing.T) {
+	t.Parallel()
 	root, err := os.ReadFile("../config.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -25,6 +26,7 @@ func TestRootConfigMatchesEmbeddedDefault(t *testing.T) {
 // A duration added to the schema but not to durationKeys would get the
 // decoder's error, which names neither key nor line.
 func TestDurationKeysCoverSchema(t *testing.T) {
+	t.Parallel()
 	var found []string
 	var walk func(reflect.Type, string)
 	walk = func(t reflect.Type, prefix string) {
@@ -262,6 +264,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLoadMissingExplicitFile(t *testing.T) {
+	t.Parallel()
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.yml") {
 		t.Fatalf("err = %v, want one naming the missing file", err)
@@ -293,6 +296,7 @@ func TestLoadFindsConfigInWorkingDir(t *testing.T) {
 }
 
 func TestSlogLevel(t *testing.T) {
+	t.Parallel()
 	for level := range logLevels {
 		if got := (Log{Level: level}).SlogLevel().String(); !strings.EqualFold(got, level) {
 			t.Errorf("%s -> %s", level, got)

@@ -6,6 +6,7 @@ import (
 )
 
 func TestOpsValidation(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		yaml    string
 		wantKey string // "" means valid
@@ -41,6 +42,7 @@ func TestOpsValidation(t *testing.T) {
 }
 
 func TestIdleTimeoutMustBeDuration(t *testing.T) {
+	t.Parallel()
 	_, err := Parse([]byte("http:\n  idle_timeout: 5\n"), "x.yml")
 	if err == nil || !strings.Contains(err.Error(), "http.idle_timeout") {
 		t.Fatalf("err = %v, want one naming http.idle_timeout", err)

@@ -7,6 +7,7 @@ import (
 )
 
 func TestRedirectHosts(t *testing.T) {
+	t.Parallel()
 	cfg, err := Parse([]byte(`
 proxy:
   - name: docker.io

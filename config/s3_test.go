@@ -59,6 +59,7 @@ storage:
 }
 
 func TestS3NeedsBucket(t *testing.T) {
+	t.Parallel()
 	cfg, err := Parse([]byte("storage: {driver: s3}\n"), "x.yml")
 	if err != nil {
 		t.Fatal(err)

@@ -40,11 +40,6 @@ func TestAuthTLS(t *testing.T) {
 	}
 	const user, password = "alice", "e2e-Secret-pw-7319"
 	dir := t.TempDir()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	caPEM := writeServerCert(t, dir)
 
 	// htpasswd reads the password from stdin: not on a command line.
@@ -53,21 +48,10 @@ func TestAuthTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// dockerd reads a registry's CA from certs.d when it connects.
-	certsd := filepath.Join("/etc/docker/certs.d", addr)
-	if err := os.MkdirAll(certsd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(certsd) })
-	if err := os.WriteFile(filepath.Join(certsd, "ca.crt"), caPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	// A docker-built rule on a busybox base: its pull and push go through
-	// kiln's internal credential.
-	os.MkdirAll(filepath.Join(dir, "app"), 0o755)
-	os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte(
-		"FROM "+addr+"/authtls/base:1\nRUN [\"/bin/busybox\", \"touch\", \"/built\"]\n"), 0o644)
+	// kiln's address goes into dockerd's certs.d and the Dockerfile
+	// before kiln starts, so it is picked first (and again if another
+	// process takes the port first).
+	var addr string
 	writeConfig := func(anonymous string) {
 		cfg := fmt.Sprintf(`http:
   addr: %q
@@ -97,7 +81,6 @@ builds:
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
-	base := "https://" + addr
 	var env []string // DOCKER_HOST only: kiln's builder needs no client config
 	for _, v := range docker.env {
 		if strings.HasPrefix(v, "DOCKER_HOST=") {
@@ -105,8 +88,29 @@ builds:
 		}
 	}
 
-	writeConfig("none")
-	srv := launchTLSKiln(t, bin, dir, "kiln-none.log", env, base, client)
+	var srv *kilnServer
+	addr = onFreePort(t, func(a string) error {
+		addr = a
+		// dockerd reads a registry's CA from certs.d when it connects.
+		certsd := filepath.Join("/etc/docker/certs.d", addr)
+		if err := os.MkdirAll(certsd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(certsd) })
+		if err := os.WriteFile(filepath.Join(certsd, "ca.crt"), caPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A docker-built rule on a busybox base: its pull and push go
+		// through kiln's internal credential.
+		os.MkdirAll(filepath.Join(dir, "app"), 0o755)
+		os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte(
+			"FROM "+addr+"/authtls/base:1\nRUN [\"/bin/busybox\", \"touch\", \"/built\"]\n"), 0o644)
+		writeConfig("none")
+		var err error
+		srv, err = startConfiguredKiln(t, bin, dir, "kiln-none.log", env, "https", client)
+		return err
+	})
+	base := "https://" + addr
 
 	// Plain HTTP is not served.
 	if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
@@ -164,7 +168,7 @@ builds:
 	waitBuild := func(rule string, n int) {
 		t.Helper()
 		var recs []struct{ ID, Status, Error string }
-		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		waitFor(t, 5*time.Minute, fmt.Sprintf("build %d of %s finishing", n, rule), func() (bool, string) {
 			code, body := get("/kiln/v1/builds?rule="+rule, user, password)
 			if code != 200 {
 				t.Fatalf("GET /kiln/v1/builds with login: %d %s", code, body)
@@ -172,13 +176,8 @@ builds:
 			if err := json.Unmarshal([]byte(body), &recs); err != nil {
 				t.Fatal(err)
 			}
-			if len(recs) >= n && (recs[0].Status == "succeeded" || recs[0].Status == "failed") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("build %d of %s did not finish: %+v", n, rule, recs)
-			}
-		}
+			return len(recs) >= n && (recs[0].Status == "succeeded" || recs[0].Status == "failed"), fmt.Sprintf("%+v", recs)
+		})
 		if recs[0].Status != "succeeded" {
 			_, log := get("/kiln/v1/builds/"+recs[0].ID+"/log", user, password)
 			t.Fatalf("%s under auth and TLS: %+v\n%s", rule, recs[0], tail(log, 60))
@@ -199,7 +198,7 @@ builds:
 
 	// anonymous: pull — reads need no login, writes still do.
 	writeConfig("pull")
-	srv = launchTLSKiln(t, bin, dir, "kiln-pull.log", env, base, client)
+	srv = launchTLSKiln(t, bin, dir, "kiln-pull.log", env, "https", client)
 	if code, _ := get("/v2/", "", ""); code != 401 {
 		t.Errorf("anonymous ping GET /v2/: %d, want 401 with the token challenge", code)
 	}
@@ -309,22 +308,39 @@ func writeServerCert(t *testing.T, dir string) []byte {
 }
 
 // launchTLSKiln starts `kiln serve --config config.yml` in dir and waits
-// until /healthz answers over HTTPS (launchKiln polls plain /v2/, which
-// a TLS kiln with authentication refuses).
-func launchTLSKiln(t *testing.T, bin, dir, logName string, env []string, base string, client *http.Client) *kilnServer {
+// until /healthz answers at scheme://ADDR (launchKiln polls plain /v2/,
+// which a TLS kiln with authentication refuses); ADDR, the address kiln
+// bound (the config's may have port 0), is in the result's env.Addr. It
+// fails the test if kiln does not come up.
+func launchTLSKiln(t *testing.T, bin, dir, logName string, env []string, scheme string, client *http.Client) *kilnServer {
 	t.Helper()
-	s := &kilnServer{stderr: filepath.Join(dir, logName), done: make(chan struct{})}
-	errf, err := os.Create(s.stderr)
+	s, err := startConfiguredKiln(t, bin, dir, logName, env, scheme, client)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(bin, "serve", "--config", "config.yml")
+	return s
+}
+
+// startConfiguredKiln is launchTLSKiln returning the error instead, one
+// that wraps errPortTaken when kiln could not bind the configured address.
+// kiln is killed when the test ends.
+func startConfiguredKiln(t *testing.T, bin, dir, logName string, env []string, scheme string, client *http.Client) (*kilnServer, error) {
+	t.Helper()
+	s := &kilnServer{stderr: filepath.Join(dir, logName), done: make(chan struct{})}
+	readyFile := filepath.Join(dir, logName+".addr")
+	os.Remove(readyFile) // a previous start's, in a restart test
+	errf, err := os.Create(s.stderr)
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(bin, "serve", "--config", "config.yml", "--ready-file", readyFile)
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = errf, errf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+		errf.Close()
+		return nil, err
 	}
 	go func() {
 		s.waitErr = s.cmd.Wait()
@@ -332,23 +348,32 @@ func launchTLSKiln(t *testing.T, bin, dir, logName string, env []string, base st
 		close(s.done)
 	}()
 	t.Cleanup(s.kill)
+	bound, err := waitForReadyFile(readyFile, 60*time.Second, s.done)
+	if err != nil {
+		s.kill()
+		b, _ := os.ReadFile(s.stderr)
+		return nil, portTaken(s.stderr, fmt.Errorf("kiln did not come up: %v\n%s", err, tail(string(b), 40)))
+	}
+	s.env = &registryEnv{Kiln: true, Addr: bound, URL: scheme + "://" + bound}
+	base := s.env.URL
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		resp, err := client.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return s
+				return s, nil
 			}
 		}
 		select {
 		case <-s.done:
 			b, _ := os.ReadFile(s.stderr)
-			t.Fatalf("kiln exited: %v\n%s", s.waitErr, tail(string(b), 40))
+			return nil, portTaken(s.stderr, fmt.Errorf("kiln exited: %v\n%s", s.waitErr, tail(string(b), 40)))
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			s.kill()
 			b, _ := os.ReadFile(s.stderr)
-			t.Fatalf("kiln did not answer %s/healthz (last error %v)\n%s", base, err, tail(string(b), 40))
+			return nil, fmt.Errorf("kiln did not answer %s/healthz (last error %v)\n%s", base, err, tail(string(b), 40))
 		}
 	}
 }
@@ -371,16 +396,12 @@ func TestLoginlessPullsDoNotLockOutLogins(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(hash), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cfg := fmt.Sprintf("http:\n  addr: %q\nauth:\n  htpasswd: ./htpasswd\n  failed_logins_per_minute: 3\nstorage:\n  filesystem:\n    root: ./data\n", addr)
+	cfg := "http:\n  addr: 127.0.0.1:0\nauth:\n  htpasswd: ./htpasswd\n  failed_logins_per_minute: 3\nstorage:\n  filesystem:\n    root: ./data\n"
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := launchTLSKiln(t, bin, dir, "kiln.log", nil, "http://"+addr, &http.Client{Timeout: 10 * time.Second})
+	srv := launchTLSKiln(t, bin, dir, "kiln.log", nil, "http", &http.Client{Timeout: 10 * time.Second})
+	addr := srv.env.Addr
 	authfile := filepath.Join(dir, "auth.json") // empty: skopeo has no login for kiln
 	os.WriteFile(authfile, []byte("{}"), 0o600)
 

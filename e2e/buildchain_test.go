@@ -49,18 +49,17 @@ func startBuildKiln(t *testing.T) *buildKilnEnv {
 	copyTracked(t, filepath.Join(moduleRoot, "examples"), dir)
 	b, _ := os.ReadFile(busybox)
 	os.WriteFile(filepath.Join(dir, "python-base", "busybox"), b, 0o755)
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	// A RUN-less copy of flask-app for the native builder and the rebase
 	// strategy.
 	os.MkdirAll(filepath.Join(dir, "flask-native"), 0o755)
 	os.WriteFile(filepath.Join(dir, "flask-native", "app.py"), []byte("print('native')\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "flask-native", "Dockerfile"), []byte(
 		"ARG REGISTRY\nFROM ${REGISTRY}/python:3.8\nENV APP=native\nWORKDIR /app\nCOPY app.py /app/app.py\nCMD [\"/bin/busybox\", \"cat\", \"/etc/python-version\"]\n"), 0o644)
-	cfg := fmt.Sprintf(`http:
+	// kiln's address goes into the rules' build args before kiln starts,
+	// so it is picked first (and again if another process takes the port
+	// first); restarts keep it.
+	writeConfig := func(addr string) {
+		cfg := fmt.Sprintf(`http:
   addr: %q
 storage:
   filesystem:
@@ -94,8 +93,9 @@ builds:
     args: {REGISTRY: %q}
     strategy: rebase
 `, addr, addr, addr, addr, addr, addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+		if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Only DOCKER_HOST: the test client's DOCKER_CONFIG has no config.json,
 	// which buildah would refuse as an auth file.
@@ -105,8 +105,12 @@ builds:
 			env = append(env, v)
 		}
 	}
-	e := &buildKilnEnv{addr: addr, docker: docker, dir: dir, env: env}
-	e.launch(t)
+	e := &buildKilnEnv{docker: docker, dir: dir, env: env}
+	onFreePort(t, func(addr string) error {
+		writeConfig(addr)
+		e.addr = addr
+		return e.start(t)
+	})
 	t.Cleanup(func() {
 		if err := e.srv.stop(); err != nil {
 			t.Error(err)
@@ -124,6 +128,15 @@ builds:
 // launch starts kiln on the environment's directory, address and config.
 func (e *buildKilnEnv) launch(t *testing.T) {
 	t.Helper()
+	if err := e.start(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start is launch returning the error, which wraps errPortTaken when
+// another process holds the address.
+func (e *buildKilnEnv) start(t *testing.T) error {
+	t.Helper()
 	bin, err := buildKiln()
 	if err != nil {
 		t.Fatal(err)
@@ -131,9 +144,10 @@ func (e *buildKilnEnv) launch(t *testing.T) {
 	e.starts++
 	srv, err := launchKiln(bin, "build", e.dir, fmt.Sprintf("kiln-%d.log", e.starts), e.env, e.addr, "--config", "config.yml")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	e.srv = srv
+	return nil
 }
 
 // builds lists the build records, newest first.

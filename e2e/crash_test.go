@@ -80,7 +80,7 @@ func TestCrash(t *testing.T) {
 			t.Errorf("round %d: no request answered within 10s", round)
 		}
 		delay := time.Duration(10+rng.IntN(291)) * time.Millisecond
-		time.Sleep(delay)
+		time.Sleep(delay) // a random moment to kill at, not a wait for anything
 		srv.kill()
 		wg.Wait()
 		if b, err := os.ReadFile(srv.stderr); err == nil && bytes.Contains(b, []byte("WARNING: DATA RACE")) {

@@ -299,7 +299,7 @@ func TestGCCrash(t *testing.T) {
 		if round == 1 {
 			blobsStart, _ = countBlobFiles(t, data)
 		}
-		time.Sleep(300 * time.Millisecond) // all of it older than the grace period
+		ageFiles(t, data, time.Second) // all of it older than the grace period
 
 		// Kill at a random moment: after a random phase has started (it
 		// shows in kiln's log), plus 0-30 ms; or blindly 0-150 ms after the
@@ -319,7 +319,7 @@ func TestGCCrash(t *testing.T) {
 		if round%3 == 0 {
 			extra = time.Duration(rng.IntN(151)) * time.Millisecond
 			how = fmt.Sprintf("blind, %s after the POST", extra)
-			time.Sleep(extra)
+			time.Sleep(extra) // a random moment to kill at, not a wait for anything
 		} else {
 			how = fmt.Sprintf("%s after phase %q began", extra, phase)
 			seen := false
@@ -339,7 +339,7 @@ func TestGCCrash(t *testing.T) {
 			if !seen {
 				how += " (the phase did not show in the log before the GC ended)"
 			}
-			time.Sleep(extra)
+			time.Sleep(extra) // a random moment to kill at, not a wait for anything
 		}
 		at := time.Since(t0)
 		srv.kill()
@@ -372,8 +372,9 @@ func TestGCCrash(t *testing.T) {
 	}
 
 	// A full collection on the restarted kiln, then a dry run that must
-	// find nothing left to sweep.
-	time.Sleep(300 * time.Millisecond)
+	// find nothing left to sweep, with everything older than the grace
+	// period (files dated back) before each.
+	ageFiles(t, data, time.Second)
 	_, final, err := gcTestPOST(ctx, base, false)
 	if err != nil {
 		t.Fatalf("final GC: %v", err)
@@ -381,7 +382,7 @@ func TestGCCrash(t *testing.T) {
 	t.Logf("final GC: recovered %d from the trash; marked %d manifests, %d blobs; swept %d manifests, %d blobs (%d bytes, %d links); %d claimed back; %.0f ms",
 		final.TrashRecovered, final.ManifestsMarked, final.BlobsMarked, final.ManifestsSwept, final.BlobsSwept, final.BytesFreed, final.LinksSwept,
 		final.BlobsRestored+final.ManifestsRestored, final.DurationSeconds*1000)
-	time.Sleep(300 * time.Millisecond)
+	ageFiles(t, data, time.Second)
 	_, dry, err := gcTestPOST(ctx, base, true)
 	if err != nil {
 		t.Fatalf("dry-run GC: %v", err)
@@ -401,6 +402,9 @@ func TestGCCrash(t *testing.T) {
 		t.Errorf("%d files left in the trash after a completed GC", trashEnd)
 	}
 
+	if cutMidGC == 0 {
+		t.Errorf("no kill in %d rounds landed while a collection ran: nothing here tested recovery from one", rounds)
+	}
 	checkTagged("at the end", true)
 	if err := srv.stop(); err != nil {
 		t.Error(err)

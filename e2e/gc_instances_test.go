@@ -64,7 +64,15 @@ func TestGCWhileOtherInstancePushes(t *testing.T) {
 		}
 		gcTestOrphan(t, b.env.URL, repo, buf)
 	}
-	time.Sleep(grace + 1500*time.Millisecond)
+	// Until A counts the whole pool as garbage: past the grace period on
+	// the S3 server's clock, as A measures it.
+	waitFor(t, grace+time.Minute, "the unreferenced pool older than the grace period", func() (bool, string) {
+		status, r, err := gcTestPOST(ctx, a.env.URL, true)
+		if err != nil || status != http.StatusOK {
+			return false, fmt.Sprintf("dry run: %d %v", status, err)
+		}
+		return r.BlobsSwept >= poolSize, fmt.Sprintf("a dry run would sweep %d blobs of %d", r.BlobsSwept, poolSize)
+	})
 
 	// A collects in a loop until the pushes are done.
 	var gcRuns, gcConflicts, gcSweptB, gcSweptM, gcRestored atomic.Int64
@@ -88,7 +96,7 @@ func TestGCWhileOtherInstancePushes(t *testing.T) {
 				gcMu.Lock()
 				gcErrs = append(gcErrs, err)
 				gcMu.Unlock()
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // not to spin on a failing server
 			default:
 				gcRuns.Add(1)
 				gcSweptB.Add(int64(r.BlobsSwept))
@@ -171,7 +179,7 @@ func TestGCWhileOtherInstancePushes(t *testing.T) {
 				if err := remote.Write(sr, pl.scratch, remote.WithContext(ctx)); err != nil {
 					fail("scratch %s: %v", pl.label, err)
 				}
-				time.Sleep(pl.pause)
+				time.Sleep(pl.pause) // the pushes' pace (random), not a wait for anything
 			}
 		}()
 	}
@@ -179,9 +187,15 @@ func TestGCWhileOtherInstancePushes(t *testing.T) {
 	wg.Wait()
 	pushTime := time.Since(t0)
 	// Everything past the grace period, then more collections on A.
-	time.Sleep(grace + 1500*time.Millisecond)
 	close(stopGC)
 	<-gcLoopDone
+	waitFor(t, grace+time.Minute, "no unreferenced blob within the grace period", func() (bool, string) {
+		status, r, err := gcTestPOST(ctx, a.env.URL, true)
+		if err != nil || status != http.StatusOK {
+			return false, fmt.Sprintf("dry run: %d %v", status, err)
+		}
+		return r.BlobsYoung == 0, fmt.Sprintf("%d unreferenced blobs within the grace period", r.BlobsYoung)
+	})
 	for range 2 {
 		_, r, err := gcTestPOST(ctx, a.env.URL, false)
 		if err != nil {

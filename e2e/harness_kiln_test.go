@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -100,7 +99,7 @@ func launchKiln(bin, runID, dir, logName string, env []string, addr string, args
 	bound, err := waitForReadyFile(readyFile, 60*time.Second, s.done)
 	if err != nil {
 		s.kill()
-		return s, fmt.Errorf("kiln did not come up: %w", err)
+		return s, portTaken(s.stderr, fmt.Errorf("kiln did not come up: %w", err))
 	}
 	s.env.Addr, s.env.URL = bound, "http://"+bound
 	if err := waitForV2(s.env.URL, 60*time.Second, s.done); err != nil {
@@ -175,15 +174,6 @@ func (s *kilnServer) printTail(w io.Writer, n int) {
 	for _, l := range lines {
 		fmt.Fprintf(w, "  | %s\n", l)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitForV2 polls GET /v2/ until it answers 200. done, if not nil, aborts

@@ -283,3 +283,31 @@ func short(s string) string {
 	}
 	return s
 }
+
+// finishedUploads is how many manifest PUTs and upload POSTs kiln has
+// finished, whatever their status, from its /metrics; 0 for another
+// registry.
+func finishedUploads(t *testing.T, reg *registryEnv) int {
+	t.Helper()
+	if !reg.Kiln {
+		return 0
+	}
+	resp, body := doHTTP(t, http.MethodGet, reg.URL+"/metrics", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	n := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, `kiln_http_requests_total{method="PUT",route="manifest",`) &&
+			!strings.HasPrefix(line, `kiln_http_requests_total{method="POST",route="blob_upload",`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("/metrics line %q: %v", line, err)
+		}
+		n += int(v)
+	}
+	return n
+}

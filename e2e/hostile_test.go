@@ -244,6 +244,7 @@ func TestHostileRequests(t *testing.T) {
 		}()
 		slowTag := "slow"
 		slowBlob := []byte(strings.Repeat("s", 1000))
+		uploadsBefore := finishedUploads(t, reg)
 		for i := 0; i < stalled; i++ {
 			c, err := net.DialTimeout("tcp", reg.Addr, 5*time.Second)
 			if err != nil {
@@ -290,7 +291,16 @@ func TestHostileRequests(t *testing.T) {
 			c.Close()
 		}
 		conns = nil
-		time.Sleep(500 * time.Millisecond)
+		// The checks below look for what the stalled requests must not
+		// have left: only once the server has finished them all.
+		if reg.Kiln {
+			waitFor(t, time.Minute, "kiln finishing the stalled requests", func() (bool, string) {
+				n := finishedUploads(t, reg) - uploadsBefore
+				return n >= stalled, fmt.Sprintf("%d of %d finished", n, stalled)
+			})
+		} else {
+			time.Sleep(500 * time.Millisecond) // another registry tells nothing to wait on
+		}
 		checkAlive(t, reg)
 		if slices.Contains(listTags(t, reg, repo), slowTag) {
 			t.Errorf("a stalled manifest PUT created tag %q", slowTag)

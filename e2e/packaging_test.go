@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -144,17 +145,17 @@ func checkImageFiles(t *testing.T, docker *dockerEnv, image string) {
 // image's user, that the health check passes and that SIGTERM exits 0, then
 // starts it again to see the data persisted.
 func runImage(t *testing.T, docker *dockerEnv, image string) {
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	const ctr, vol = "kiln-e2e-packaging", "kiln-e2e-packaging-data"
 	t.Cleanup(func() { docker.run(t, "rm", "-f", "-v", ctr) })
-	docker.must(t, "run", "-d", "--name", ctr, "--network", "host",
-		"-e", "KILN_ADDR="+addr, "-v", vol+":/data",
-		"--health-interval", "1s", "--health-retries", "3", image)
-	waitContainer(t, docker, ctr, "http://"+addr)
+	// The image as users run it: KILN_ADDR, which its health check reads
+	// too, so a fixed port rather than port 0.
+	addr := onFreePort(t, func(addr string) error {
+		docker.run(t, "rm", "-f", ctr) // a try that lost its port
+		docker.must(t, "run", "-d", "--name", ctr, "--network", "host",
+			"-e", "KILN_ADDR="+addr, "-v", vol+":/data",
+			"--health-interval", "1s", "--health-retries", "3", image)
+		return containerUp(t, docker, ctr, "http://"+addr)
+	})
 
 	// The server runs as the image's user, not root.
 	pid := strings.TrimSpace(docker.must(t, "inspect", "--format", "{{.State.Pid}}", ctr))
@@ -224,29 +225,56 @@ func runImage(t *testing.T, docker *dockerEnv, image string) {
 // its logs if it does not.
 func waitContainer(t *testing.T, docker *dockerEnv, ctr, url string) {
 	t.Helper()
-	if err := waitForV2(url, 60*time.Second, nil); err != nil {
-		logs := docker.run(t, "logs", ctr)
-		t.Fatalf("kiln in the container: %v\nlogs:\n%s%s", err, tail(logs.Stdout, 30), tail(logs.Stderr, 30))
+	if err := containerUp(t, docker, ctr, url); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// containerUp waits until kiln in the container answers url/v2/, or the
+// container exits; the error wraps errPortTaken when kiln could not bind
+// its address.
+func containerUp(t *testing.T, docker *dockerEnv, ctr, url string) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exited := make(chan struct{})
+	wait := exec.CommandContext(ctx, "docker", "wait", ctr)
+	wait.Env = append(os.Environ(), docker.env...)
+	if err := wait.Start(); err != nil {
+		return err
+	}
+	go func() {
+		// Only a container that exited; a failed `docker wait` leaves
+		// the timeout to decide.
+		if wait.Wait() == nil {
+			close(exited)
+		}
+	}()
+	err := waitForV2(url, 60*time.Second, exited)
+	if err == nil {
+		return nil
+	}
+	logs := docker.run(t, "logs", ctr)
+	err = fmt.Errorf("kiln in the container: %v\nlogs:\n%s%s", err, tail(logs.Stdout, 30), tail(logs.Stderr, 30))
+	if strings.Contains(logs.Stdout+logs.Stderr, "address already in use") {
+		return fmt.Errorf("%w: %w", errPortTaken, err)
+	}
+	return err
 }
 
 // waitHealthy polls the container's health status until Docker's own probe
 // has run and passed; "unhealthy" fails at once.
 func waitHealthy(t *testing.T, docker *dockerEnv, ctr string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	waitFor(t, 60*time.Second, "the container's health check passing", func() (bool, string) {
 		r := runCmd(t, cmdOpts{Env: docker.env, Quiet: true}, "docker", "inspect", "--format", "{{.State.Health.Status}}", ctr)
 		status := strings.TrimSpace(r.Stdout)
-		switch {
-		case status == "healthy":
-			return
-		case status == "unhealthy" || r.Err != nil || time.Now().After(deadline):
+		if status == "unhealthy" || r.Err != nil {
 			log := docker.run(t, "inspect", "--format", "{{json .State.Health}}", ctr)
 			t.Fatalf("health status %q (%v), want healthy: %s", status, r.Err, log.Stdout)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return status == "healthy", "health status " + status
+	})
 }
 
 // stopContainer stops with SIGTERM, leaving more than http.shutdown_timeout

@@ -98,7 +98,9 @@ func TestProxyUpstreamDown(t *testing.T) {
 
 	check := func(what string) {
 		t.Helper()
-		time.Sleep(ttl + 200*time.Millisecond) // the tag is stale: kiln revalidates
+		// The TTL must pass on kiln's clock, in another process: nothing
+		// to wait on but time. Then the tag is stale and kiln revalidates.
+		time.Sleep(ttl + 200*time.Millisecond)
 		before := cp.snapshot()
 		start := time.Now()
 		for _, s := range []string{"up.local/team/app:v1", "team/app:v1", "up.local/team/app@" + want} {
@@ -141,36 +143,55 @@ func TestProxyUpstreamDown(t *testing.T) {
 
 // ---------------------------------------------------------------- tag moved
 
-// TestProxyUpstreamTagMoved: with ttl 1s, a tag moved upstream is served
-// from the cache until the TTL passes, then kiln serves the new digest.
+// TestProxyUpstreamTagMoved: a tag moved upstream is served from the cache
+// until the TTL passes, then kiln serves the new digest. The same upstream
+// is mirrored twice: as up.local with a 1s TTL, which must move on, and as
+// docker.io with an hour's, which must not, however slow the machine.
 func TestProxyUpstreamTagMoved(t *testing.T) {
 	needRegistry(t)
 	up := startUpstreamRegistry(t, false)
 	v1d := up.push(t, "team/app", "v1", ociImage(t, 1, 4096, 41))
 	cp := startCountingProxy(t, up.addr)
 	const ttl = time.Second
-	k := startProxyKiln(t, mirrorPair(cp.URL, up, ttl, 5*time.Second), "")
+	ups := mirrorPair(cp.URL, up, ttl, 5*time.Second)
+	ups[0].TTL = time.Hour // docker.io: team/app:v1
+	k := startProxyKiln(t, ups, "")
 
-	cachedAt := time.Now()
 	if d := k.pull(t, "up.local/team/app:v1"); d != v1d {
 		t.Fatalf("first pull: %s, want %s", d, v1d)
+	}
+	if d := k.pull(t, "team/app:v1"); d != v1d {
+		t.Fatalf("first pull through the mirror name: %s, want %s", d, v1d)
 	}
 	v2d := up.push(t, "team/app", "v1", ociImage(t, 1, 4096, 42))
 	if v2d == v1d {
 		t.Fatal("the two upstream images have the same digest")
 	}
-	if _, d, _ := manifestStatus(t, k.addr, "up.local/team/app", "v1", 30*time.Second); time.Since(cachedAt) < ttl/2 && d != v1d {
+	before := cp.snapshot()
+	if _, d, _ := manifestStatus(t, k.addr, "team/app", "v1", 30*time.Second); d != v1d {
 		t.Errorf("inside the TTL kiln answered %s, want the cached %s", d, v1d)
 	}
-	time.Sleep(ttl + 300*time.Millisecond)
-	before := cp.snapshot()
-	if d := k.pull(t, "up.local/team/app:v1"); d != v2d {
-		t.Errorf("after the TTL kiln serves %s, want the moved tag's %s", d, v2d)
+	if c := cp.snapshot().sub(before); c.ManifestHEAD+c.ManifestGET != 0 {
+		t.Errorf("inside the TTL kiln asked the upstream: %+v", c)
 	}
+
+	// up.local's TTL passes while we ask: the cached digest until then,
+	// the moved tag's after.
+	before = cp.snapshot()
+	waitFor(t, ttl+30*time.Second, "up.local/team/app:v1 moves on after its TTL", func() (bool, string) {
+		_, d, _ := manifestStatus(t, k.addr, "up.local/team/app", "v1", 30*time.Second)
+		if d != v1d && d != v2d {
+			t.Fatalf("kiln served %s for up.local/team/app:v1, neither %s nor the moved %s", d, v1d, v2d)
+		}
+		return d == v2d, d
+	})
 	c := cp.snapshot().sub(before)
 	t.Logf("upstream requests after the TTL: %+v", c)
 	if c.ManifestHEAD+c.ManifestGET == 0 {
 		t.Errorf("kiln did not ask the upstream after the TTL: %+v", c)
+	}
+	if d := k.pull(t, "up.local/team/app:v1"); d != v2d {
+		t.Errorf("after the TTL kiln serves %s, want the moved tag's %s", d, v2d)
 	}
 	// The old image is still there by digest, without the upstream.
 	if d := k.pull(t, "up.local/team/app@"+v1d); d != v1d {
@@ -201,25 +222,18 @@ func TestProxyWatchRebuild(t *testing.T) {
 
 	builtOn := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		var last string
-		for time.Now().Before(deadline) {
+		waitFor(t, 30*time.Second, "team/derived:v1 built on "+want, func() (bool, string) {
 			resp, body := doHTTP(t, http.MethodGet, "http://"+k.addr+"/v2/team/derived/manifests/v1", http.Header{"Accept": {acceptManifests}}, nil)
-			if resp.StatusCode == http.StatusOK {
-				var m manifestDoc
-				if err := json.Unmarshal(body, &m); err == nil {
-					last = m.Annotations["org.opencontainers.image.base.digest"]
-					if last == want {
-						return
-					}
-				}
-			} else {
-				last = resp.Status
+			if resp.StatusCode != http.StatusOK {
+				return false, resp.Status
 			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		resp, body := doHTTP(t, http.MethodGet, "http://"+k.addr+"/kiln/v1/builds?limit=20", nil, nil)
-		t.Fatalf("team/derived:v1 not built on %s within 30s (last: %s); builds: %s %s", want, last, resp.Status, body)
+			var m manifestDoc
+			if err := json.Unmarshal(body, &m); err != nil {
+				return false, err.Error()
+			}
+			base := m.Annotations["org.opencontainers.image.base.digest"]
+			return base == want, "built on " + base
+		})
 	}
 
 	start := time.Now()
@@ -235,12 +249,16 @@ func TestProxyWatchRebuild(t *testing.T) {
 	builtOn(base2)
 	t.Logf("rebuilt on upstream base v2 %s after %s", base2, time.Since(start).Round(time.Millisecond))
 
-	// Polling is HEAD only while the tag stands still.
+	// Polling is HEAD only while the tag stands still: two polls (a
+	// second apart) later, still no GET.
 	before := cp.snapshot()
-	time.Sleep(2500 * time.Millisecond)
+	waitFor(t, 30*time.Second, "two watch polls of the upstream", func() (bool, string) {
+		c := cp.snapshot().sub(before)
+		return c.ManifestHEAD >= 2, fmt.Sprintf("%+v", c)
+	})
 	c := cp.snapshot().sub(before)
 	t.Logf("upstream requests while idle: %+v", c)
-	if c.ManifestHEAD == 0 || c.ManifestGET != 0 || c.BlobGET != 0 {
+	if c.ManifestGET != 0 || c.BlobGET != 0 {
 		t.Errorf("idle watch: upstream requests %+v, want manifest HEADs only", c)
 	}
 }

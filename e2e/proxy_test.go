@@ -53,11 +53,7 @@ func startUpstreamRegistry(t *testing.T, withAuth bool) *upstreamRegistry {
 	t.Helper()
 	bin := ensureTool(t, "docker-registry", "docker-registry")
 	dir := t.TempDir()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstreamRegistry{addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan struct{}), log: filepath.Join(dir, "registry.log")}
+	u := &upstreamRegistry{done: make(chan struct{}), log: filepath.Join(dir, "registry.log")}
 	auth := ""
 	if withAuth {
 		htpasswd := ensureTool(t, "htpasswd", "apache2-utils")
@@ -69,6 +65,25 @@ func startUpstreamRegistry(t *testing.T, withAuth bool) *upstreamRegistry {
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: kiln-e2e-upstream\n    path: %s\n", file)
 		u.user, u.pass = upstreamUser, upstreamPass
 	}
+	// docker-registry does not report the port it got for port 0.
+	u.addr = onFreePort(t, func(addr string) error {
+		u.addr = addr
+		return u.start(t, bin, dir, auth)
+	})
+	t.Cleanup(func() {
+		u.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(u.log)
+			t.Logf("docker-registry log:\n%s", tail(string(b), 30))
+		}
+	})
+	return u
+}
+
+// start runs docker-registry on u.addr and waits until it answers; the
+// error wraps errPortTaken when it could not bind u.addr.
+func (u *upstreamRegistry) start(t *testing.T, bin, dir, auth string) error {
+	t.Helper()
 	cfg := fmt.Sprintf(`version: 0.1
 log:
   level: info
@@ -90,40 +105,34 @@ http:
 	if err != nil {
 		t.Fatal(err)
 	}
+	u.done = make(chan struct{})
 	u.cmd = exec.Command(bin, "serve", cfgPath)
 	u.cmd.Stdout, u.cmd.Stderr = logf, logf
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := u.cmd.Start(); err != nil {
 		t.Fatalf("start docker-registry: %v", err)
 	}
-	go func() { u.cmd.Wait(); logf.Close(); close(u.done) }()
-	t.Cleanup(func() {
-		u.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(u.log)
-			t.Logf("docker-registry log:\n%s", tail(string(b), 30))
-		}
-	})
+	done := u.done
+	go func() { u.cmd.Wait(); logf.Close(); close(done) }()
 	// /v2/ answers 401 when auth is on: wait for any HTTP answer.
-	deadline := time.Now().Add(30 * time.Second)
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.After(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + u.addr + "/v2/")
+		resp, err := client.Get("http://" + u.addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			break
+			return nil
 		}
 		select {
-		case <-u.done:
+		case <-done:
 			b, _ := os.ReadFile(u.log)
-			t.Fatalf("docker-registry exited at start:\n%s", tail(string(b), 30))
-		default:
+			return portTaken(u.log, fmt.Errorf("docker-registry exited at start:\n%s", tail(string(b), 30)))
+		case <-deadline:
+			u.stop()
+			return fmt.Errorf("docker-registry did not answer on %s: %v", u.addr, err)
+		case <-time.After(100 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not answer on %s: %v", u.addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	return u
 }
 
 func (u *upstreamRegistry) stop() {

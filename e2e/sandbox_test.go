@@ -133,15 +133,15 @@ func runEscapeBuilds(t *testing.T, bin, probe, htpasswdLine, env, rules string, 
 		}
 	}()
 
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	os.MkdirAll(filepath.Join(dir, "app"), 0o755)
-	os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte(fmt.Sprintf(
-		"FROM %s/escape/base:1\nRUN listen=%s sentinel=%s threads=400 alloc=536870912\n", addr, listener.Addr(), sentinel)), 0o644)
-	cfg := fmt.Sprintf(`http:
+	// kiln's address goes into the Dockerfile and the config before kiln
+	// starts, so it is picked first (and again if another process takes
+	// the port first).
+	var srv *kilnServer
+	addr := onFreePort(t, func(addr string) error {
+		os.MkdirAll(filepath.Join(dir, "app"), 0o755)
+		os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte(fmt.Sprintf(
+			"FROM %s/escape/base:1\nRUN listen=%s sentinel=%s threads=400 alloc=536870912\n", addr, listener.Addr(), sentinel)), 0o644)
+		cfg := fmt.Sprintf(`http:
   addr: %q
 auth:
   htpasswd: ./htpasswd
@@ -154,10 +154,13 @@ buildhook:
     memory: 268435456
     pids: 300
 builds:%s`, addr, rules)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	srv := launchTLSKiln(t, bin, dir, "kiln.log", []string{env}, "http://"+addr, &http.Client{Timeout: 10 * time.Second})
+		if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		srv, err = startConfiguredKiln(t, bin, dir, "kiln.log", []string{env}, "http", &http.Client{Timeout: 10 * time.Second})
+		return err
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			srv.printTail(os.Stdout, 80)
@@ -189,7 +192,7 @@ builds:%s`, addr, rules)
 	logs := map[string]string{}
 	for _, rule := range names {
 		var recs []buildRecord
-		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		waitFor(t, 5*time.Minute, "the build of "+rule+" finishing", func() (bool, string) {
 			code, body := api("/kiln/v1/builds?rule=" + rule)
 			if code != 200 {
 				t.Fatalf("GET /kiln/v1/builds: %d %s", code, body)
@@ -197,13 +200,8 @@ builds:%s`, addr, rules)
 			if err := json.Unmarshal(body, &recs); err != nil {
 				t.Fatal(err)
 			}
-			if len(recs) > 0 && (recs[0].Status == "succeeded" || recs[0].Status == "failed") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the build of %s did not finish: %+v", rule, recs)
-			}
-		}
+			return len(recs) > 0 && (recs[0].Status == "succeeded" || recs[0].Status == "failed"), fmt.Sprintf("%+v", recs)
+		})
 		_, log := api("/kiln/v1/builds/" + recs[0].ID + "/log")
 		logs[rule] = string(log)
 		t.Logf("%s: %s (%s)\n%s", rule, recs[0].Status, recs[0].Error, probeLines(string(log)))

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -64,6 +65,7 @@ func readToClose(t *testing.T, c net.Conn) int64 {
 }
 
 func TestStallCutsStalledBody(t *testing.T) {
+	t.Parallel()
 	bodyErr := make(chan error, 1)
 	srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut {
@@ -94,34 +96,43 @@ func TestStallCutsStalledBody(t *testing.T) {
 }
 
 func TestStallSlowBodyIsNotCut(t *testing.T) {
-	srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := io.Copy(io.Discard, r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		io.WriteString(w, strconv.FormatInt(n, 10))
-	}))
-	pr, pw := io.Pipe()
-	go func() {
-		// 15 pieces 100ms apart: 1.5s in all, five stall timeouts.
-		for range 15 {
-			time.Sleep(100 * time.Millisecond)
-			if _, err := pw.Write([]byte("0123456789")); err != nil {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		srv := startPipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n, err := io.Copy(io.Discard, r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
+			io.WriteString(w, strconv.FormatInt(n, 10))
+		}))
+		pr, pw := io.Pipe()
+		go func() {
+			// 15 pieces 100ms apart (fake time): 1.5s in all, five
+			// stall timeouts.
+			for range 15 {
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-t.Context().Done(): // the test failed first
+					pw.Close()
+					return
+				}
+				if _, err := pw.Write([]byte("0123456789")); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+		resp, err := srv.client.Post("http://pipe/up", "application/octet-stream", pr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		pw.Close()
-	}()
-	resp, err := http.Post(srv.URL+"/up", "application/octet-stream", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	got, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || string(got) != "150" {
-		t.Fatalf("slow body: %d %q, want 200 150", resp.StatusCode, got)
-	}
+		defer resp.Body.Close()
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(got) != "150" {
+			t.Fatalf("slow body: %d %q, want 200 150", resp.StatusCode, got)
+		}
+	})
 }
 
 // sparseFile returns a file of size zero bytes that takes no disk space.
@@ -139,6 +150,7 @@ func sparseFile(t *testing.T, size int64) *os.File {
 }
 
 func TestStallCutsStalledReader(t *testing.T) {
+	t.Parallel()
 	const size = 256 << 20
 	f := sparseFile(t, size)
 	sent := make(chan error, 1)
@@ -160,46 +172,49 @@ func TestStallCutsStalledReader(t *testing.T) {
 }
 
 func TestStallSlowReaderIsNotCut(t *testing.T) {
-	const size = 4 << 20
-	f := sparseFile(t, size)
-	sent := make(chan error, 1)
-	srv := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-		w.WriteHeader(http.StatusOK)
-		_, err := io.CopyN(w, f, size)
-		sent <- err
-	}))
-	c := dial(t, srv)
-	io.WriteString(c, "GET /blob HTTP/1.1\r\nHost: kiln\r\n\r\n")
-	br := bufio.NewReaderSize(c, 4<<10)
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, "200") {
-		t.Fatalf("status line %q: %v", status, err)
-	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const size = 4 << 20
+		f := sparseFile(t, size)
+		sent := make(chan error, 1)
+		srv := startPipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			w.WriteHeader(http.StatusOK)
+			_, err := io.CopyN(w, f, size)
+			sent <- err
+		}))
+		c := srv.dial(t)
+		go io.WriteString(c, "GET /blob HTTP/1.1\r\nHost: kiln\r\n\r\n")
+		br := bufio.NewReaderSize(c, 4<<10)
+		status, err := br.ReadString('\n')
+		if err != nil || !strings.Contains(status, "200") {
+			t.Fatalf("status line %q: %v", status, err)
 		}
-		if line == "\r\n" {
-			break
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				break
+			}
 		}
-	}
-	// 32 KiB every 10ms: about 1.3s for the whole body, several stall
-	// timeouts, each with bytes moving.
-	buf := make([]byte, 32<<10)
-	var got int64
-	for got < size {
-		time.Sleep(10 * time.Millisecond)
-		n, err := io.ReadFull(br, buf[:min(int64(len(buf)), size-got)])
-		got += int64(n)
-		if err != nil {
-			t.Fatalf("after %d bytes: %v (server: %v)", got, err, <-sent)
+		// 32 KiB every 10ms (fake time): about 1.3s for the whole body,
+		// several stall timeouts, each with bytes moving.
+		buf := make([]byte, 32<<10)
+		var got int64
+		for got < size {
+			time.Sleep(10 * time.Millisecond)
+			n, err := io.ReadFull(br, buf[:min(int64(len(buf)), size-got)])
+			got += int64(n)
+			if err != nil {
+				t.Fatalf("after %d bytes: %v (server: %v)", got, err, <-sent)
+			}
 		}
-	}
-	if err := <-sent; err != nil {
-		t.Fatalf("slow reader was cut: %v", err)
-	}
+		if err := <-sent; err != nil {
+			t.Fatalf("slow reader was cut: %v", err)
+		}
+	})
 }
 
 // recordingReaderFrom is a ResponseWriter whose ReadFrom records what it
@@ -215,6 +230,7 @@ func (r *recordingReaderFrom) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func TestReadFromHandsTheFileThrough(t *testing.T) {
+	t.Parallel()
 	const size = 3<<20 + 5
 	f := sparseFile(t, size)
 	rec := &recordingReaderFrom{}

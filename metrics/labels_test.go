@@ -11,6 +11,7 @@ import (
 // An unauthenticated client choosing the method (and the status it gets)
 // must not be able to add label values: each one is a series kept forever.
 func TestHostileRequestsAddNoSeries(t *testing.T) {
+	t.Parallel()
 	m := New()
 	for i := range 2000 {
 		r := httptest.NewRequest("GET", "/v2/app/manifests/v1", nil)
@@ -39,6 +40,7 @@ func TestHostileRequestsAddNoSeries(t *testing.T) {
 }
 
 func TestMethodLabel(t *testing.T) {
+	t.Parallel()
 	for method, want := range map[string]string{
 		"GET": "GET", "HEAD": "HEAD", "PUT": "PUT", "PATCH": "PATCH", "POST": "POST",
 		"DELETE": "DELETE", "OPTIONS": "OPTIONS", "get": "other", "BREW": "other", "": "other",

@@ -10,6 +10,7 @@ import (
 )
 
 func TestRoute(t *testing.T) {
+	t.Parallel()
 	for path, want := range map[string]string{
 		"/v2/":                              "base",
 		"/v2/_catalog":                      "catalog",
@@ -32,6 +33,7 @@ func TestRoute(t *testing.T) {
 }
 
 func TestMetricsExposition(t *testing.T) {
+	t.Parallel()
 	m := New()
 	r := httptest.NewRequest("GET", "/v2/app/manifests/v1", nil)
 	m.Observe(r, 200, 0, 512, 3*time.Millisecond)

@@ -31,6 +31,7 @@ func wantLines(t *testing.T, body string, want ...string) {
 }
 
 func TestBuildAndProxyMetrics(t *testing.T) {
+	t.Parallel()
 	m := New()
 	m.BuildDone("app", "succeeded", 3*time.Second)
 	m.BuildDone("app", "succeeded", 40*time.Second)
@@ -70,6 +71,7 @@ func (f *fakeStore) scan(context.Context) (int, int64, error) {
 }
 
 func TestStoreUsageRescansAfterChanges(t *testing.T) {
+	t.Parallel()
 	m := New()
 	f := &fakeStore{blobs: 2, bytes: 300}
 	// No minimum interval and no expiry: only changes cause a rescan.
@@ -110,6 +112,7 @@ func TestStoreUsageRescansAfterChanges(t *testing.T) {
 }
 
 func TestStoreUsageWaitsMinInterval(t *testing.T) {
+	t.Parallel()
 	m := New()
 	f := &fakeStore{blobs: 1}
 	m.StoreUsage(f.scan, time.Duration(1<<62), time.Duration(1<<62))
@@ -123,6 +126,7 @@ func TestStoreUsageWaitsMinInterval(t *testing.T) {
 }
 
 func TestStoreUsageFirstScanFails(t *testing.T) {
+	t.Parallel()
 	m := New()
 	f := &fakeStore{err: errors.New("store down")}
 	m.StoreUsage(f.scan, 0, 0)

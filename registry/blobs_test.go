@@ -12,6 +12,7 @@ import (
 )
 
 func TestBase(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		r := do(t, srv, "GET", "/v2/", nil)
 		if r.status != 200 || r.header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
@@ -21,6 +22,7 @@ func TestBase(t *testing.T) {
 }
 
 func TestBlobGetRanges(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		content := []byte("0123456789")
 		d := pushBlob(t, srv, "a/b", content)
@@ -63,6 +65,7 @@ func TestBlobGetRanges(t *testing.T) {
 }
 
 func TestChunkedUpload(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		content := []byte("hello, chunked world")
 		d := digest.FromBytes(content)
@@ -115,6 +118,7 @@ func TestChunkedUpload(t *testing.T) {
 }
 
 func TestStreamedUploadAndCancel(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		loc := do(t, srv, "POST", "/v2/s/blobs/uploads/", nil).header.Get("Location")
 		if r := do(t, srv, "PATCH", loc, []byte("abc")); r.status != 202 || r.header.Get("Range") != "0-2" {
@@ -142,6 +146,7 @@ func TestStreamedUploadAndCancel(t *testing.T) {
 }
 
 func TestMonolithicUploadMismatch(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, store *storage.Store) {
 		wrong := digest.FromString("something else")
 		r := do(t, srv, "POST", "/v2/m/blobs/uploads/?digest="+string(wrong), []byte("content"))
@@ -174,6 +179,7 @@ func TestMonolithicUploadMismatch(t *testing.T) {
 }
 
 func TestMount(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		d := pushBlob(t, srv, "src", []byte("shared layer"))
 		r := do(t, srv, "POST", "/v2/dst/blobs/uploads/?mount="+string(d)+"&from=src", nil)
@@ -202,6 +208,7 @@ func TestMount(t *testing.T) {
 }
 
 func TestBlobDelete(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		d := pushBlob(t, srv, "del", []byte("to delete"))
 		if r := do(t, srv, "DELETE", "/v2/del/blobs/"+string(d), nil); r.status != 202 {
@@ -217,6 +224,7 @@ func TestBlobDelete(t *testing.T) {
 }
 
 func TestDeletesDisabled(t *testing.T) {
+	t.Parallel()
 	s := storage.NewInMemory(storage.Options{})
 	srv := httptest.NewServer(New(s, Options{DeleteEnabled: false}))
 	defer srv.Close()

@@ -140,6 +140,7 @@ func onPath(op, sub string, err error) func(string, string) error {
 // a log line with the backend's own error, and nothing half-stored: once
 // the backend recovers, what failed is absent and the same push succeeds.
 func TestStorageFaults(t *testing.T) {
+	t.Parallel()
 	enospc := &fs.PathError{Op: "write", Path: "/blobs/x", Err: syscall.ENOSPC}
 	eio := &fs.PathError{Op: "write", Path: "/uploads/x", Err: syscall.EIO}
 	timeout := fmt.Errorf("storage backend: get: %w", os.ErrDeadlineExceeded)
@@ -262,6 +263,7 @@ func TestStorageFaults(t *testing.T) {
 // A manifest whose stored bytes no longer match its digest is never served:
 // the client gets a 500 that says so, and the log names the manifest.
 func TestCorruptManifestIsNotServed(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	store, err := storage.NewFilesystem(root, storage.Options{ManifestCacheBytes: -1})
 	if err != nil {

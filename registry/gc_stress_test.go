@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +51,7 @@ import (
 //
 // Afterwards every image whose push succeeded must pull and validate.
 func TestGCDuringPushes(t *testing.T) {
+	// Not parallel: its grace period is sized for pushes on an otherwise idle machine.
 	if testing.Short() {
 		t.Skip("stress test")
 	}
@@ -61,7 +65,8 @@ func TestGCDuringPushes(t *testing.T) {
 		layerSize = 1024
 	)
 	start := time.Now()
-	store, err := storage.NewFilesystem(t.TempDir(), storage.Options{})
+	root := t.TempDir()
+	store, err := storage.NewFilesystem(root, storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +86,9 @@ func TestGCDuringPushes(t *testing.T) {
 	for i := range pool {
 		pool[i] = stableLayer(t, layerSize)
 	}
-	// Every repository gets the base layers, unreferenced; then they age.
+	// Every repository gets the base layers, unreferenced; then they age
+	// (their files are dated back: the collector goes by modification
+	// times), so the collector wants them from its first run.
 	for p := range pushers {
 		for _, l := range pool {
 			if err := remote.WriteLayer(ref(fmt.Sprintf("stress/p%d", p)).Context(), l, opts...); err != nil {
@@ -89,7 +96,7 @@ func TestGCDuringPushes(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(2 * grace)
+	ageFiles(t, root, 2*grace)
 
 	// The collector, in a loop.
 	var (
@@ -115,7 +122,7 @@ func TestGCDuringPushes(t *testing.T) {
 			freed += r.BytesFreed
 			restored += r.BlobsRestored + r.ManifestsRestored
 			gcTime += r.Duration
-			time.Sleep(grace / 5)
+			time.Sleep(grace / 5) // the collection rate, not a wait for anything
 		}
 		gcDone <- nil
 	}()
@@ -214,6 +221,8 @@ func TestGCDuringPushes(t *testing.T) {
 			// one collection.
 			delay := grace + time.Duration(rng.Int64N(int64(grace/2))) - grace/4
 			baitersDone.Go(func() {
+				// Real time, not synchronisation: the bait must age
+				// on the clock the running collector reads.
 				time.Sleep(delay)
 				img := image("amd64", bait)
 				// A new config, so young; then the manifest alone.
@@ -237,7 +246,7 @@ func TestGCDuringPushes(t *testing.T) {
 					t.Errorf("bait %d manifest: %v", i, err)
 				}
 			})
-			time.Sleep(120 * time.Millisecond)
+			time.Sleep(120 * time.Millisecond) // spreads the baits over the collections
 		}
 		baitersDone.Wait()
 	})
@@ -249,10 +258,10 @@ func TestGCDuringPushes(t *testing.T) {
 		t.Fatalf("gc: %v", err)
 	}
 
-	// Once everything is older than the grace period, one more run keeps
-	// only what tags reach.
-	time.Sleep(2 * grace)
-	final, err := store.GC(t.Context(), storage.GCOptions{Grace: grace, DeleteUntagged: true}, nil)
+	// With nothing in flight any more, one more run without a grace
+	// period (as if everything had aged past it) keeps only what tags
+	// reach.
+	final, err := store.GC(t.Context(), storage.GCOptions{DeleteUntagged: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,4 +356,24 @@ func newStableLayer(size int64) (v1.Layer, error) {
 		return nil, err
 	}
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithMediaType(types.OCILayer))
+}
+
+// ageFiles dates every file and directory under root back by d, as if d
+// had passed since anything was written there.
+func ageFiles(t *testing.T, root string, d time.Duration) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		old := fi.ModTime().Add(-d)
+		return os.Chtimes(path, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

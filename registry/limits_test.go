@@ -118,6 +118,7 @@ func wantNothingKept(t *testing.T, srv *httptest.Server, d digest.Digest, sessio
 }
 
 func TestMaxBlobSize(t *testing.T) {
+	t.Parallel()
 	at := bytes.Repeat([]byte("a"), 100)
 	over := bytes.Repeat([]byte("b"), 101)
 	overD := digest.FromBytes(over)
@@ -179,6 +180,7 @@ func TestMaxBlobSize(t *testing.T) {
 }
 
 func TestMaxManifestSize(t *testing.T) {
+	t.Parallel()
 	limitStores(t, Options{MaxManifestSize: 300}, func(t *testing.T, srv *httptest.Server) {
 		cfg := []byte(`{}`)
 		c := pushBlob(t, srv, "lim", cfg)
@@ -256,6 +258,7 @@ func (h *heldUpload) release(t *testing.T) {
 }
 
 func TestUploadCap(t *testing.T) {
+	t.Parallel()
 	limitStores(t, Options{MaxConcurrentUploads: 2}, func(t *testing.T, srv *httptest.Server) {
 		a := holdUpload(t, srv, openSession(t, srv, "cap"), "127.0.0.2")
 		b := holdUpload(t, srv, openSession(t, srv, "cap"), "127.0.0.3")

@@ -14,6 +14,7 @@ import (
 )
 
 func TestManifestRoundTrip(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		m, d := pushImage(t, srv, "app/web", "v1")
 		for _, ref := range []string{"v1", string(d)} {
@@ -61,6 +62,7 @@ func TestManifestRoundTrip(t *testing.T) {
 }
 
 func TestManifestBadInput(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, store *storage.Store) {
 		cfg := pushBlob(t, srv, "bad", []byte("{}"))
 		good := imageManifest(cfg, 2)
@@ -115,6 +117,7 @@ func TestManifestBadInput(t *testing.T) {
 }
 
 func TestReferrers(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		_, subject := pushImage(t, srv, "ref", "v1")
 		empty := pushBlob(t, srv, "ref", []byte("{}"))
@@ -167,6 +170,7 @@ func TestReferrers(t *testing.T) {
 }
 
 func TestTagsAndCatalogPagination(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		m, _ := pushImage(t, srv, "pages", "t0")
 		for _, tag := range []string{"b", "a", "c", "d"} {
@@ -205,6 +209,7 @@ func TestTagsAndCatalogPagination(t *testing.T) {
 }
 
 func TestManifestAcceptNegotiation(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, srv *httptest.Server, _ *storage.Store) {
 		const schema2 = "application/vnd.docker.distribution.manifest.v2+json"
 		const list = "application/vnd.docker.distribution.manifest.list.v2+json"

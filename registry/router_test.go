@@ -13,6 +13,7 @@ import (
 // routes picks the same route, name and argument (or the same 404/405) as
 // the gorilla/mux {name:.+} routes it replaced.
 func TestNameRoutesMatchMux(t *testing.T) {
+	t.Parallel()
 	ref := mux.NewRouter()
 	ref.SkipClean(true)
 	v2 := ref.PathPrefix("/v2").Subrouter()

@@ -41,6 +41,7 @@ func send(h http.Handler, method, path, remote string, header ...string) *httpte
 // Finding: without auth.htpasswd anyone who reached the port could push,
 // delete and trigger builds.
 func TestWritesOnlyFromLoopbackWithoutAuth(t *testing.T) {
+	t.Parallel()
 	h, logs := openWrites(t, testConfig(t))
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "loopback") {
 		t.Errorf("no startup warning naming the loopback-only mode: %s", logs.String())
@@ -82,6 +83,7 @@ func TestWritesOnlyFromLoopbackWithoutAuth(t *testing.T) {
 }
 
 func TestAnonymousPushOpensWrites(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Auth.Anonymous = config.AnonymousPush
 	h, logs := openWrites(t, cfg)

@@ -174,25 +174,31 @@ func TestServeAuthTLS(t *testing.T) {
 	if err := remote.Write(base, img, remote.WithTransport(tr), login); err != nil {
 		t.Fatal(err)
 	}
+	// The build logs its end after its record is final.
+	buildCtx, cancelBuild := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancelBuild()
+	ended := logs.waitUntil(buildCtx, func(text string) bool {
+		for _, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, `"rule":"app"`) && (strings.Contains(l, `"msg":"build succeeded"`) || strings.Contains(l, `"msg":"build failed"`)) {
+				return true
+			}
+		}
+		return false
+	})
 	var recs []struct{ Status, Error string }
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		req, _ := http.NewRequest("GET", "https://"+addr+"/kiln/v1/builds?rule=app", nil)
-		req.SetBasicAuth(user, password)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = json.NewDecoder(resp.Body).Decode(&recs)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) > 0 && (recs[0].Status == "succeeded" || recs[0].Status == "failed") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("build not done: %+v", recs)
-		}
+	req, _ := http.NewRequest("GET", "https://"+addr+"/kiln/v1/builds?rule=app", nil)
+	req.SetBasicAuth(user, password)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&recs)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ended || len(recs) == 0 {
+		t.Fatalf("build not done within 2 minutes: %+v", recs)
 	}
 	if recs[0].Status != "succeeded" {
 		t.Fatalf("build under auth and TLS: %+v", recs[0])
@@ -235,6 +241,7 @@ func TestServeAuthTLS(t *testing.T) {
 
 // TestServeBadTLSFiles: a bad key or certificate stops startup naming it.
 func TestServeBadTLSFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile, _ := writeSelfSigned(t, dir)
 	garbage := filepath.Join(dir, "garbage.pem")

@@ -59,6 +59,7 @@ func runBuilds(t *testing.T, server string, args ...string) (string, error) {
 }
 
 func TestBuildsCLIRefusesUnknownNamesAndFollowsRules(t *testing.T) {
+	t.Parallel()
 	api := &fakeBuildAPI{}
 	srv := httptest.NewServer(api)
 	defer srv.Close()
@@ -107,6 +108,7 @@ func TestBuildsCLIRefusesUnknownNamesAndFollowsRules(t *testing.T) {
 }
 
 func TestBuildsGraph(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(&fakeBuildAPI{})
 	defer srv.Close()
 	out, err := runBuilds(t, srv.URL, "graph")

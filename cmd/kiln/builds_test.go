@@ -23,6 +23,7 @@ import (
 // TestBuildsCandidatesAndAutoRebase drives `kiln builds` against the build
 // API of an in-process kiln with autorebase on.
 func TestBuildsCandidatesAndAutoRebase(t *testing.T) {
+	t.Parallel()
 	moves := new(buildhook.TagMoves)
 	store := storage.NewInMemory(storage.Options{OnTagMoved: moves.TagMoved})
 	reg := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))

@@ -51,6 +51,7 @@ func seedStore(t *testing.T, dir string) (orphan digest.Digest) {
 }
 
 func TestGCCommand(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	orphan := seedStore(t, dir)
 	blob := filepath.Join(dir, "blobs", "sha256", orphan.Encoded()[:2], orphan.Encoded())
@@ -106,6 +107,7 @@ func fileExists(p string) bool {
 }
 
 func TestAdminGCEndpointAndLoop(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Storage.GC.Grace = 0
 	orphan := seedStore(t, cfg.Storage.Filesystem.Root)
@@ -168,6 +170,7 @@ func TestAdminGCEndpointAndLoop(t *testing.T) {
 }
 
 func TestGCLoop(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Storage.GC = config.GC{Interval: 50 * time.Millisecond, Grace: 0, DeleteUntagged: true}
 	orphan := seedStore(t, cfg.Storage.Filesystem.Root)

@@ -12,6 +12,7 @@ import (
 )
 
 func TestHealthURL(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		addr string
 		tls  bool

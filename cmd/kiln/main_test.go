@@ -81,9 +81,15 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 
 // waitFor blocks until the buffer holds s, or ctx ends (false).
 func (b *syncBuffer) waitFor(ctx context.Context, s string) bool {
+	return b.waitUntil(ctx, func(text string) bool { return strings.Contains(text, s) })
+}
+
+// waitUntil blocks until cond holds for the buffer's text, checked after
+// every write, or ctx ends (false).
+func (b *syncBuffer) waitUntil(ctx context.Context, cond func(text string) bool) bool {
 	for {
 		b.mu.Lock()
-		if strings.Contains(b.buf.String(), s) {
+		if cond(b.buf.String()) {
 			b.mu.Unlock()
 			return true
 		}
@@ -122,6 +128,7 @@ func testConfig(t *testing.T) *config.Config {
 }
 
 func TestRunServe(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
@@ -186,6 +193,7 @@ func TestRunServe(t *testing.T) {
 }
 
 func TestRunServeInMemory(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Storage.Driver = config.DriverInMemory
 	ctx, cancel := context.WithCancel(t.Context())
@@ -204,6 +212,7 @@ func TestRunServeInMemory(t *testing.T) {
 }
 
 func TestRunServeBusyPort(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +227,7 @@ func TestRunServeBusyPort(t *testing.T) {
 }
 
 func TestServeCommandConfigError(t *testing.T) {
+	t.Parallel()
 	bad := filepath.Join(t.TempDir(), "bad.yml")
 	if err := os.WriteFile(bad, []byte("storage:\n  driver: gcs\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -237,6 +247,7 @@ func TestServeCommandConfigError(t *testing.T) {
 }
 
 func TestVersionCommand(t *testing.T) {
+	// Not parallel: it sets the version every serve reads.
 	defer func(v string) { version = v }(version)
 	for _, tt := range []struct{ set, want string }{
 		{"v1.2.3", "kiln v1.2.3\n"},

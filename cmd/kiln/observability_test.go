@@ -32,6 +32,7 @@ import (
 // cache misses and hits, pushes and a garbage collection, and that lines
 // logged inside a request carry its access line's request_id.
 func TestServeObservability(t *testing.T) {
+	// Not parallel: it changes the store-scan interval every serve reads.
 	defer func(i, a time.Duration) { storeScanInterval, storeScanMaxAge = i, a }(storeScanInterval, storeScanMaxAge)
 	storeScanInterval = 0 // every scrape after a change rescans
 
@@ -260,13 +261,15 @@ func waitForMetric(t *testing.T, scrape func() string, lines ...string) string {
 	}
 }
 
-// waitForLog waits until n lines contain every one of parts.
+// waitForLog waits until n lines contain every one of parts; it fails
+// after a generous minute.
 func waitForLog(t *testing.T, logs *syncBuffer, n int, parts ...string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	ok := logs.waitUntil(ctx, func(text string) bool {
 		count := 0
-		for _, l := range strings.Split(logs.String(), "\n") {
+		for _, l := range strings.Split(text, "\n") {
 			all := true
 			for _, p := range parts {
 				all = all && strings.Contains(l, p)
@@ -275,13 +278,10 @@ func waitForLog(t *testing.T, logs *syncBuffer, n int, parts ...string) {
 				count++
 			}
 		}
-		if count >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never %d log lines with %q", n, parts)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return count >= n
+	})
+	if !ok {
+		t.Fatalf("never %d log lines with %q", n, parts)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 )
 
 func TestOpsEndpoints(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	ready := make(chan string, 1)

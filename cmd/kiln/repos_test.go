@@ -16,6 +16,7 @@ import (
 )
 
 func TestReposAndTagsLs(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(registry.New(storage.NewInMemory(storage.Options{}), registry.Options{}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")

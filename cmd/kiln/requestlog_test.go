@@ -73,6 +73,7 @@ func accessLinesOf(t *testing.T, logs string) []accessLine {
 // kiln's own builders (the internal credential) get debug access lines; a
 // user's and an anonymous one keep info.
 func TestBuilderRequestsLogAtDebug(t *testing.T) {
+	t.Parallel()
 	const user, password = "alice", "correct-horse-battery"
 	cfg := testConfig(t)
 	hash, _ := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
@@ -116,6 +117,7 @@ func TestBuilderRequestsLogAtDebug(t *testing.T) {
 // TestLogRequestsErrors: with log.requests errors, a 200 gets no access
 // line and a 404 does.
 func TestLogRequestsErrors(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Log.Requests = config.LogRequestsErrors
 	addr, stop := serveWithLogs(t, cfg, "info")
