@@ -31,6 +31,7 @@ func (brokenStore) BuildRecord(context.Context, string) ([]byte, error) {
 // The finding: /kiln/v1/ answered with the backend's own error text,
 // which /v2/ hides. It now goes to the log, with the request id.
 func TestBuildAPIHidesBackendErrors(t *testing.T) {
+	t.Parallel()
 	c := newChain(t)
 	var logs bytes.Buffer
 	c.svc.log = slog.New(accesslog.ContextHandler(slog.NewTextHandler(&logs, nil)))

@@ -14,6 +14,7 @@ import (
 )
 
 func TestBuildAPI(t *testing.T) {
+	t.Parallel()
 	c := newChain(t)
 	api := httptest.NewServer(c.svc.Handler())
 	defer api.Close()
@@ -132,6 +133,7 @@ func TestBuildAPI(t *testing.T) {
 
 // Builds queued or running when kiln stopped run again at the next start.
 func TestServiceResumesInterruptedBuilds(t *testing.T) {
+	t.Parallel()
 	c := newChain(t)
 	c.pushBase(t)
 	c.waitIdle(t)

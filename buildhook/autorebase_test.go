@@ -25,6 +25,7 @@ import (
 // when that tag moves, down a chain of adopted images, each level once;
 // adoptions survive a restart.
 func TestAutoRebase(t *testing.T) {
+	t.Parallel()
 	k := newAutoKiln(t, true, nil, t.TempDir())
 	base1 := atRandomImage(t, 2)
 	k.push(t, "base:1", base1)
@@ -146,6 +147,7 @@ func TestAutoRebase(t *testing.T) {
 
 // An image pushed after its base already moved is rebased at once.
 func TestAutoRebaseCatchUp(t *testing.T) {
+	t.Parallel()
 	k := newAutoKiln(t, true, nil, t.TempDir())
 	old := atRandomImage(t, 1)
 	k.push(t, "base:1", old)
@@ -164,6 +166,7 @@ func TestAutoRebaseCatchUp(t *testing.T) {
 // When the image's layers do not start with its declared base's, the
 // build fails and says why: there is no Dockerfile to fall back to.
 func TestAutoRebaseNotApplicable(t *testing.T) {
+	t.Parallel()
 	k := newAutoKiln(t, true, nil, t.TempDir())
 	base := atRandomImage(t, 1)
 	bd := k.push(t, "base:1", base)
@@ -186,6 +189,7 @@ func TestAutoRebaseNotApplicable(t *testing.T) {
 
 // With autorebase off nothing is adopted and nothing builds.
 func TestAutoRebaseOff(t *testing.T) {
+	t.Parallel()
 	k := newAutoKiln(t, false, nil, t.TempDir())
 	base := atRandomImage(t, 1)
 	k.push(t, "base:1", base)
@@ -207,6 +211,7 @@ func TestAutoRebaseOff(t *testing.T) {
 // An image a configured rule produces is never adopted: its rule alone
 // rebuilds it.
 func TestAutoRebaseSkipsRuleImages(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "app"), 0o755)
 	os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte("ARG REGISTRY\nFROM ${REGISTRY}/base:1\nCOPY a.txt /a.txt\n"), 0o644)
@@ -237,6 +242,7 @@ func TestAutoRebaseSkipsRuleImages(t *testing.T) {
 // candidates lists an un-annotated image built on another tag, with the
 // base sharing the most layers, and not unrelated or annotated images.
 func TestCandidates(t *testing.T) {
+	t.Parallel()
 	k := newAutoKiln(t, false, nil, t.TempDir())
 	base := atRandomImage(t, 2)
 	bd := k.push(t, "base:1", base)
@@ -301,6 +307,7 @@ func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
 // An index pushed with base annotations on the index is rebased platform
 // by platform.
 func TestAutoRebaseIndex(t *testing.T) {
+	t.Parallel()
 	k := newAutoKiln(t, true, nil, t.TempDir())
 	plats := []*v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
 	index := func(imgs []v1.Image) v1.ImageIndex {

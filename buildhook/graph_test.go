@@ -35,6 +35,7 @@ func names(rules []*build.Rule) []string {
 }
 
 func TestNewGraphErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		rules []*build.Rule
@@ -115,6 +116,7 @@ func chainRules() []*build.Rule {
 }
 
 func TestGraph(t *testing.T) {
+	t.Parallel()
 	g, err := NewGraph(chainRules())
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +175,7 @@ func TestGraph(t *testing.T) {
 }
 
 func TestGraphDownstreamTopological(t *testing.T) {
+	t.Parallel()
 	// Config order deliberately reversed: d <- c <- b <- a <- base:1, plus
 	// d also on a directly.
 	g, err := NewGraph([]*build.Rule{
@@ -196,6 +199,7 @@ func TestGraphDownstreamTopological(t *testing.T) {
 }
 
 func TestGraphEmpty(t *testing.T) {
+	t.Parallel()
 	g, err := NewGraph(nil)
 	if err != nil {
 		t.Fatal(err)

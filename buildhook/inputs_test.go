@@ -36,6 +36,7 @@ func (b *countingBuilder) Build(context.Context, *build.Job, io.Writer) (digest.
 // Whatever the builder, a Dockerfile that pulls from another registry (a
 // port of this host here) is refused before the builder starts.
 func TestServiceRefusesForeignImagesForEveryBuilder(t *testing.T) {
+	t.Parallel()
 	store := storage.NewInMemory(storage.Options{})
 	srv := httptest.NewServer(registry.New(store, registry.Options{}))
 	defer srv.Close()
@@ -107,6 +108,7 @@ func TestServiceRefusesForeignImagesForEveryBuilder(t *testing.T) {
 // docker and buildah run a base's ONBUILD triggers themselves: a base with
 // triggers fails the build unless the rule sets onbuild.
 func TestServiceRefusesOnbuildBasesForOtherBuilders(t *testing.T) {
+	t.Parallel()
 	store := storage.NewInMemory(storage.Options{})
 	srv := httptest.NewServer(registry.New(store, registry.Options{}))
 	defer srv.Close()

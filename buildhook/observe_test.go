@@ -20,6 +20,7 @@ type doneBuild struct {
 }
 
 func TestOnBuildDoneHearsEveryResult(t *testing.T) {
+	t.Parallel()
 	store, moves := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{}))
 	defer srv.Close()

@@ -60,6 +60,7 @@ func pvtCheckCommon(t *testing.T, ann map[string]string, host string, job *build
 }
 
 func TestFinalizeImage(t *testing.T) {
+	t.Parallel()
 	host := nbtRegistry(t)
 	bd := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
 	dir := nbtContext(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
@@ -102,6 +103,7 @@ func TestFinalizeImage(t *testing.T) {
 }
 
 func TestFinalizeIndex(t *testing.T) {
+	t.Parallel()
 	host := nbtRegistry(t)
 	amd := nbtBase(t, nbtBaseOpts{arch: "amd64", version: "3.8.1"})
 	arm := nbtBase(t, nbtBaseOpts{arch: "arm64", version: "3.8.1"})

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"kiln/buildhook/build"
@@ -25,6 +26,7 @@ func pushOnBuild(q **Queue) func(ctx context.Context, j *build.Job) error {
 }
 
 func TestQueueCascade(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		rules []*build.Rule
@@ -139,63 +141,68 @@ func TestQueueCascade(t *testing.T) {
 	}
 }
 
+// TestQueueWindow runs in a synctest bubble: the window is fake time, so
+// the bounds below are exact on any machine.
 func TestQueueWindow(t *testing.T) {
-	g := mustGraph(t,
-		rule("app", []string{"app:1"}, "base:1"),
-		rule("other", []string{"other:1"}, "base2:1"),
-	)
-	const window = 100 * time.Millisecond
-	var mu sync.Mutex
-	startedAt := map[string]time.Time{}
-	rec := newRecorder(t, func(ctx context.Context, j *build.Job) error {
-		mu.Lock()
-		startedAt[j.Rule.Name] = time.Now()
-		mu.Unlock()
-		return nil
-	})
-	queued := make(chan struct{}, 100)
-	hooks := rec.hooks()
-	inner := hooks.Queued
-	hooks.Queued = func(j *build.Job) { inner(j); queued <- struct{}{} }
-	q := NewQueue(g, 4, window, rec.newID, hooks)
-	startQueue(t, q)
+	synctest.Test(t, func(t *testing.T) {
+		g := mustGraph(t,
+			rule("app", []string{"app:1"}, "base:1"),
+			rule("other", []string{"other:1"}, "base2:1"),
+		)
+		const window = 100 * time.Millisecond
+		var mu sync.Mutex
+		startedAt := map[string]time.Time{}
+		rec := newRecorder(t, func(ctx context.Context, j *build.Job) error {
+			mu.Lock()
+			startedAt[j.Rule.Name] = time.Now()
+			mu.Unlock()
+			return nil
+		})
+		queued := make(chan struct{}, 100)
+		hooks := rec.hooks()
+		inner := hooks.Queued
+		hooks.Queued = func(j *build.Job) { inner(j); queued <- struct{}{} }
+		q := NewQueue(g, 4, window, rec.newID, hooks)
+		startQueue(t, q)
 
-	// Bursts coalesce: both jobs are queued (their hooks ran) before the
-	// last triggers, which each restart the window.
-	for i := range 5 {
-		q.TagMoved(ref("base:1"), dg(fmt.Sprint(i)))
-		q.TagMoved(ref("base2:1"), dg(fmt.Sprint(i)))
-		if i == 0 {
-			recv(t, queued, "app queued")
-			recv(t, queued, "other queued")
+		// Bursts coalesce: both jobs are queued (their hooks ran) before the
+		// last triggers, which each restart the window.
+		for i := range 5 {
+			q.TagMoved(ref("base:1"), dg(fmt.Sprint(i)))
+			q.TagMoved(ref("base2:1"), dg(fmt.Sprint(i)))
+			if i == 0 {
+				recv(t, queued, "app queued")
+				recv(t, queued, "other queued")
+			}
 		}
-	}
-	// Not an assertion: spaces the last trigger from the first so that a
-	// window counted from the first trigger would show.
-	time.Sleep(window / 2)
-	last := time.Now()
-	q.TagMoved(ref("base:1"), dg("last"))
-	waitIdle(t, q)
-	rec.check()
-	for _, r := range []string{"app", "other"} {
-		runs := rec.runsOf(r)
-		if len(runs) != 1 {
-			t.Fatalf("%s built %d times, want once", r, len(runs))
+		// Half a window of fake time between the first triggers and the
+		// last, so that a window counted from the first would show.
+		time.Sleep(window / 2)
+		last := time.Now()
+		q.TagMoved(ref("base:1"), dg("last"))
+		waitIdle(t, q)
+		rec.check()
+		for _, r := range []string{"app", "other"} {
+			runs := rec.runsOf(r)
+			if len(runs) != 1 {
+				t.Fatalf("%s built %d times, want once", r, len(runs))
+			}
 		}
-	}
-	if d := rec.runsOf("app")[0].Trigger.Digest; d != dg("last") {
-		t.Errorf("app built for %s, want the last trigger", d)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	// A lower bound only: the build cannot start before the window after
-	// its last trigger has passed.
-	if d := startedAt["app"].Sub(last); d < window {
-		t.Errorf("app started %s after its last trigger, want at least %s", d, window)
-	}
+		if d := rec.runsOf("app")[0].Trigger.Digest; d != dg("last") {
+			t.Errorf("app built for %s, want the last trigger", d)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		// Time only moves when every goroutine waits: the build starts
+		// exactly one window after its last trigger.
+		if d := startedAt["app"].Sub(last); d != window {
+			t.Errorf("app started %s after its last trigger, want %s", d, window)
+		}
+	})
 }
 
 func TestQueueWindowHoldsAndShutdownCancels(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
 	rec := newRecorder(t, nil)
 	q := NewQueue(g, 1, time.Hour, rec.newID, rec.hooks())

@@ -16,6 +16,7 @@ import (
 )
 
 func TestQueueCoalescesWhileRunning(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t,
 		rule("app", []string{"app:1"}, "base:1"),
 		rule("probe", []string{"probe:1"}, "probe-base:1"),
@@ -83,6 +84,7 @@ func TestQueueCoalescesWhileRunning(t *testing.T) {
 }
 
 func TestQueueUpdatedSeesLatestTrigger(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
 	var mu sync.Mutex
 	var seen []digest.Digest
@@ -126,6 +128,7 @@ func TestQueueUpdatedSeesLatestTrigger(t *testing.T) {
 }
 
 func TestQueueConcurrencyLimit(t *testing.T) {
+	t.Parallel()
 	var rules []*build.Rule
 	for i := range 6 {
 		rules = append(rules, rule(fmt.Sprint("r", i), []string{fmt.Sprintf("r%d:1", i)}, fmt.Sprintf("base%d:1", i)))
@@ -173,6 +176,7 @@ func TestQueueConcurrencyLimit(t *testing.T) {
 }
 
 func TestQueueFIFO(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t,
 		rule("blocker", []string{"blocker:1"}, "b:1"),
 		rule("x", []string{"x:1"}, "x-base:1"),
@@ -209,6 +213,7 @@ func TestQueueFIFO(t *testing.T) {
 }
 
 func TestQueueTriggerUnknownRule(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
 	q := NewQueue(g, 1, 0, nil, QueueHooks{})
 	if j, err := q.Trigger("nope", build.Trigger{Reason: "manual"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
@@ -220,6 +225,7 @@ func TestQueueTriggerUnknownRule(t *testing.T) {
 }
 
 func TestQueueShutdownWaits(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t,
 		rule("slow", []string{"slow:1"}, "base:1"),
 		rule("next", []string{"next:1"}, "base2:1"),
@@ -271,6 +277,7 @@ func TestQueueShutdownWaits(t *testing.T) {
 }
 
 func TestQueueTagMovedDoesNotWaitForHooks(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
 	block := make(chan struct{})
 	var unblock sync.Once
@@ -302,6 +309,7 @@ func TestQueueTagMovedDoesNotWaitForHooks(t *testing.T) {
 }
 
 func TestQueueRunPanicIsAnError(t *testing.T) {
+	t.Parallel()
 	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
 	var calls atomic.Int32
 	rec := newRecorder(t, func(context.Context, *build.Job) error {

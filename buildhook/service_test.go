@@ -117,6 +117,7 @@ func (c *chain) digestOf(t *testing.T, repoTag string) string {
 }
 
 func TestServiceCascade(t *testing.T) {
+	t.Parallel()
 	c := newChain(t)
 	for round := 1; round <= 2; round++ {
 		base := c.pushBase(t)
@@ -163,6 +164,7 @@ func TestServiceCascade(t *testing.T) {
 
 // Re-pushing the same base digest triggers nothing.
 func TestServiceSameDigestNoBuild(t *testing.T) {
+	t.Parallel()
 	c := newChain(t)
 	img, _ := random.Image(256, 1)
 	ref, _ := name.ParseReference(c.host+"/base:1", name.Insecure)

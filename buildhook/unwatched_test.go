@@ -12,6 +12,7 @@ import (
 // A FROM that names no image kiln can watch is reported with why, so a
 // rule that silently watches nothing cannot happen.
 func TestRuleReportsUnwatchedBases(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	dockerfile := "ARG REGISTRY=localhost:5000\n" +
 		"FROM $REGISTRY/python:3.8 AS py\n" +

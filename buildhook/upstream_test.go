@@ -23,6 +23,7 @@ import (
 // A rule FROM an upstream image rebuilds when the upstream tag moves, found
 // by the proxy's poll: nobody pushes to kiln.
 func TestUpstreamBaseWatched(t *testing.T) {
+	t.Parallel()
 	upstream := httptest.NewServer(registry.New(storage.NewInMemory(storage.Options{}), registry.Options{}))
 	defer upstream.Close()
 	upHost := strings.TrimPrefix(upstream.URL, "http://")
@@ -47,7 +48,9 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	if len(rules[0].Bases) != 1 || rules[0].Bases[0].String() != "up.example/team/base:1" {
 		t.Fatalf("bases %v", rules[0].Bases)
 	}
-	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: []string{"up.example"}})
+	builds := make(chan string, 16)
+	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Upstreams: []string{"up.example"},
+		OnBuildDone: func(rule, result string, ran time.Duration) { builds <- result }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,19 +74,25 @@ func TestUpstreamBaseWatched(t *testing.T) {
 	first := pushUpstream()
 	go p.Watch(ctx, watched)
 
+	// Each build that ends may be the one on want: look after each.
 	builtOn := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			ref, _ := name.ParseReference(host+"/app:v1", name.Insecure)
-			if img, err := remote.Image(ref); err == nil {
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case result := <-builds:
+				ref, _ := name.ParseReference(host+"/app:v1", name.Insecure)
+				img, err := remote.Image(ref)
+				if err != nil {
+					t.Fatalf("a build %s, yet app:v1: %v", result, err)
+				}
 				if m, err := img.Manifest(); err == nil && m.Annotations[build.AnnotationBaseDigest] == want {
 					return
 				}
+			case <-timeout:
+				t.Fatalf("app:v1 never built on upstream base %s", want)
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
-		t.Fatalf("app:v1 never built on upstream base %s", want)
 	}
 	builtOn(first)
 	builtOn(pushUpstream())

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		dockerfile string
@@ -204,6 +205,7 @@ FROM base AS b2
 }
 
 func TestParseErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		dockerfile string
@@ -252,6 +254,7 @@ func TestParseErrors(t *testing.T) {
 // A "# check=" comment anywhere is read, not a panic; in the middle of a
 // file it is only a comment.
 func TestReadParserDirectives(t *testing.T) {
+	t.Parallel()
 	for _, dockerfile := range []string{
 		"FROM alpine\n# check=skip=all\nCOPY a /a\n",
 		"# syntax=docker/dockerfile:1\n# check=skip=all;error=true\n# escape=`\nFROM alpine\n# check=error=true\nCMD a\n",
@@ -268,6 +271,7 @@ func TestReadParserDirectives(t *testing.T) {
 }
 
 func TestGlobalArgs(t *testing.T) {
+	t.Parallel()
 	f, err := Read([]byte("ARG A=${TARGETARCH}-x\nARG B\nARG C=${A}/$B\nFROM alpine\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 )
 
 func TestLocalRef(t *testing.T) {
+	t.Parallel()
 	hosts := []string{"localhost:5000", "127.0.0.1:5000", "Registry.Example.com"}
 	tests := []struct {
 		ref  string

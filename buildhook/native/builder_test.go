@@ -53,6 +53,7 @@ func appContext(t testing.TB) string {
 }
 
 func TestBuild(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	base := baseImage(t, baseOpts{version: "3.8.1"})
 	bd := push(t, host, "python:3.8", base)
@@ -193,6 +194,7 @@ func TestBuild(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
 	dir := appContext(t)
@@ -235,6 +237,7 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestMultiStage(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
 	dir := contextDir(t, map[string]string{
@@ -311,6 +314,7 @@ ENTRYPOINT ["/python"]
 }
 
 func TestMultiPlatform(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	amd := baseImage(t, baseOpts{arch: "amd64", version: "3.8.1"})
 	arm := baseImage(t, baseOpts{arch: "arm64", version: "3.8.1"})

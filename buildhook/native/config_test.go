@@ -15,6 +15,7 @@ import (
 )
 
 func TestConfigInstructions(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	rnd, err := random.Image(64, 1) // Docker media types
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 // anywhere else it is a comment, and the native builder must read it as
 // one, not panic (BuildKit's parser with no linter did).
 func TestParserDirectives(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
 	for name, dockerfile := range map[string]string{

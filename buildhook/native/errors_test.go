@@ -12,6 +12,7 @@ import (
 )
 
 func TestRunFails(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	dir := contextDir(t, map[string]string{
 		"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\nRUN pip install flask \\\n  gunicorn\nCMD [\"x\"]\n",
@@ -26,6 +27,7 @@ func TestRunFails(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
 	var tgz bytes.Buffer

@@ -14,6 +14,7 @@ import (
 
 // The native builder's view of a base must be mutate.Extract's.
 func TestFSMatchesExtract(t *testing.T) {
+	t.Parallel()
 	img := baseImage(t, baseOpts{version: "3.8.1"})
 	img, err := mutate.AppendLayers(img,
 		layerOf(t, map[string]layerFile{

@@ -19,6 +19,7 @@ import (
 // an image the attacker can pull. The triggers now run only for a rule
 // with onbuild: true.
 func TestOnbuildNeedsOptIn(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	base := baseImage(t, baseOpts{version: "3.8.1"})
 	cf, _ := base.ConfigFile()
@@ -58,6 +59,7 @@ func TestOnbuildNeedsOptIn(t *testing.T) {
 // COPY --from now name only this registry or its mirrored upstreams;
 // anything else is refused before any connection.
 func TestForeignImagesRefused(t *testing.T) {
+	t.Parallel()
 	host := startRegistry(t)
 	var conns atomic.Int32
 	const banner = "internal-service-banner"

@@ -18,6 +18,7 @@ import (
 )
 
 func TestRebase(t *testing.T) {
+	t.Parallel()
 	host := testRegistry(t)
 	oldBase := baseImage(t, baseOpts{version: "3.8.1"})
 	oldDigest := push(t, host, "python:3.8", oldBase)
@@ -86,6 +87,7 @@ func TestRebase(t *testing.T) {
 }
 
 func TestMergeConfig(t *testing.T) {
+	t.Parallel()
 	old := v1.Config{
 		Env:        []string{"PATH=/bin", "V=1", "KEEP=base"},
 		User:       "root",
@@ -137,6 +139,7 @@ func TestMergeConfig(t *testing.T) {
 }
 
 func TestRebaseMultiPlatform(t *testing.T) {
+	t.Parallel()
 	host := testRegistry(t)
 	oldAmd, oldArm := baseImage(t, baseOpts{arch: "amd64", version: "3.8.1"}), baseImage(t, baseOpts{arch: "arm64", version: "3.8.1"})
 	oldDigest := push(t, host, "python:3.8", index(t, oldAmd, oldArm))
@@ -183,6 +186,7 @@ func TestRebaseMultiPlatform(t *testing.T) {
 }
 
 func TestNotApplicable(t *testing.T) {
+	t.Parallel()
 	host := testRegistry(t)
 	oldDigest := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
 	newDigest := push(t, host, "python:3.8", patchedBase(t, "amd64"))
