@@ -24,10 +24,11 @@ var manifestAccept = strings.Join(storage.ManifestMediaTypes, ", ")
 // than its upstream's TTL is served as is; an older one is revalidated
 // with a HEAD; when the upstream is down the cache answers.
 func (p *Proxy) Manifest(ctx context.Context, repo, tag string, d digest.Digest) (m *storage.Manifest, handled bool, err error) {
-	u, upRepo, ok, err := p.serves(ctx, repo)
-	if err != nil || !ok {
-		return nil, ok, err
+	loc, err := p.locate(ctx, repo)
+	if err != nil || !loc.proxied {
+		return nil, false, err
 	}
+	u, upRepo, repo := loc.u, loc.upRepo, loc.stored
 	if tag == "" {
 		m, err = p.store.GetManifest(ctx, repo, d)
 		if err == nil || !errors.Is(err, storage.ErrManifestUnknown) {

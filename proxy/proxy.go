@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -33,10 +31,6 @@ type Proxy struct {
 	fills sync.WaitGroup // blob fetches and commits that may outlive their request
 }
 
-// mirrorName is the upstream that also serves names without a registry
-// prefix, the way a Docker daemon's registry-mirrors asks for them.
-const mirrorName = "docker.io"
-
 // New returns a proxy for the configured upstreams; nil when there are none.
 func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Proxy, error) {
 	if len(ups) == 0 {
@@ -58,57 +52,6 @@ func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Pro
 		}
 	}
 	return p, nil
-}
-
-// serves reports whether p answers for repo: a name with an upstream's
-// prefix always; an un-prefixed name (the docker.io mirror) unless it is a
-// repository users pushed to.
-func (p *Proxy) serves(ctx context.Context, repo string) (*upstream, string, bool, error) {
-	u, upRepo, ok := p.Route(repo)
-	if !ok {
-		return nil, "", false, nil
-	}
-	if u == p.mirror && !strings.HasPrefix(repo, mirrorName+"/") {
-		proxied, exists, err := p.store.IsProxied(ctx, repo)
-		if err != nil {
-			return nil, "", false, err
-		}
-		if exists && !proxied {
-			return nil, "", false, nil
-		}
-	}
-	return u, upRepo, true, nil
-}
-
-// Route maps a repository name to its upstream and the name there:
-// "docker.io/library/python" → docker.io, "library/python". Un-prefixed
-// names go to the docker.io upstream, if there is one, as Docker Hub
-// names them ("python" is "library/python").
-func (p *Proxy) Route(repo string) (*upstream, string, bool) {
-	if first, rest, ok := strings.Cut(repo, "/"); ok {
-		if u, found := p.upstreams[first]; found {
-			return u, hubName(u, rest), true
-		}
-	}
-	if p.mirror != nil {
-		return p.mirror, hubName(p.mirror, repo), true
-	}
-	return nil, "", false
-}
-
-// Prefixed reports whether repo names an upstream explicitly
-// ("docker.io/library/python"), as build rules' upstream bases do.
-func (p *Proxy) Prefixed(repo string) bool {
-	first, _, ok := strings.Cut(repo, "/")
-	return ok && p.upstreams[first] != nil
-}
-
-// hubName adds Docker Hub's implicit "library/" to one-component names.
-func hubName(u *upstream, repo string) string {
-	if u.cfg.Name == mirrorName && !strings.Contains(repo, "/") {
-		return "library/" + repo
-	}
-	return repo
 }
 
 // defaultOrphanLimit is how much of a blob a fetch reads on after its

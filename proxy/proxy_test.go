@@ -29,6 +29,9 @@ type upstreamServer struct {
 	requests atomic.Int64
 	blobGets atomic.Int64
 
+	mu     sync.Mutex
+	byPath map[string]int // "METHOD /v2/..." → requests answered
+
 	hang      atomic.Bool   // answer nothing until the test ends
 	hung      atomic.Int64  // requests that hang answered nothing
 	slowBlobs atomic.Bool   // send blobs slowly, a piece at a time
@@ -39,7 +42,7 @@ const token = "test-token"
 
 func newUpstreamServer(t *testing.T) *upstreamServer {
 	t.Helper()
-	u := &upstreamServer{release: make(chan struct{})}
+	u := &upstreamServer{release: make(chan struct{}), byPath: map[string]int{}}
 	reg := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{DeleteEnabled: true})
 	var realm string
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -66,6 +69,9 @@ func newUpstreamServer(t *testing.T) *upstreamServer {
 			return
 		}
 		u.requests.Add(1)
+		u.mu.Lock()
+		u.byPath[r.Method+" "+r.URL.Path]++
+		u.mu.Unlock()
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 			u.blobGets.Add(1)
 			if u.slowBlobs.Load() {
@@ -79,6 +85,13 @@ func newUpstreamServer(t *testing.T) *upstreamServer {
 	t.Cleanup(u.srv.Close)
 	t.Cleanup(func() { close(u.release) }) // runs first: Close waits for handlers
 	return u
+}
+
+// served returns how many times the upstream answered method path.
+func (u *upstreamServer) served(method, path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.byPath[method+" "+path]
 }
 
 // slowWriter writes 32 KiB at a time, pausing after each.
@@ -146,7 +159,7 @@ func newKilnProxyStore(t *testing.T, up *upstreamServer, ttl, timeout time.Durat
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true}))
+	srv := httptest.NewServer(p.Handler(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true})))
 	t.Cleanup(func() {
 		srv.Close()
 		p.Wait() // commits still writing into the store's directory
