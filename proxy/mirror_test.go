@@ -27,6 +27,7 @@ func pushDenied(t *testing.T, what string, err error, upstream string) {
 // A repository the mirror filled refuses pushes, so revalidation can never
 // replace a user's image with the upstream's; deleting the copy frees it.
 func TestMirrorCopyRefusesPushes(t *testing.T) {
+	t.Parallel()
 	forStores(t, testMirrorCopyRefusesPushes)
 }
 
@@ -94,6 +95,7 @@ func testMirrorCopyRefusesPushes(t *testing.T, store *storage.Store) {
 
 // A local nginx/conf does not shadow the mirror name nginx.
 func TestLocalNameDoesNotShadowMirrorName(t *testing.T) {
+	t.Parallel()
 	forStores(t, testLocalNameDoesNotShadowMirrorName)
 }
 
@@ -115,6 +117,7 @@ func testLocalNameDoesNotShadowMirrorName(t *testing.T, store *storage.Store) {
 // A blob pulled through the mirror before any manifest does not make its
 // name a local repository.
 func TestBlobPullKeepsNameMirrored(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
 	py, _ := random.Image(1024, 1)
 	want := up.push(t, "library/python", "3", py)

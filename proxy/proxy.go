@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"kiln/config"
 	"kiln/storage"
@@ -21,6 +22,10 @@ type Proxy struct {
 	blobFetches atomic.Int64              // blob GETs sent upstream
 	mismatches  atomic.Int64              // upstream content whose bytes did not match its digest
 	observe     func(kind, result string) // see SetCacheObserver
+
+	// now is the clock tag ages are measured on (time.Now; tests move it
+	// on instead of sleeping). The store dates tags on the wall clock.
+	now func() time.Time
 
 	maxBlobSize int64 // limits.max_blob_size, for upstream blobs too; 0: none
 	orphanLimit int64 // what a blob fetch reads on once no client waits for it
@@ -40,7 +45,7 @@ func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Pro
 		logger = slog.Default()
 	}
 	p := &Proxy{store: store, upstreams: map[string]*upstream{}, log: logger, inflight: map[string]*flight{},
-		orphanLimit: defaultOrphanLimit}
+		orphanLimit: defaultOrphanLimit, now: time.Now}
 	for _, c := range ups {
 		u, err := newUpstream(c, &p.requests, logger)
 		if err != nil {
