@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,5 +239,61 @@ func TestSplitNamePath(t *testing.T) {
 		if name != c.name || suffix != c.suffix || ok != (c.name != "") {
 			t.Errorf("splitNamePath(%q) = %q %q %v, want %q %q", c.path, name, suffix, ok, c.name, c.suffix)
 		}
+	}
+}
+
+// Concurrent cold pulls by different names of one upstream repository
+// wait for one fetch of each blob.
+func TestConcurrentPullsByEveryNameFetchOnce(t *testing.T) {
+	t.Parallel()
+	up := newUpstreamServer(t)
+	img, _ := random.Image(256<<10, 3)
+	want := up.push(t, "library/busybox", "1", img)
+	k := newKilnProxy(t, up, time.Hour)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			if got := k.pull(t, busyboxNames[i%len(busyboxNames)]+":1"); got != want {
+				t.Errorf("pull: %s, want %s", got, want)
+			}
+		})
+	}
+	wg.Wait()
+	if n := up.blobGets.Load(); n != 4 {
+		t.Errorf("12 concurrent cold pulls by %d names made %d upstream blob GETs, want 4 (one per blob)", len(busyboxNames), n)
+	}
+}
+
+// A page of an alias's tag list links to the next page under the name
+// asked for.
+func TestTagListPagesKeepTheNameAskedFor(t *testing.T) {
+	t.Parallel()
+	up := newUpstreamServer(t)
+	img, _ := random.Image(1024, 1)
+	up.push(t, "library/busybox", "1", img)
+	up.push(t, "library/busybox", "2", img)
+	k := newKilnProxy(t, up, time.Hour)
+	k.pull(t, "docker.io/library/busybox:1")
+	k.pull(t, "docker.io/library/busybox:2")
+	resp, err := http.Get("http://" + k.host + "/v2/library/busybox/tags/list?n=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	if page.Name != "library/busybox" || !slices.Equal(page.Tags, []string{"1"}) {
+		t.Errorf("first page: %+v, want library/busybox [1]", page)
+	}
+	if link := resp.Header.Get("Link"); !strings.HasPrefix(link, "</v2/library/busybox/tags/list?") {
+		t.Errorf("Link %q does not lead to library/busybox's next page", link)
+	}
+	if n := resp.Header.Get("Content-Length"); n == "" {
+		t.Error("no Content-Length")
 	}
 }
