@@ -10,14 +10,14 @@ import (
 	"kiln/distspec"
 )
 
-// Handler serves reads of every name of a cached upstream repository from
+// Aliases serves reads of every name of a cached upstream repository from
 // the one repository the cache keeps it in (see locate): it rewrites the
 // name in the path of GETs and HEADs of tags, manifests, blobs and
 // referrers before next, the registry, sees it. Tag lists still name the
 // repository asked for. Writes keep their name, so that CheckPush judges
 // the name pushed to; deletes too, so that they name the repository the
 // catalog lists. A nil p returns next.
-func (p *Proxy) Handler(next http.Handler) http.Handler {
+func (p *Proxy) Aliases(next http.Handler) http.Handler {
 	if p == nil {
 		return next
 	}

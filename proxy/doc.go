@@ -7,7 +7,7 @@
 // An upstream repository is one cache entry, kept under its prefixed name
 // (docker.io/library/busybox): pulls by that name, by the docker.io
 // mirror's name (library/busybox) and by Docker Hub's short ones (busybox,
-// docker.io/busybox) all read it; Handler points the registry's reads of
+// docker.io/busybox) all read it; Aliases points the registry's reads of
 // the other names at it.
 //
 // Upstreams are untrusted: a client gets a cold blob's last bytes only once

@@ -175,7 +175,7 @@ func newKilnProxyStore(t *testing.T, up *upstreamServer, ttl, timeout time.Durat
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p.Handler(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true})))
+	srv := httptest.NewServer(p.Aliases(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true})))
 	t.Cleanup(func() {
 		srv.Close()
 		p.Wait() // commits still writing into the store's directory
