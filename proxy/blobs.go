@@ -20,10 +20,11 @@ import (
 // it to the store; the store keeps it only once its digest verified.
 // Concurrent requests for it wait for that one fetch.
 func (p *Proxy) ServeBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) (handled bool, err error) {
-	u, upRepo, ok, err := p.serves(r.Context(), repo)
-	if err != nil || !ok {
-		return ok, err
+	loc, err := p.locate(r.Context(), repo)
+	if err != nil || !loc.proxied {
+		return false, err
 	}
+	u, upRepo, repo := loc.u, loc.upRepo, loc.stored
 	if r.Method == http.MethodHead {
 		// Pulls GET blobs; a HEAD is a pusher asking whether to upload,
 		// which the local answer serves (and an upstream outage must not

@@ -17,6 +17,7 @@ import (
 // The 502 for an unreachable upstream names the URL the operator
 // configured, scheme included, not one the client library tried instead.
 func TestUpstreamDownNamesConfiguredURL(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

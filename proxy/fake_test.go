@@ -46,7 +46,7 @@ func newKiln(t *testing.T, maxBlobSize int64, ups ...config.Upstream) (*kilnProx
 		t.Fatal(err)
 	}
 	p.SetMaxBlobSize(maxBlobSize)
-	srv := httptest.NewServer(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true}))
+	srv := httptest.NewServer(p.Aliases(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true})))
 	t.Cleanup(srv.Close)
 	return &kilnProxy{proxy: p, host: strings.TrimPrefix(srv.URL, "http://")}, srv
 }

@@ -12,6 +12,7 @@ import (
 )
 
 func TestHostPolicyAllows(t *testing.T) {
+	t.Parallel()
 	base, _ := url.Parse("https://registry.example")
 	p := newHostPolicy("up", base, []string{"cdn.example", "auth.example:8443", "*.blobs.example", "[::1]:5000"})
 	for target, want := range map[string]bool{
@@ -40,6 +41,7 @@ func TestHostPolicyAllows(t *testing.T) {
 // A listed host on a loopback address is dialed only when the upstream
 // itself is on one: the check is on the address dialed, not the name.
 func TestListedHostOnLoopbackNeedsUpstreamOnOne(t *testing.T) {
+	t.Parallel()
 	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer internal.Close()
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(internal.URL, "http://"))

@@ -21,6 +21,7 @@ type health struct {
 	name   string
 	window time.Duration
 	log    *slog.Logger
+	now    func() time.Time // the clock windows are measured on
 
 	mu        sync.Mutex
 	isDown    bool      // since the last failure, no answer came
@@ -33,7 +34,7 @@ func (h *health) down(err error) {
 	was := h.isDown
 	h.isDown = true
 	window := h.window
-	h.downUntil = time.Now().Add(window)
+	h.downUntil = h.now().Add(window)
 	h.mu.Unlock()
 	if !was && h.log != nil {
 		h.log.Warn("upstream down: serving stale tags from the cache", "upstream", h.name, "for", window, "err", err)
@@ -57,7 +58,7 @@ func (h *health) up() {
 func (h *health) recentlyDown() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.isDown && time.Now().Before(h.downUntil)
+	return h.isDown && h.now().Before(h.downUntil)
 }
 
 // setWindow changes how long a failure is remembered (tests).

@@ -24,10 +24,11 @@ var manifestAccept = strings.Join(storage.ManifestMediaTypes, ", ")
 // than its upstream's TTL is served as is; an older one is revalidated
 // with a HEAD; when the upstream is down the cache answers.
 func (p *Proxy) Manifest(ctx context.Context, repo, tag string, d digest.Digest) (m *storage.Manifest, handled bool, err error) {
-	u, upRepo, ok, err := p.serves(ctx, repo)
-	if err != nil || !ok {
-		return nil, ok, err
+	loc, err := p.locate(ctx, repo)
+	if err != nil || !loc.proxied {
+		return nil, false, err
 	}
+	u, upRepo, repo := loc.u, loc.upRepo, loc.stored
 	if tag == "" {
 		m, err = p.store.GetManifest(ctx, repo, d)
 		if err == nil || !errors.Is(err, storage.ErrManifestUnknown) {
@@ -41,7 +42,7 @@ func (p *Proxy) Manifest(ctx context.Context, repo, tag string, d digest.Digest)
 	}
 	age, err := p.store.TagAge(ctx, repo, tag)
 	cached := err == nil
-	if cached && time.Since(age) < u.cfg.TTL {
+	if cached && p.fresh(u, age) {
 		m, err = p.local(ctx, repo, tag)
 		if err == nil {
 			p.cacheResult(KindManifest, ResultHit)
@@ -55,6 +56,9 @@ func (p *Proxy) Manifest(ctx context.Context, repo, tag string, d digest.Digest)
 	m, err = p.fetchMissingManifest(ctx, u, repo, upRepo, tag, tag)
 	return m, true, err
 }
+
+// fresh reports whether a tag cached at age is younger than u's TTL.
+func (p *Proxy) fresh(u *upstream, age time.Time) bool { return p.now().Sub(age) < u.cfg.TTL }
 
 func (p *Proxy) local(ctx context.Context, repo, tag string) (*storage.Manifest, error) {
 	d, err := p.store.ResolveTag(ctx, repo, tag)
@@ -85,7 +89,7 @@ func (p *Proxy) revalidate(ctx context.Context, u *upstream, repo, upRepo, tag s
 	defer func() { p.finish(key, f, err) }()
 	// Another revalidation may have finished since the caller saw the tag
 	// stale: it is fresh again, no HEAD needed.
-	if age, aerr := p.store.TagAge(ctx, repo, tag); aerr == nil && time.Since(age) < u.cfg.TTL {
+	if age, aerr := p.store.TagAge(ctx, repo, tag); aerr == nil && p.fresh(u, age) {
 		return p.local(ctx, repo, tag)
 	}
 	cur, _ := p.store.ResolveTag(ctx, repo, tag)
@@ -174,7 +178,7 @@ func (p *Proxy) cachedAfterJoin(ctx context.Context, u *upstream, repo, ref, tag
 		return m
 	}
 	age, err := p.store.TagAge(ctx, repo, tag)
-	if err != nil || time.Since(age) >= u.cfg.TTL {
+	if err != nil || !p.fresh(u, age) {
 		return nil
 	}
 	m, err := p.local(ctx, repo, tag)

@@ -27,6 +27,7 @@ func pushDenied(t *testing.T, what string, err error, upstream string) {
 // A repository the mirror filled refuses pushes, so revalidation can never
 // replace a user's image with the upstream's; deleting the copy frees it.
 func TestMirrorCopyRefusesPushes(t *testing.T) {
+	t.Parallel()
 	forStores(t, testMirrorCopyRefusesPushes)
 }
 
@@ -59,9 +60,14 @@ func testMirrorCopyRefusesPushes(t *testing.T, store *storage.Store) {
 	prefixed, _ := name.ParseReference(k.host+"/up.example/acme/api:1.0", name.Insecure)
 	pushDenied(t, "push to an upstream's prefix", remote.Write(prefixed, mine), "up.example")
 
+	// The copy is kept under the prefixed name, which the refusal names.
+	if err := remote.Write(ref, mine); err == nil || !strings.Contains(err.Error(), "docker.io/acme/api") {
+		t.Errorf("push to a mirror copy: %v, want a refusal naming the copy docker.io/acme/api", err)
+	}
+
 	// The operator deletes the copy; the name is free for a push, whose
 	// pulls never go upstream.
-	req, _ := http.NewRequest(http.MethodDelete, "http://"+k.host+"/v2/acme/api/manifests/1.0", nil)
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+k.host+"/v2/docker.io/acme/api/manifests/1.0", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("delete the mirror copy's tag: %v %v", err, resp)
@@ -78,10 +84,18 @@ func testMirrorCopyRefusesPushes(t *testing.T, store *storage.Store) {
 	if n := up.requests.Load() - before; n != 0 {
 		t.Errorf("pull of the pushed repository asked the upstream %d times", n)
 	}
+	// The prefixed name is still the upstream's.
+	if got := k.pull(t, "docker.io/acme/api:1.0"); got != upstreamDigest {
+		t.Errorf("prefixed pull beside the pushed mirror name: %s, want the upstream's %s", got, upstreamDigest)
+	}
+	if got := k.pull(t, "acme/api:1.0"); got != mineDigest {
+		t.Errorf("pull of the pushed repository after a prefixed pull: %s, want the pushed %s", got, mineDigest)
+	}
 }
 
 // A local nginx/conf does not shadow the mirror name nginx.
 func TestLocalNameDoesNotShadowMirrorName(t *testing.T) {
+	t.Parallel()
 	forStores(t, testLocalNameDoesNotShadowMirrorName)
 }
 
@@ -103,6 +117,7 @@ func testLocalNameDoesNotShadowMirrorName(t *testing.T, store *storage.Store) {
 // A blob pulled through the mirror before any manifest does not make its
 // name a local repository.
 func TestBlobPullKeepsNameMirrored(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
 	py, _ := random.Image(1024, 1)
 	want := up.push(t, "library/python", "3", py)

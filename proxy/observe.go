@@ -38,7 +38,7 @@ func (p *Proxy) BlobHit(ctx context.Context, repo string) {
 	if p.observe == nil {
 		return
 	}
-	if _, _, ok, err := p.serves(ctx, repo); ok && err == nil {
+	if loc, err := p.locate(ctx, repo); err == nil && loc.proxied {
 		p.cacheResult(KindBlob, ResultHit)
 	}
 }

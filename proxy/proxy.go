@@ -1,11 +1,10 @@
 package proxy
 
 import (
-	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"kiln/config"
 	"kiln/storage"
@@ -24,6 +23,10 @@ type Proxy struct {
 	mismatches  atomic.Int64              // upstream content whose bytes did not match its digest
 	observe     func(kind, result string) // see SetCacheObserver
 
+	// now is the clock tag ages are measured on (time.Now; tests move it
+	// on instead of sleeping). The store dates tags on the wall clock.
+	now func() time.Time
+
 	maxBlobSize int64 // limits.max_blob_size, for upstream blobs too; 0: none
 	orphanLimit int64 // what a blob fetch reads on once no client waits for it
 
@@ -32,10 +35,6 @@ type Proxy struct {
 
 	fills sync.WaitGroup // blob fetches and commits that may outlive their request
 }
-
-// mirrorName is the upstream that also serves names without a registry
-// prefix, the way a Docker daemon's registry-mirrors asks for them.
-const mirrorName = "docker.io"
 
 // New returns a proxy for the configured upstreams; nil when there are none.
 func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Proxy, error) {
@@ -46,7 +45,7 @@ func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Pro
 		logger = slog.Default()
 	}
 	p := &Proxy{store: store, upstreams: map[string]*upstream{}, log: logger, inflight: map[string]*flight{},
-		orphanLimit: defaultOrphanLimit}
+		orphanLimit: defaultOrphanLimit, now: time.Now}
 	for _, c := range ups {
 		u, err := newUpstream(c, &p.requests, logger)
 		if err != nil {
@@ -58,57 +57,6 @@ func New(store *storage.Store, ups []config.Upstream, logger *slog.Logger) (*Pro
 		}
 	}
 	return p, nil
-}
-
-// serves reports whether p answers for repo: a name with an upstream's
-// prefix always; an un-prefixed name (the docker.io mirror) unless it is a
-// repository users pushed to.
-func (p *Proxy) serves(ctx context.Context, repo string) (*upstream, string, bool, error) {
-	u, upRepo, ok := p.Route(repo)
-	if !ok {
-		return nil, "", false, nil
-	}
-	if u == p.mirror && !strings.HasPrefix(repo, mirrorName+"/") {
-		proxied, exists, err := p.store.IsProxied(ctx, repo)
-		if err != nil {
-			return nil, "", false, err
-		}
-		if exists && !proxied {
-			return nil, "", false, nil
-		}
-	}
-	return u, upRepo, true, nil
-}
-
-// Route maps a repository name to its upstream and the name there:
-// "docker.io/library/python" → docker.io, "library/python". Un-prefixed
-// names go to the docker.io upstream, if there is one, as Docker Hub
-// names them ("python" is "library/python").
-func (p *Proxy) Route(repo string) (*upstream, string, bool) {
-	if first, rest, ok := strings.Cut(repo, "/"); ok {
-		if u, found := p.upstreams[first]; found {
-			return u, hubName(u, rest), true
-		}
-	}
-	if p.mirror != nil {
-		return p.mirror, hubName(p.mirror, repo), true
-	}
-	return nil, "", false
-}
-
-// Prefixed reports whether repo names an upstream explicitly
-// ("docker.io/library/python"), as build rules' upstream bases do.
-func (p *Proxy) Prefixed(repo string) bool {
-	first, _, ok := strings.Cut(repo, "/")
-	return ok && p.upstreams[first] != nil
-}
-
-// hubName adds Docker Hub's implicit "library/" to one-component names.
-func hubName(u *upstream, repo string) string {
-	if u.cfg.Name == mirrorName && !strings.Contains(repo, "/") {
-		return "library/" + repo
-	}
-	return repo
 }
 
 // defaultOrphanLimit is how much of a blob a fetch reads on after its

@@ -29,9 +29,14 @@ type upstreamServer struct {
 	requests atomic.Int64
 	blobGets atomic.Int64
 
-	hang      atomic.Bool   // answer nothing until the test ends
-	hung      atomic.Int64  // requests that hang answered nothing
-	slowBlobs atomic.Bool   // send blobs slowly, a piece at a time
+	mu     sync.Mutex
+	byPath map[string]int // "METHOD /v2/..." → requests answered
+
+	hang atomic.Bool  // answer nothing until the test ends
+	hung atomic.Int64 // requests that hang answered nothing
+	// heldBlobs, when set, holds blob GETs after their first heldAfter
+	// bytes until it is closed.
+	heldBlobs atomic.Pointer[chan struct{}]
 	release   chan struct{} // ends the hanging requests
 }
 
@@ -39,7 +44,7 @@ const token = "test-token"
 
 func newUpstreamServer(t *testing.T) *upstreamServer {
 	t.Helper()
-	u := &upstreamServer{release: make(chan struct{})}
+	u := &upstreamServer{release: make(chan struct{}), byPath: map[string]int{}}
 	reg := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{DeleteEnabled: true})
 	var realm string
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -66,10 +71,13 @@ func newUpstreamServer(t *testing.T) *upstreamServer {
 			return
 		}
 		u.requests.Add(1)
+		u.mu.Lock()
+		u.byPath[r.Method+" "+r.URL.Path]++
+		u.mu.Unlock()
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 			u.blobGets.Add(1)
-			if u.slowBlobs.Load() {
-				w = &slowWriter{w}
+			if held := u.heldBlobs.Load(); held != nil {
+				w = &heldWriter{ResponseWriter: w, release: *held, done: r.Context().Done(), left: heldAfter}
 			}
 		}
 		reg.ServeHTTP(w, r)
@@ -81,25 +89,46 @@ func newUpstreamServer(t *testing.T) *upstreamServer {
 	return u
 }
 
-// slowWriter writes 32 KiB at a time, pausing after each.
-type slowWriter struct{ http.ResponseWriter }
+// served returns how many times the upstream answered method path.
+func (u *upstreamServer) served(method, path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.byPath[method+" "+path]
+}
 
-func (s *slowWriter) Write(b []byte) (int, error) {
+// heldAfter is how much of a blob a held GET sends before it waits:
+// enough for kiln to pass a client several chunks.
+const heldAfter = 256 << 10
+
+// heldWriter sends its first left bytes at once, then waits for release
+// (or for the request to end) before sending the rest.
+type heldWriter struct {
+	http.ResponseWriter
+	release <-chan struct{}
+	done    <-chan struct{}
+	left    int
+}
+
+func (h *heldWriter) Write(b []byte) (int, error) {
 	n := 0
-	for len(b) > 0 {
-		k := min(len(b), 32<<10)
-		m, err := s.ResponseWriter.Write(b[:k])
-		n += m
-		if err != nil {
+	if h.left > 0 {
+		k := min(len(b), h.left)
+		m, err := h.ResponseWriter.Write(b[:k])
+		n, h.left, b = m, h.left-m, b[k:]
+		if err != nil || len(b) == 0 {
 			return n, err
 		}
-		if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		if f, ok := h.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
 		}
-		time.Sleep(time.Millisecond)
-		b = b[k:]
 	}
-	return n, nil
+	select {
+	case <-h.release:
+	case <-h.done:
+		return n, http.ErrAbortHandler
+	}
+	m, err := h.ResponseWriter.Write(b)
+	return n + m, err
 }
 
 // push writes img to the upstream as repo:tag, authenticating as a client.
@@ -146,7 +175,7 @@ func newKilnProxyStore(t *testing.T, up *upstreamServer, ttl, timeout time.Durat
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true}))
+	srv := httptest.NewServer(p.Aliases(registry.New(store, registry.Options{Upstream: p, DeleteEnabled: true})))
 	t.Cleanup(func() {
 		srv.Close()
 		p.Wait() // commits still writing into the store's directory
@@ -170,6 +199,7 @@ func (k *kilnProxy) pull(t *testing.T, repoTag string) v1.Hash {
 }
 
 func TestPullThroughCachesOnce(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
 	img, _ := random.Image(4096, 3)
 	want := up.push(t, "team/app", "v1", img)
@@ -198,6 +228,7 @@ func TestPullThroughCachesOnce(t *testing.T) {
 }
 
 func TestMirrorNames(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
 	img, _ := random.Image(1024, 1)
 	want := up.push(t, "library/python", "3.8", img)
@@ -213,6 +244,7 @@ func TestMirrorNames(t *testing.T) {
 }
 
 func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
 	img, _ := random.Image(256<<10, 4)
 	up.push(t, "team/big", "v1", img)
@@ -228,13 +260,13 @@ func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
 }
 
 func TestUpstreamDownServesCache(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
 	img, _ := random.Image(1024, 2)
 	want := up.push(t, "team/app", "v1", img)
-	k := newKilnProxy(t, up, time.Millisecond) // every pull revalidates
+	k := newKilnProxy(t, up, -1) // every pull revalidates
 	k.pull(t, "up.example/team/app:v1")
 	up.srv.Close()
-	time.Sleep(5 * time.Millisecond)
 	if got := k.pull(t, "up.example/team/app:v1"); got != want {
 		t.Errorf("with the upstream down got %s, want the cached %s", got, want)
 	}
@@ -247,22 +279,24 @@ func TestUpstreamDownServesCache(t *testing.T) {
 }
 
 func TestTagRevalidatedAfterTTL(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
 	one, _ := random.Image(1024, 1)
-	up.push(t, "team/app", "v1", one)
-	const ttl = 300 * time.Millisecond
+	first := up.push(t, "team/app", "v1", one)
+	const ttl = time.Hour
 	k := newKilnProxy(t, up, ttl)
+	clock := useTestClock(k.proxy)
 	k.pull(t, "up.example/team/app:v1")
-	cachedAt := time.Now()
 	two, _ := random.Image(1024, 1)
 	moved := up.push(t, "team/app", "v1", two)
-	// Within the TTL the cached tag answers (checked only when this pull
-	// really ran inside it: a loaded machine may be slower than the TTL).
-	got := k.pull(t, "up.example/team/app:v1")
-	if time.Since(cachedAt) < ttl && got == moved {
-		t.Errorf("tag revalidated inside its TTL")
+	before := up.requests.Load()
+	if got := k.pull(t, "up.example/team/app:v1"); got != first {
+		t.Errorf("inside the TTL got %s, want the cached %s", got, first)
 	}
-	time.Sleep(ttl + 10*time.Millisecond)
+	if n := up.requests.Load() - before; n != 0 {
+		t.Errorf("a pull inside the TTL asked the upstream %d times", n)
+	}
+	clock.advance(ttl)
 	if got := k.pull(t, "up.example/team/app:v1"); got != moved {
 		t.Errorf("after the TTL got %s, want the moved tag %s", got, moved)
 	}
@@ -270,15 +304,15 @@ func TestTagRevalidatedAfterTTL(t *testing.T) {
 
 // Pushed repositories are not shadowed by the docker.io mirror.
 func TestLocalRepositoryNotProxied(t *testing.T) {
+	t.Parallel()
 	up := newUpstreamServer(t)
-	k := newKilnProxy(t, up, time.Millisecond)
+	k := newKilnProxy(t, up, -1) // a proxied tag would be revalidated
 	img, _ := random.Image(1024, 1)
 	ref, _ := name.ParseReference(k.host+"/mine/app:v1", name.Insecure)
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
 	}
 	before := up.requests.Load()
-	time.Sleep(5 * time.Millisecond)
 	k.pull(t, "mine/app:v1")
 	if n := up.requests.Load() - before; n != 0 {
 		t.Errorf("pull of a pushed repository asked the upstream %d times", n)

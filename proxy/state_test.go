@@ -8,6 +8,7 @@ import (
 
 // Every distinct upstream repository name costs state only up to a bound.
 func TestPerNameUpstreamStateBounded(t *testing.T) {
+	t.Parallel()
 	up := newFakeUpstream(t, http.NotFound)
 	k, _ := newKiln(t, 0, upstreamConfig("up.example", up.srv.URL))
 	u := k.proxy.upstreams["up.example"]

@@ -62,7 +62,7 @@ func newUpstream(c config.Upstream, requests *atomic.Int64, log *slog.Logger) (*
 	inner.DialContext = policy.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
 	return &upstream{cfg: c, base: u, registry: reg, auth: auth, inner: guardedTransport{policy, inner}, requests: requests,
 		policy: policy, transports: newTransportCache(maxTransports),
-		health: health{name: c.Name, window: downWindow(c.Timeout), log: log}}, nil
+		health: health{name: c.Name, window: downWindow(c.Timeout), log: log, now: time.Now}}, nil
 }
 
 // transport returns the authenticating transport for repo: ggcr's, which

@@ -30,6 +30,7 @@ func getBlob(t *testing.T, k *kilnProxy, repo string, d digest.Digest) (status i
 // An upstream blob whose bytes do not match its digest never reaches a
 // client as a complete 200, is not cached, and is counted.
 func TestUpstreamBlobWithWrongBytesIsNeverServedWhole(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{0, 100, 300 << 10} {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
 			d := digest.FromBytes(bytes.Repeat([]byte("a"), max(size, 1)))
@@ -74,6 +75,7 @@ func secretServer(t *testing.T, secret []byte) (*httptest.Server, *atomic.Int64)
 
 // An upstream redirect is followed only to a host listed for it.
 func TestUpstreamRedirectOnlyToListedHosts(t *testing.T) {
+	t.Parallel()
 	secret := []byte("internal service: the keys to everything")
 	d := digest.FromBytes(secret) // what the client asks for: a digest check cannot help
 	internal, hits := secretServer(t, secret)
@@ -131,6 +133,7 @@ func realmUpstream(t *testing.T, manifest []byte, mediaType string) (up *httptes
 // The configured password goes to a token realm only when it is the
 // upstream's own host or one listed for it.
 func TestTokenRealmOnOtherHostGetsNoPassword(t *testing.T) {
+	t.Parallel()
 	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
 	up, realmHost, sawPassword := realmUpstream(t, manifest, "application/vnd.oci.image.manifest.v1+json")
 	cfg := upstreamConfig("up.example", up.URL)
@@ -188,6 +191,7 @@ func endlessUpstream(t *testing.T, giveUp int64) (*fakeUpstream, chan int64) {
 // An upstream fetch no client waits for any more stops after a bounded
 // amount of data.
 func TestFetchStopsAfterClientLeft(t *testing.T) {
+	t.Parallel()
 	const giveUp = 64 << 20 // far past the bound and every buffer on the way
 	up, wrote := endlessUpstream(t, giveUp)
 	k, _ := newKiln(t, 0, upstreamConfig("up.example", up.srv.URL))
@@ -211,6 +215,7 @@ func TestFetchStopsAfterClientLeft(t *testing.T) {
 // limits.max_blob_size applies to upstream blobs: a larger declared size is
 // refused, a larger actual size cut.
 func TestMaxBlobSizeAppliesToUpstreamBlobs(t *testing.T) {
+	t.Parallel()
 	const limit = 1 << 20
 	t.Run("declared", func(t *testing.T) {
 		big := bytes.Repeat([]byte("z"), 2*limit)

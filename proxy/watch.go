@@ -56,20 +56,23 @@ func (p *Proxy) watchUpstream(ctx context.Context, u *upstream, tags []WatchedTa
 
 // poll checks one watched tag with a HEAD and caches it when it moved.
 func (p *Proxy) poll(ctx context.Context, u *upstream, wt WatchedTag) error {
-	_, upRepo, _ := p.Route(wt.Repo)
+	loc, err := p.locate(ctx, wt.Repo)
+	if err != nil || !loc.proxied {
+		return err
+	}
 	hctx, cancel := u.withTimeout(ctx)
-	resp, err := u.do(hctx, http.MethodHead, upRepo, "manifests/"+wt.Tag, http.Header{"Accept": {manifestAccept}})
+	resp, err := u.do(hctx, http.MethodHead, loc.upRepo, "manifests/"+wt.Tag, http.Header{"Accept": {manifestAccept}})
 	cancel()
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
 	remote := digest.Digest(resp.Header.Get("Docker-Content-Digest"))
-	cached, err := p.store.ResolveTag(ctx, wt.Repo, wt.Tag)
+	cached, err := p.store.ResolveTag(ctx, loc.stored, wt.Tag)
 	if err == nil && cached == remote {
-		return p.store.RefreshTag(ctx, wt.Repo, wt.Tag)
+		return p.store.RefreshTag(ctx, loc.stored, wt.Tag)
 	}
 	p.log.Info("upstream tag moved", "upstream", u.cfg.Name, "repo", wt.Repo, "tag", wt.Tag, "from", cached, "to", remote)
-	_, err = p.fetchManifest(ctx, u, wt.Repo, upRepo, wt.Tag, wt.Tag)
+	_, err = p.fetchManifest(ctx, u, loc.stored, loc.upRepo, wt.Tag, wt.Tag)
 	return err
 }
