@@ -58,6 +58,9 @@ func (a *api) getManifest(w http.ResponseWriter, r *http.Request, name, refArg s
 	if m, err = a.negotiate(r, name, m); err != nil {
 		return err
 	}
+	if a.opts.Pulls != nil {
+		a.opts.Pulls.Note(name, m.Digest)
+	}
 	hdr := w.Header()
 	etag := `"` + string(m.Digest) + `"`
 	hdr.Set("Content-Type", m.MediaType)

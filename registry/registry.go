@@ -33,6 +33,9 @@ type Options struct {
 	MaxConcurrentUploads int
 	// Upstream, when set, fills proxied repositories on a miss.
 	Upstream Upstream
+	// Pulls, when set, hears of every manifest a client reads (GET or
+	// HEAD): what eviction and retention call used.
+	Pulls *storage.PullLog
 	// Logger receives errors the client cannot see; nil means slog.Default().
 	Logger *slog.Logger
 }

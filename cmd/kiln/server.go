@@ -65,7 +65,9 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	}
 	registerProxyMetrics(m, mirror)
 	registerStoreMetrics(m, store)
+	pulls := storage.NewPullLog(store)
 	api := registry.New(store, registry.Options{
+		Pulls:         pulls,
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
 		RedirectBlobs: cfg.Storage.Redirect,
 		Upstream:      upstream,
@@ -114,6 +116,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	var wg sync.WaitGroup
 	wg.Go(func() { purgeLoop(purgeCtx, store, cfg.Storage.Uploads.PurgeInterval, logger) })
 	wg.Go(func() { gcLoop(purgeCtx, store, cfg.Storage.GC, logger, observeGC) })
+	wg.Go(func() { pullFlushLoop(purgeCtx, pulls, logger) })
 	defer wg.Wait()
 	defer stopPurge()
 
