@@ -74,7 +74,9 @@ func (b BuildahBuilder) Build(ctx context.Context, job *build.Job, log io.Writer
 	if b.Root == "" {
 		return "", fmt.Errorf("buildah has no storage directory (buildhook.work_dir)")
 	}
-	if err := privateDir(b.Root); err != nil {
+	// Root is inside this kiln's working directory, which lockdir made
+	// private (see cmd/kiln's openWorkDir).
+	if err := os.MkdirAll(b.Root, 0o700); err != nil {
 		return "", err
 	}
 	bases, err := buildInputs(job.Rule)
@@ -165,24 +167,6 @@ func RemoveBuildahStorage(workDir string) error {
 		return fmt.Errorf("buildah unshare rm -rf %s: %v: %s", root, err, out)
 	}
 	return nil
-}
-
-// privateDir makes dir, or checks the one there: a directory of this
-// user's that no one else may enter. Under a shared /tmp, another user
-// could otherwise have made it first, or made it a symbolic link.
-func privateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("buildah's storage %s is not a directory of this user's", dir)
-	}
-	return os.Chmod(dir, 0o700)
 }
 
 // budArgs is the sandboxed `buildah bud` of rule: bases from the local

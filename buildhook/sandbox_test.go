@@ -196,26 +196,6 @@ func TestBuildahRefusesWithoutSandbox(t *testing.T) {
 	}
 }
 
-func TestPrivateDir(t *testing.T) {
-	parent := t.TempDir()
-	dir := filepath.Join(parent, "kiln-buildah")
-	if err := privateDir(dir); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	if err := privateDir(dir); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
-		t.Errorf("mode %v, want 0700", fi.Mode().Perm())
-	}
-	link := filepath.Join(parent, "link")
-	os.Symlink(dir, link)
-	if err := privateDir(link); err == nil {
-		t.Error("a symbolic link was taken for buildah's storage")
-	}
-}
-
 func TestUserNamespacesUsable(t *testing.T) {
 	// This machine runs the e2e builds in user namespaces: they must work.
 	if err := userNamespacesUsable(); err != nil {
