@@ -137,3 +137,25 @@ func importChain(pkgs map[string]pkg, from, to string) []string {
 	}
 	return []string{from, "?", to}
 }
+
+// storageDrivers is where distribution's storage drivers live.
+const storageDrivers = "github.com/distribution/distribution/v3/registry/storage/driver"
+
+// Only storage talks to a storage driver: everyone else goes through
+// storage.Store, whose methods keep the store's layout and its guarantees.
+func TestOnlyStorageImportsDrivers(t *testing.T) {
+	pkgs := modulePackages(t)
+	if !slices.ContainsFunc(pkgs["kiln/storage"].Imports, func(p string) bool { return under(p, storageDrivers) }) {
+		t.Fatalf("kiln/storage imports no package under %s: update this test", storageDrivers)
+	}
+	for path, p := range pkgs {
+		if under(path, "kiln/storage") {
+			continue
+		}
+		for _, imp := range p.Imports {
+			if under(imp, storageDrivers) {
+				t.Errorf("%s imports %s: only kiln/storage may use a storage driver", path, imp)
+			}
+		}
+	}
+}
