@@ -105,7 +105,11 @@ func (b BuildahBuilder) Build(ctx context.Context, job *build.Job, log io.Writer
 		return "", err
 	}
 
-	args := b.budArgs(job.Rule, sb, image)
+	epoch, dated := sourceDateEpoch(ctx, job)
+	if !dated {
+		epoch = -1
+	}
+	args := b.budArgs(job.Rule, sb, image, epoch)
 	memory := "a memory cgroup"
 	if !sb.Cgroup {
 		memory = "per process, RLIMIT_DATA: an unprivileged kiln has no memory cgroup"
@@ -169,11 +173,12 @@ func RemoveBuildahStorage(workDir string) error {
 	return nil
 }
 
-// budArgs is the sandboxed `buildah bud` of rule: bases from the local
+// budArgs is the sandboxed `buildah bud` of rule, dated epoch (Unix
+// seconds; negative: now) for reproducible timestamps: bases from the local
 // store only (pulled before), no login, no --pid/--ipc/--uts flags
 // (private is the default under OCI isolation, and buildah 1.28 turns
 // --network none back into a private network when any of them is given).
-func (b BuildahBuilder) budArgs(rule *build.Rule, sb sandbox, image string) []string {
+func (b BuildahBuilder) budArgs(rule *build.Rule, sb sandbox, image string, epoch int64) []string {
 	args := []string{"bud", "--isolation", "oci", "--pull=never",
 		"--userns-uid-map", sb.IDMap, "--userns-gid-map", sb.IDMap}
 	if ruleNetwork(rule) == "none" {
@@ -198,6 +203,13 @@ func (b BuildahBuilder) budArgs(rule *build.Rule, sb sandbox, image string) []st
 	sort.Strings(keys)
 	for _, k := range keys {
 		args = append(args, "--build-arg", k+"="+rule.Args[k])
+	}
+	if epoch >= 0 {
+		e := strconv.FormatInt(epoch, 10)
+		args = append(args, "--timestamp", e)
+		if _, set := rule.Args[sourceDateArg]; !set {
+			args = append(args, "--build-arg", sourceDateArg+"="+e)
+		}
 	}
 	return append(args, rule.Context)
 }

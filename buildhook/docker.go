@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/moby/go-archive"
 	dockerbuild "github.com/moby/moby/api/types/build"
@@ -66,6 +67,12 @@ func (b DockerBuilder) Build(ctx context.Context, job *build.Job, log io.Writer)
 	args := map[string]*string{}
 	for k, v := range job.Rule.Args {
 		args[k] = &v
+	}
+	// The classic builder dates the image itself; a Dockerfile that
+	// declares ARG SOURCE_DATE_EPOCH hands it to its tools.
+	if epoch, ok := sourceDateEpoch(ctx, job); ok && args[sourceDateArg] == nil {
+		e := strconv.FormatInt(epoch, 10)
+		args[sourceDateArg] = &e
 	}
 	res, err := c.ImageBuild(ctx, tarball, client.ImageBuildOptions{
 		Tags:        []string{image},

@@ -20,13 +20,13 @@ import (
 func TestBuildahBudArgsSandbox(t *testing.T) {
 	b := BuildahBuilder{Root: t.TempDir(), Limits: Limits{Memory: 256 << 20, Pids: 300}}
 	rule := &build.Rule{Context: "/ctx", Dockerfile: "Dockerfile", Args: map[string]string{"B": "2", "A": "1"}}
-	args := b.budArgs(rule, sandbox{IDMap: "0:1879048192:65536", Cgroup: true}, "127.0.0.1:5000/x:staging")
+	args := b.budArgs(rule, sandbox{IDMap: "0:1879048192:65536", Cgroup: true}, "127.0.0.1:5000/x:staging", 1700000000)
 	joined := " " + strings.Join(args, " ") + " "
 	for _, want := range []string{
 		" bud --isolation oci ", " --pull=never ",
 		" --userns-uid-map 0:1879048192:65536 ", " --userns-gid-map 0:1879048192:65536 ",
 		" --network=none ", " --memory 268435456 ", " --ulimit nproc=300:300 ",
-		" --build-arg A=1 --build-arg B=2 /ctx ",
+		" --build-arg A=1 --build-arg B=2 --timestamp 1700000000 --build-arg SOURCE_DATE_EPOCH=1700000000 /ctx ",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("buildah %s: lacks %q", joined, strings.TrimSpace(want))
@@ -42,13 +42,23 @@ func TestBuildahBudArgsSandbox(t *testing.T) {
 
 	// Unprivileged: no memory cgroup, so a per-process bound.
 	rule.Network = "default"
-	args = b.budArgs(rule, sandbox{IDMap: "0:1:65536"}, "x")
+	args = b.budArgs(rule, sandbox{IDMap: "0:1:65536"}, "x", -1)
 	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--network") }) {
 		t.Errorf("network: default, yet %v", args)
 	}
 	joined = " " + strings.Join(args, " ") + " "
 	if !strings.Contains(joined, " --ulimit data=268435456:268435456 ") || strings.Contains(joined, "--memory") {
 		t.Errorf("unprivileged: buildah %s, want --ulimit data= and no --memory", joined)
+	}
+	// Undated: buildah dates it now, and SOURCE_DATE_EPOCH is the rule's
+	// own when it sets one.
+	if strings.Contains(joined, "--timestamp") || strings.Contains(joined, "SOURCE_DATE_EPOCH") {
+		t.Errorf("undated build: buildah %s", joined)
+	}
+	rule.Args["SOURCE_DATE_EPOCH"] = "42"
+	joined = " " + strings.Join(b.budArgs(rule, sandbox{IDMap: "0:1:65536"}, "x", 42), " ") + " "
+	if strings.Count(joined, "SOURCE_DATE_EPOCH") != 1 || !strings.Contains(joined, " --timestamp 42 ") {
+		t.Errorf("rule's own SOURCE_DATE_EPOCH: buildah %s", joined)
 	}
 }
 
