@@ -12,13 +12,18 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
 
-// fsFiles reads the filesystem store with the os package: blobs open as
-// *os.File (sendfile), tags and links through the stat-checked cache.
+// fsFiles keeps the filesystem store's files with the os package: blobs
+// open as *os.File (sendfile), tags and links read through the
+// stat-checked cache, small files written by kiln itself (see
+// backend_fs_write.go) and uploads appended in place.
 type fsFiles struct {
 	root  string
 	cache *smallFileCache
 	// driver deletes directory trees (its Delete is recursive).
 	driver storagedriver.StorageDriver
+	// orderedRenames: the filesystem under root persists renames in the
+	// order they were made (see renamesPersistInOrder).
+	orderedRenames bool
 }
 
 func (b fsFiles) local(p string) string { return filepath.Join(b.root, filepath.FromSlash(p)) }
@@ -102,6 +107,30 @@ func (b fsFiles) move(_ context.Context, from, to string) error {
 	return syncDir(filepath.Dir(dst))
 }
 
+// moveOut also fsyncs from's directory: the file must not come back there
+// after a crash.
+func (b fsFiles) moveOut(ctx context.Context, from, to string) error {
+	if err := b.move(ctx, from, to); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(b.local(from)))
+}
+
 func (b fsFiles) prepareDir(p string) error { return mkdirDurable(filepath.Dir(b.local(p))) }
 
 func (b fsFiles) url(*http.Request, string) (string, error) { return "", nil }
+
+// shortOf: a crash between FinishUpload moving the data into the blob
+// store and removing the session leaves a session whose data is gone.
+func (b fsFiles) shortOf(ctx context.Context, p string, size int64) bool {
+	n, _, err := b.stat(ctx, p)
+	return err != nil || n < size
+}
+
+// abortWrite: an unfinished write is the file itself, nothing to cancel.
+func (b fsFiles) abortWrite(context.Context, string) bool { return false }
+
+// clock: the files carry this machine's clock.
+func (b fsFiles) clock(context.Context) (time.Time, time.Duration, error) {
+	return time.Now(), 0, nil
+}

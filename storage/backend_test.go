@@ -73,6 +73,9 @@ func (b faultyFiles) move(ctx context.Context, from, to string) error {
 	return b.backend.move(ctx, from, to)
 }
 
+// localPath is where the filesystem store s keeps p.
+func (s *Store) localPath(p string) string { return s.files.(fsFiles).local(p) }
+
 // backendStores runs f on a store of each backend: the filesystem's own
 // and a storage driver's.
 func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
@@ -149,7 +152,8 @@ func TestOpenBlobBackends(t *testing.T) {
 		}
 		defer rc.Close()
 		_, isFile := rc.(*os.File)
-		if want := s.localRoot != ""; isFile != want {
+		_, onFS := s.files.(fsFiles)
+		if want := onFS; isFile != want {
 			t.Errorf("reader %T: *os.File %v, want %v", rc, isFile, want)
 		}
 		b, err := io.ReadAll(rc)

@@ -346,17 +346,5 @@ func (g *gc) run(ctx context.Context) (err error) {
 // and counts a file as young for the extra second it cannot tell apart, so
 // neither clock skew nor truncation can make a young file look old.
 func (s *Store) storeClock(ctx context.Context) (time.Time, time.Duration, error) {
-	if s.localRoot != "" || s.driver.Name() == "inmemory" {
-		return time.Now(), 0, nil
-	}
-	p := trashClockPath()
-	if err := s.driver.PutContent(ctx, p, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return time.Time{}, 0, err
-	}
-	fi, err := s.driver.Stat(ctx, p)
-	if err != nil {
-		return time.Time{}, 0, err
-	}
-	s.driver.Delete(ctx, p)
-	return fi.ModTime(), time.Second, nil
+	return s.files.clock(ctx)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -53,18 +52,11 @@ type Store struct {
 	driver storagedriver.StorageDriver
 	// files holds the store's files: on the filesystem store directly
 	// (blobs served as *os.File, for sendfile), elsewhere through driver.
-	files backend
-	// localRoot is set when the driver is the filesystem driver: the write
-	// paths not yet behind files (small files, manifests, uploads) then use
-	// the os package directly, so uploads skip the driver's extra buffering.
-	localRoot string
-	// orderedRenames: the filesystem under localRoot persists renames in
-	// the order they were made (see renamesPersistInOrder).
-	orderedRenames bool
-	uploadExpiry   time.Duration
-	uploadLocks    sync.Map // upload id -> *sync.Mutex
-	onTagMoved     func(TagMove)
-	manifests      *manifestCache
+	files        backend
+	uploadExpiry time.Duration
+	uploadLocks  sync.Map // upload id -> *sync.Mutex
+	onTagMoved   func(TagMove)
+	manifests    *manifestCache
 	// smallFiles caches tags and manifest links of the filesystem store.
 	smallFiles smallFileCache
 
@@ -97,10 +89,8 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	}
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
-	s.localRoot = abs
-	s.files = fsFiles{root: abs, cache: &s.smallFiles, driver: d}
-	s.orderedRenames = renamesPersistInOrder(abs)
-	if err := makeBlobBuckets(s.localPath(path.Join(blobsRoot, string(digest.SHA256)))); err != nil {
+	s.files = fsFiles{root: abs, cache: &s.smallFiles, driver: d, orderedRenames: renamesPersistInOrder(abs)}
+	if err := makeBlobBuckets(filepath.Join(abs, filepath.FromSlash(blobsRoot), string(digest.SHA256))); err != nil {
 		return nil, err
 	}
 	// A directory kiln cannot write to would otherwise only show on the
@@ -118,8 +108,6 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 func NewInMemory(opts Options) *Store {
 	return New(inmemory.New(), opts)
 }
-
-func (s *Store) localPath(p string) string { return filepath.Join(s.localRoot, filepath.FromSlash(p)) }
 
 func isNotFound(err error) bool {
 	var nf storagedriver.PathNotFoundError

@@ -21,7 +21,7 @@ func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
 		if _, err := s.AppendUpload(ctx, "abandon", u.ID, 0, bytes.NewReader(chunk)); err != nil {
 			t.Fatal(err)
 		}
-		if !s.abortPendingWrite(ctx, uploadDataPath(u.ID)) {
+		if !s.files.abortWrite(ctx, uploadDataPath(u.ID)) {
 			t.Fatal("no multipart upload after a PATCH: the check below would prove nothing")
 		}
 		// The check cancelled it; make it again.
@@ -35,7 +35,7 @@ func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
 		if err := s.CancelUpload(ctx, "abandon", u.ID); err != nil {
 			t.Fatal(err)
 		}
-		if s.abortPendingWrite(ctx, uploadDataPath(u.ID)) {
+		if s.files.abortWrite(ctx, uploadDataPath(u.ID)) {
 			t.Error("cancelled upload left its multipart upload behind")
 		}
 	})
@@ -55,7 +55,7 @@ func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
 		if err != nil || n != 1 {
 			t.Fatalf("PurgeUploads = %d, %v; want 1", n, err)
 		}
-		if s.abortPendingWrite(ctx, uploadDataPath(u.ID)) {
+		if s.files.abortWrite(ctx, uploadDataPath(u.ID)) {
 			t.Error("purged upload left its multipart upload behind")
 		}
 	})

@@ -54,24 +54,12 @@ func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
 	return s.files.move(ctx, from, to)
 }
 
-// putContent is driver.PutContent, except on the filesystem store: there
-// it writes a temporary file named as kiln's own (see tempname.go; the
-// driver's names could be a tag's), fsyncs it, renames it and fsyncs the
-// directory, whose own parents it has created durably too.
+// putContent stores the small file at p durably and atomically (see
+// backend.write): on the filesystem store under a temporary name of kiln's
+// own (see tempname.go; the driver's names could be a tag's).
 func (s *Store) putContent(ctx context.Context, p string, content []byte) error {
 	defer s.smallFiles.invalidate()
-	if s.localRoot == "" {
-		return s.driver.PutContent(ctx, p, content)
-	}
-	f, err := s.writePending(p, content)
-	if err != nil {
-		return err
-	}
-	if err := s.publish(f); err != nil {
-		f.discard()
-		return err
-	}
-	return nil
+	return s.files.write(ctx, p, content)
 }
 
 // prepareDir durably creates the directory that will hold p on the
