@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"hash"
 	"io"
 	"os"
 	"strings"
@@ -14,9 +15,10 @@ import (
 // that refuses.
 var errFault = errors.New("injected backend fault")
 
-// faultyFiles fails every read of a path under prefix, so tests reach the
-// code behind both backends' error paths (the driver-level fakes never
-// reach the filesystem store's own reads).
+// faultyFiles fails every read and write of a path under prefix, so tests
+// reach the store's error paths above both backends (the driver-level
+// fakes never reach the filesystem store's own reads and writes). Faults
+// inside a backend are in backend_faults_test.go.
 type faultyFiles struct {
 	backend
 	prefix string
@@ -75,6 +77,59 @@ func (b faultyFiles) move(ctx context.Context, from, to string) error {
 
 // localPath is where the filesystem store s keeps p.
 func (s *Store) localPath(p string) string { return s.files.(fsFiles).local(p) }
+
+func (b faultyFiles) moveOut(ctx context.Context, from, to string) error {
+	if b.fails(from) || b.fails(to) {
+		return errFault
+	}
+	return b.backend.moveOut(ctx, from, to)
+}
+
+func (b faultyFiles) remove(ctx context.Context, p string) error {
+	if b.fails(p) {
+		return errFault
+	}
+	return b.backend.remove(ctx, p)
+}
+
+func (b faultyFiles) removeAll(ctx context.Context, p string) error {
+	if b.fails(p) {
+		return errFault
+	}
+	return b.backend.removeAll(ctx, p)
+}
+
+func (b faultyFiles) write(ctx context.Context, p string, content []byte) error {
+	if b.fails(p) {
+		return errFault
+	}
+	return b.backend.write(ctx, p, content)
+}
+
+func (b faultyFiles) writeInOrder(ctx context.Context, groups ...[]smallFile) error {
+	for _, g := range groups {
+		for _, f := range g {
+			if b.fails(f.path) {
+				return errFault
+			}
+		}
+	}
+	return b.backend.writeInOrder(ctx, groups...)
+}
+
+func (b faultyFiles) appendAt(ctx context.Context, p string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error) {
+	if b.fails(p) {
+		return 0, errFault
+	}
+	return b.backend.appendAt(ctx, p, size, h, r, final)
+}
+
+func (b faultyFiles) clock(ctx context.Context) (time.Time, time.Duration, error) {
+	if b.fails(trashClockPath()) {
+		return time.Time{}, 0, errFault
+	}
+	return b.backend.clock(ctx)
+}
 
 // backendStores runs f on a store of each backend: the filesystem's own
 // and a storage driver's.
