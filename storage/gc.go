@@ -179,10 +179,6 @@ func FormatBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// gcTestHookSwept, when set, runs between the sweep and the re-check:
-// tests put a racing push there.
-var gcTestHookSwept func()
-
 // defaultLinkRefreshAge is how old a _layers link gets before a read of the
 // blob through it refreshes it, until a collection tells the grace period.
 const defaultLinkRefreshAge = time.Minute
@@ -324,8 +320,8 @@ func (g *gc) run(ctx context.Context) (err error) {
 		return nil
 	}
 
-	if gcTestHookSwept != nil {
-		gcTestHookSwept()
+	if g.s.sweptHook != nil {
+		g.s.sweptHook()
 	}
 	g.tell(GCPhaseRecheck, true)
 	if err := g.recheck(ctx); err != nil {

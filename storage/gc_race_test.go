@@ -94,9 +94,8 @@ func TestGCRaces(t *testing.T) {
 			gcStores(t, func(t *testing.T, s *Store) {
 				old := gcBlob(t, s, "r", "old layer, unreferenced")
 				child := gcImage(t, s, "r", gcBlob(t, s, "r", "child config"), nil, []v1.Descriptor{gcBlob(t, s, "r", "child layer")})
-				time.Sleep(80 * time.Millisecond)
-				gcTestHookSwept = func() { tc.race(t, s, old, child) }
-				defer func() { gcTestHookSwept = nil }()
+				passTime(t, s, 80*time.Millisecond)
+				s.sweptHook = func() { tc.race(t, s, old, child) }
 				r, err := s.GC(t.Context(), GCOptions{Grace: 40 * time.Millisecond, DeleteUntagged: true}, nil)
 				if err != nil {
 					t.Fatal(err)
@@ -126,8 +125,7 @@ func TestGCOneAtATime(t *testing.T) {
 	s := NewInMemory(Options{})
 	gcBlob(t, s, "r", "x")
 	started, release := make(chan struct{}), make(chan struct{})
-	gcTestHookSwept = func() { close(started); <-release }
-	defer func() { gcTestHookSwept = nil }()
+	s.sweptHook = func() { close(started); <-release }
 	done := make(chan error)
 	go func() { _, err := s.GC(context.Background(), GCOptions{}, nil); done <- err }()
 	<-started

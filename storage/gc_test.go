@@ -181,14 +181,13 @@ func TestGCOnS3(t *testing.T) {
 	ctx := t.Context()
 	f := newGCFixture(t, s)
 	old := gcBlob(t, s, "app", "an old layer a push is about to reference")
-	time.Sleep(2100 * time.Millisecond) // older than grace plus S3's second
+	waitAged(t, s, blobPath(old.Digest), 100*time.Millisecond+time.Second) // older than grace plus S3's second
 	young := gcBlob(t, s, "app", "a young orphan")
-	gcTestHookSwept = func() {
+	s.sweptHook = func() {
 		if err := s.TouchBlobLink(ctx, "app", old.Digest); err != nil {
 			t.Error(err)
 		}
 	}
-	defer func() { gcTestHookSwept = nil }()
 	r, err := s.GC(ctx, GCOptions{Grace: 100 * time.Millisecond, DeleteUntagged: true}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -207,5 +206,31 @@ func TestGCOnS3(t *testing.T) {
 	}
 	if files := listTrash(t, s); len(files) > 0 {
 		t.Errorf("trash not empty: %v", files)
+	}
+}
+
+// waitAged returns once the file at p is older than age on the store's
+// clock: S3's clock is the server's, which no test can move.
+func waitAged(t *testing.T, s *Store, p string, age time.Duration) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		now, _, err := s.storeClock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, mod, err := s.files.stat(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Sub(mod) > age {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 func TestGCGraceByAge(t *testing.T) {
 	gcStores(t, func(t *testing.T, s *Store) {
 		old := gcBlob(t, s, "r", "old orphan")
-		time.Sleep(120 * time.Millisecond)
+		passTime(t, s, 120*time.Millisecond)
 		young := gcBlob(t, s, "r", "young orphan")
 		r, err := s.GC(t.Context(), GCOptions{Grace: 60 * time.Millisecond}, nil)
 		if err != nil {
@@ -32,7 +32,7 @@ func TestGCGraceByAge(t *testing.T) {
 func TestGCLinkWithinGraceKeepsOldBlob(t *testing.T) {
 	gcStores(t, func(t *testing.T, s *Store) {
 		b := gcBlob(t, s, "r", "pushed long ago")
-		time.Sleep(120 * time.Millisecond)
+		passTime(t, s, 120*time.Millisecond)
 		// A push in flight found it (HEAD) and its manifest PUT touched the link.
 		if err := s.TouchBlobLink(t.Context(), "r", b.Digest); err != nil {
 			t.Fatal(err)

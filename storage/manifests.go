@@ -40,23 +40,26 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed
 	if err != nil {
 		return err
 	}
-	var content, referrer []smallFile
+	// One array, cut into the groups that become visible in turn.
+	files := make([]smallFile, 0, 3+len(moves))
 	if !has {
-		content = []smallFile{{blobPath(m.Digest), m.Content}}
+		files = append(files, smallFile{blobPath(m.Digest), m.Content})
 	}
+	contentEnd := len(files)
 	if parsed.Subject != nil {
 		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
 		if err != nil {
 			return err
 		}
-		referrer = []smallFile{{referrerPath(repo, parsed.Subject.Digest, m.Digest), desc}}
+		files = append(files, smallFile{referrerPath(repo, parsed.Subject.Digest, m.Digest), desc})
 	}
-	link := []smallFile{{manifestLinkPath(repo, m.Digest), []byte(m.MediaType)}}
-	tagFiles := make([]smallFile, len(moves))
-	for i, mv := range moves {
-		tagFiles[i] = smallFile{tagPath(repo, mv.Tag), []byte(m.Digest)}
+	referrerEnd := len(files)
+	files = append(files, smallFile{manifestLinkPath(repo, m.Digest), []byte(m.MediaType)})
+	linkEnd := len(files)
+	for _, mv := range moves {
+		files = append(files, smallFile{tagPath(repo, mv.Tag), []byte(m.Digest)})
 	}
-	err = s.files.writeInOrder(ctx, content, referrer, link, tagFiles)
+	err = s.files.writeInOrder(ctx, files[:contentEnd], files[contentEnd:referrerEnd], files[referrerEnd:linkEnd], files[linkEnd:])
 	s.smallFiles.invalidate()
 	if err != nil {
 		return err

@@ -66,6 +66,10 @@ type Store struct {
 	// gcGrace is the grace period (a time.Duration) collections of this
 	// store use, here or in another instance; -1 until known.
 	gcGrace atomic.Int64
+	// sweptHook, when set, runs in a collection between the sweep and the
+	// re-check: tests put a racing push there. A field, not a global, so
+	// tests of different stores run in parallel.
+	sweptHook func()
 }
 
 // New returns a Store on any distribution storage driver.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -49,8 +50,20 @@ func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
 		if _, err := s.AppendUpload(ctx, "abandon", u.ID, 0, bytes.NewReader(chunk)); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
-		purger := New(s.driver, Options{UploadExpiry: time.Millisecond})
+		// Idle for an hour, as the session's state tells.
+		st, err := s.loadUploadState(ctx, "abandon", u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.UpdatedAt = time.Now().Add(-time.Hour)
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.driver.PutContent(ctx, uploadStatePath(u.ID), b); err != nil {
+			t.Fatal(err)
+		}
+		purger := New(s.driver, Options{UploadExpiry: time.Minute})
 		n, err := purger.PurgeUploads(ctx)
 		if err != nil || n != 1 {
 			t.Fatalf("PurgeUploads = %d, %v; want 1", n, err)
