@@ -14,6 +14,7 @@ import (
 // A backend that fails to write is an error to the caller, and leaves
 // nothing half done behind it: no tag moved, no upload advanced.
 func TestWriteFaultsReachCallers(t *testing.T) {
+	t.Parallel()
 	writes := map[string]func(t *testing.T, s *Store, fail func()) error{
 		"PutManifest": func(t *testing.T, s *Store, fail func()) error {
 			img := pushImage(t, s, "app", "v1", "a", nil)
@@ -70,7 +71,6 @@ func TestWriteFaultsReachCallers(t *testing.T) {
 	}
 	for name, write := range writes {
 		t.Run(name, func(t *testing.T) {
-			t.Parallel()
 			backendStores(t, func(t *testing.T, s *Store) {
 				healthy := s.files
 				if err := write(t, s, func() {}); err != nil {
@@ -117,8 +117,8 @@ func tempFiles(t *testing.T, s *Store) []string {
 // is renamed into place, through a driver the files before the link may
 // be (they are harmless without it).
 func TestManifestWriteFaultInsideBackend(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
-		t.Parallel()
 		ctx := t.Context()
 		src := pushImage(t, s, "app", "v1", "a", nil)
 		m, err := s.GetManifest(ctx, "app", src.manifest)
@@ -150,8 +150,8 @@ func TestManifestWriteFaultInsideBackend(t *testing.T) {
 // An upload chunk the backend cannot store fails, and the session stays
 // where it was, ready for the client to send the chunk again.
 func TestUploadWriteFaultInsideBackend(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
-		t.Parallel()
 		ctx := t.Context()
 		u, err := s.NewUpload(ctx, "app")
 		if err != nil {

@@ -136,6 +136,7 @@ func (b faultyFiles) clock(ctx context.Context) (time.Time, time.Duration, error
 func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
 	t.Helper()
 	t.Run("filesystem", func(t *testing.T) {
+		t.Parallel()
 		s, err := NewFilesystem(t.TempDir(), Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -146,6 +147,7 @@ func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
 		f(t, s)
 	})
 	t.Run("driver", func(t *testing.T) {
+		t.Parallel()
 		s := NewInMemory(Options{})
 		if _, ok := s.files.(driverFiles); !ok {
 			t.Fatalf("driver store reads through %T", s.files)
@@ -158,6 +160,7 @@ func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
 // registry that answered 404 would make clients push again, or a cache
 // fetch upstream, on a disk error.
 func TestReadFaultsReachCallers(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		img := pushImage(t, s, "app", "v1", "a", nil)
@@ -199,6 +202,7 @@ func TestReadFaultsReachCallers(t *testing.T) {
 // On the filesystem, blobs are served as *os.File (sendfile); through a
 // driver, by its reader.
 func TestOpenBlobBackends(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
 		img := pushImage(t, s, "app", "v1", "a", nil)
 		rc, err := s.OpenBlob(t.Context(), img.layer, 6)
@@ -222,6 +226,7 @@ func TestOpenBlobBackends(t *testing.T) {
 // a manifest's bytes, a link's refresh, the trash a missing blob is
 // looked for in.
 func TestPartialFaultsReachCallers(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		img := pushImage(t, s, "app", "v1", "a", nil)

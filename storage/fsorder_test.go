@@ -13,6 +13,7 @@ import (
 // all renamed in order and synced together) store the same thing and leave
 // no temporary file.
 func TestPutManifestPublishOrders(t *testing.T) {
+	t.Parallel()
 	if !renamesPersistInOrder(t.TempDir()) {
 		t.Log("the test directory's filesystem does not persist renames in order; kiln would use the strict way there")
 	}

@@ -14,6 +14,7 @@ import (
 // TestGCRaces injects writes between the sweep and the re-check, where a
 // racing push lands.
 func TestGCRaces(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		// race runs after the sweep put things in the trash.
@@ -122,6 +123,7 @@ func TestGCRaces(t *testing.T) {
 }
 
 func TestGCOneAtATime(t *testing.T) {
+	t.Parallel()
 	s := NewInMemory(Options{})
 	gcBlob(t, s, "r", "x")
 	started, release := make(chan struct{}), make(chan struct{})

@@ -12,6 +12,7 @@ import (
 )
 
 func TestGCGraceByAge(t *testing.T) {
+	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		old := gcBlob(t, s, "r", "old orphan")
 		passTime(t, s, 120*time.Millisecond)
@@ -30,6 +31,7 @@ func TestGCGraceByAge(t *testing.T) {
 }
 
 func TestGCLinkWithinGraceKeepsOldBlob(t *testing.T) {
+	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		b := gcBlob(t, s, "r", "pushed long ago")
 		passTime(t, s, 120*time.Millisecond)
@@ -55,6 +57,7 @@ func TestGCLinkWithinGraceKeepsOldBlob(t *testing.T) {
 }
 
 func TestBlobReadRestoresFromTrash(t *testing.T) {
+	t.Parallel()
 	reads := map[string]func(s *Store, d digest.Digest) error{
 		"BlobSize": func(s *Store, d digest.Digest) error {
 			_, err := s.BlobSize(context.Background(), "r", d)
@@ -107,6 +110,7 @@ func TestBlobReadRestoresFromTrash(t *testing.T) {
 }
 
 func TestGCRecoversTrash(t *testing.T) {
+	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		img := gcImage(t, s, "r", gcBlob(t, s, "r", "cfg"), nil, []v1.Descriptor{gcBlob(t, s, "r", "layer")}, "v1")

@@ -10,6 +10,8 @@ import (
 // Cancelled, expired and failed uploads leave no multipart upload behind
 // on S3: its parts would be invisible to listings and kept forever.
 func TestS3AbandonedUploadsLeaveNoParts(t *testing.T) {
+	t.Parallel()
+	serialS3(t)
 	ctx := t.Context()
 	chunk := randomBytes(6<<20+5, 7) // more than one 5 MiB part
 
