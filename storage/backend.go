@@ -38,9 +38,6 @@ type backend interface {
 	// moveOut is move for a file taken out of the way (fsck's
 	// quarantine): its removal from from is durable too.
 	moveOut(ctx context.Context, from, to string) error
-	// prepareDir creates the directory p will be written in, durably (a
-	// driver creates directories as it writes).
-	prepareDir(p string) error
 	// url returns a URL the client of r may fetch p from directly, or "".
 	url(r *http.Request, p string) (string, error)
 

@@ -69,8 +69,6 @@ func (b driverFiles) move(ctx context.Context, from, to string) error {
 	return b.driver.Move(ctx, from, to)
 }
 
-func (b driverFiles) prepareDir(string) error { return nil }
-
 func (b driverFiles) url(r *http.Request, p string) (string, error) {
 	return b.driver.RedirectURL(r, p)
 }

@@ -17,7 +17,9 @@ import (
 // stat-checked cache, small files written by kiln itself (see
 // backend_fs_write.go) and uploads appended in place.
 type fsFiles struct {
-	root  string
+	root string
+	// cache holds tags and links read; every change of a file through
+	// fsFiles invalidates it (see smallFileCache).
 	cache *smallFileCache
 	// driver deletes directory trees (its Delete is recursive).
 	driver storagedriver.StorageDriver
@@ -85,11 +87,15 @@ func (b fsFiles) touch(_ context.Context, p string, _ func() ([]byte, error)) er
 // remove is one unlink: unlike the driver's Delete (a stat, then a
 // remove), it cannot report a file a concurrent rename took away as
 // deleted.
-func (b fsFiles) remove(_ context.Context, p string) error { return os.Remove(b.local(p)) }
+func (b fsFiles) remove(_ context.Context, p string) error {
+	defer b.cache.invalidate()
+	return os.Remove(b.local(p))
+}
 
 // removeAll fsyncs the directory that held p, so an acknowledged delete
 // survives a power loss.
 func (b fsFiles) removeAll(ctx context.Context, p string) error {
+	defer b.cache.invalidate()
 	if err := b.driver.Delete(ctx, p); err != nil {
 		return err
 	}
@@ -97,6 +103,7 @@ func (b fsFiles) removeAll(ctx context.Context, p string) error {
 }
 
 func (b fsFiles) move(_ context.Context, from, to string) error {
+	defer b.cache.invalidate()
 	dst := b.local(to)
 	if err := mkdirDurable(filepath.Dir(dst)); err != nil {
 		return err
@@ -115,8 +122,6 @@ func (b fsFiles) moveOut(ctx context.Context, from, to string) error {
 	}
 	return syncDir(filepath.Dir(b.local(from)))
 }
-
-func (b fsFiles) prepareDir(p string) error { return mkdirDurable(filepath.Dir(b.local(p))) }
 
 func (b fsFiles) url(*http.Request, string) (string, error) { return "", nil }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // The filesystem store's writes, done by kiln itself rather than through
@@ -238,4 +239,31 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 		w.off += int64(n)
 	}
 	return n, err
+}
+
+// mkdirDurable creates dir and any missing parent, fsyncing the parent of
+// each directory it creates. Existing directories cost one stat.
+func mkdirDurable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	// Also when another request created it meanwhile: it may not have
+	// synced the parent yet.
+	return syncDir(parent)
 }

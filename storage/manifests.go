@@ -60,7 +60,6 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed
 		files = append(files, smallFile{tagPath(repo, mv.Tag), []byte(m.Digest)})
 	}
 	err = s.files.writeInOrder(ctx, files[:contentEnd], files[contentEnd:referrerEnd], files[referrerEnd:linkEnd], files[linkEnd:])
-	s.smallFiles.invalidate()
 	if err != nil {
 		return err
 	}

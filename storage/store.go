@@ -57,8 +57,6 @@ type Store struct {
 	uploadLocks  sync.Map // upload id -> *sync.Mutex
 	onTagMoved   func(TagMove)
 	manifests    *manifestCache
-	// smallFiles caches tags and manifest links of the filesystem store.
-	smallFiles smallFileCache
 
 	// gcRunning keeps one collection per store at a time in this process;
 	// it does not lock the store: requests go on.
@@ -93,7 +91,7 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	}
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
-	s.files = fsFiles{root: abs, cache: &s.smallFiles, driver: d, orderedRenames: renamesPersistInOrder(abs)}
+	s.files = fsFiles{root: abs, cache: new(smallFileCache), driver: d, orderedRenames: renamesPersistInOrder(abs)}
 	if err := makeBlobBuckets(filepath.Join(abs, filepath.FromSlash(blobsRoot), string(digest.SHA256))); err != nil {
 		return nil, err
 	}
