@@ -95,9 +95,9 @@ func TestGCRaces(t *testing.T) {
 			gcStores(t, func(t *testing.T, s *Store) {
 				old := gcBlob(t, s, "r", "old layer, unreferenced")
 				child := gcImage(t, s, "r", gcBlob(t, s, "r", "child config"), nil, []v1.Descriptor{gcBlob(t, s, "r", "child layer")})
-				passTime(t, s, 80*time.Millisecond)
+				passTime(t, s, 2*time.Minute)
 				s.sweptHook = func() { tc.race(t, s, old, child) }
-				r, err := s.GC(t.Context(), GCOptions{Grace: 40 * time.Millisecond, DeleteUntagged: true}, nil)
+				r, err := s.GC(t.Context(), GCOptions{Grace: time.Minute, DeleteUntagged: true}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -15,9 +15,9 @@ func TestGCGraceByAge(t *testing.T) {
 	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		old := gcBlob(t, s, "r", "old orphan")
-		passTime(t, s, 120*time.Millisecond)
+		passTime(t, s, 2*time.Minute)
 		young := gcBlob(t, s, "r", "young orphan")
-		r, err := s.GC(t.Context(), GCOptions{Grace: 60 * time.Millisecond}, nil)
+		r, err := s.GC(t.Context(), GCOptions{Grace: time.Minute}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +34,7 @@ func TestGCLinkWithinGraceKeepsOldBlob(t *testing.T) {
 	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		b := gcBlob(t, s, "r", "pushed long ago")
-		passTime(t, s, 120*time.Millisecond)
+		passTime(t, s, 2*time.Minute)
 		// A push in flight found it (HEAD) and its manifest PUT touched the link.
 		if err := s.TouchBlobLink(t.Context(), "r", b.Digest); err != nil {
 			t.Fatal(err)
@@ -46,7 +46,7 @@ func TestGCLinkWithinGraceKeepsOldBlob(t *testing.T) {
 		if _, err := s.BlobSize(t.Context(), "elsewhere", b.Digest); !errors.Is(err, ErrBlobUnknown) {
 			t.Errorf("touch created a link: %v", err)
 		}
-		r, err := s.GC(t.Context(), GCOptions{Grace: 60 * time.Millisecond}, nil)
+		r, err := s.GC(t.Context(), GCOptions{Grace: time.Minute}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
