@@ -2,18 +2,17 @@ package storage
 
 import (
 	"context"
+	"hash"
 	"io"
 	"net/http"
-	"path"
 	"time"
-
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
 
 // backend holds the store's files: the filesystem store's directly
-// (fsFiles), any other through its storage driver (driverFiles). Missing
-// files are errors isNotFound recognises. Small-file writes and uploads
-// still branch on Store.localRoot.
+// (fsFiles, backend_fs*.go), any other through its storage driver
+// (driverFiles, backend_driver.go). Only these files know which kind of
+// store they serve; the rest of the package asks the backend. Missing
+// files are errors isNotFound recognises.
 type backend interface {
 	// stat returns the size and modification time of the file at p.
 	stat(ctx context.Context, p string) (int64, time.Time, error)
@@ -36,71 +35,39 @@ type backend interface {
 	removeAll(ctx context.Context, p string) error
 	// move renames from to to, creating to's directory, durably.
 	move(ctx context.Context, from, to string) error
-	// prepareDir creates the directory p will be written in, durably (a
-	// driver creates directories as it writes).
-	prepareDir(p string) error
+	// moveOut is move for a file taken out of the way (fsck's
+	// quarantine): its removal from from is durable too.
+	moveOut(ctx context.Context, from, to string) error
 	// url returns a URL the client of r may fetch p from directly, or "".
 	url(r *http.Request, p string) (string, error)
+
+	// write stores content as the small file at p, durably and
+	// atomically: a crash leaves the old content or the new.
+	write(ctx context.Context, p string, content []byte) error
+	// writeInOrder writes groups of small files so that, after a crash, a
+	// file is only ever visible if every group before its own is; when it
+	// returns nil every file is durable.
+	writeInOrder(ctx context.Context, groups ...[]smallFile) error
+	// appendAt writes r to the upload data at p from offset size, hashing
+	// what it writes into h, and makes it durable; final marks the last
+	// write, after which the data is committed. It returns the bytes
+	// written; on an error the data stays as it was and h is to be
+	// discarded.
+	appendAt(ctx context.Context, p string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error)
+	// shortOf reports whether the upload data at p is known to hold fewer
+	// than size bytes (missing counts). A driver whose unfinished writes
+	// are invisible (an S3 multipart upload) cannot tell, and says no.
+	shortOf(ctx context.Context, p string, size int64) bool
+	// abortWrite cancels an unfinished resumable write at p, if there is
+	// one, and reports whether there was.
+	abortWrite(ctx context.Context, p string) bool
+	// clock returns the time now as the modification times of the files
+	// tell it, and their precision.
+	clock(ctx context.Context) (time.Time, time.Duration, error)
 }
 
-// driverFiles reads through a distribution storage driver.
-type driverFiles struct{ driver storagedriver.StorageDriver }
-
-func (b driverFiles) stat(ctx context.Context, p string) (int64, time.Time, error) {
-	fi, err := b.driver.Stat(ctx, p)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	return fi.Size(), fi.ModTime(), nil
-}
-
-func (b driverFiles) open(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
-	return b.driver.Reader(ctx, p, offset)
-}
-
-func (b driverFiles) read(ctx context.Context, p string) ([]byte, error) {
-	return b.driver.GetContent(ctx, p)
-}
-
-func (b driverFiles) names(ctx context.Context, p string) ([]string, error) {
-	entries, err := b.driver.List(ctx, p)
-	for i, e := range entries {
-		entries[i] = path.Base(e)
-	}
-	return entries, err
-}
-
-func (b driverFiles) readAll(ctx context.Context, p string) ([]byte, error) {
-	return b.driver.GetContent(ctx, p)
-}
-
-func (b driverFiles) touch(ctx context.Context, p string, content func() ([]byte, error)) error {
-	if _, err := b.driver.Stat(ctx, p); err != nil {
-		if isNotFound(err) {
-			return nil
-		}
-		return err
-	}
-	c, err := content()
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
-		return err
-	}
-	return b.driver.PutContent(ctx, p, c)
-}
-
-func (b driverFiles) remove(ctx context.Context, p string) error { return b.driver.Delete(ctx, p) }
-
-func (b driverFiles) removeAll(ctx context.Context, p string) error { return b.driver.Delete(ctx, p) }
-
-func (b driverFiles) move(ctx context.Context, from, to string) error {
-	return b.driver.Move(ctx, from, to)
-}
-
-func (b driverFiles) prepareDir(string) error { return nil }
-
-func (b driverFiles) url(r *http.Request, p string) (string, error) {
-	return b.driver.RedirectURL(r, p)
+// smallFile is content writeInOrder stores at path.
+type smallFile struct {
+	path    string
+	content []byte
 }

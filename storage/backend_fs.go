@@ -12,13 +12,20 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
 
-// fsFiles reads the filesystem store with the os package: blobs open as
-// *os.File (sendfile), tags and links through the stat-checked cache.
+// fsFiles keeps the filesystem store's files with the os package: blobs
+// open as *os.File (sendfile), tags and links read through the
+// stat-checked cache, small files written by kiln itself (see
+// backend_fs_write.go) and uploads appended in place.
 type fsFiles struct {
-	root  string
+	root string
+	// cache holds tags and links read; every change of a file through
+	// fsFiles invalidates it (see smallFileCache).
 	cache *smallFileCache
 	// driver deletes directory trees (its Delete is recursive).
 	driver storagedriver.StorageDriver
+	// orderedRenames: the filesystem under root persists renames in the
+	// order they were made (see renamesPersistInOrder).
+	orderedRenames bool
 }
 
 func (b fsFiles) local(p string) string { return filepath.Join(b.root, filepath.FromSlash(p)) }
@@ -80,11 +87,15 @@ func (b fsFiles) touch(_ context.Context, p string, _ func() ([]byte, error)) er
 // remove is one unlink: unlike the driver's Delete (a stat, then a
 // remove), it cannot report a file a concurrent rename took away as
 // deleted.
-func (b fsFiles) remove(_ context.Context, p string) error { return os.Remove(b.local(p)) }
+func (b fsFiles) remove(_ context.Context, p string) error {
+	defer b.cache.invalidate()
+	return os.Remove(b.local(p))
+}
 
 // removeAll fsyncs the directory that held p, so an acknowledged delete
 // survives a power loss.
 func (b fsFiles) removeAll(ctx context.Context, p string) error {
+	defer b.cache.invalidate()
 	if err := b.driver.Delete(ctx, p); err != nil {
 		return err
 	}
@@ -92,6 +103,7 @@ func (b fsFiles) removeAll(ctx context.Context, p string) error {
 }
 
 func (b fsFiles) move(_ context.Context, from, to string) error {
+	defer b.cache.invalidate()
 	dst := b.local(to)
 	if err := mkdirDurable(filepath.Dir(dst)); err != nil {
 		return err
@@ -102,6 +114,28 @@ func (b fsFiles) move(_ context.Context, from, to string) error {
 	return syncDir(filepath.Dir(dst))
 }
 
-func (b fsFiles) prepareDir(p string) error { return mkdirDurable(filepath.Dir(b.local(p))) }
+// moveOut also fsyncs from's directory: the file must not come back there
+// after a crash.
+func (b fsFiles) moveOut(ctx context.Context, from, to string) error {
+	if err := b.move(ctx, from, to); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(b.local(from)))
+}
 
 func (b fsFiles) url(*http.Request, string) (string, error) { return "", nil }
+
+// shortOf: a crash between FinishUpload moving the data into the blob
+// store and removing the session leaves a session whose data is gone.
+func (b fsFiles) shortOf(ctx context.Context, p string, size int64) bool {
+	n, _, err := b.stat(ctx, p)
+	return err != nil || n < size
+}
+
+// abortWrite: an unfinished write is the file itself, nothing to cancel.
+func (b fsFiles) abortWrite(context.Context, string) bool { return false }
+
+// clock: the files carry this machine's clock.
+func (b fsFiles) clock(context.Context) (time.Time, time.Duration, error) {
+	return time.Now(), 0, nil
+}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"hash"
 	"io"
 	"os"
 	"strings"
@@ -14,9 +15,10 @@ import (
 // that refuses.
 var errFault = errors.New("injected backend fault")
 
-// faultyFiles fails every read of a path under prefix, so tests reach the
-// code behind both backends' error paths (the driver-level fakes never
-// reach the filesystem store's own reads).
+// faultyFiles fails every read and write of a path under prefix, so tests
+// reach the store's error paths above both backends (the driver-level
+// fakes never reach the filesystem store's own reads and writes). Faults
+// inside a backend are in backend_faults_test.go.
 type faultyFiles struct {
 	backend
 	prefix string
@@ -73,11 +75,68 @@ func (b faultyFiles) move(ctx context.Context, from, to string) error {
 	return b.backend.move(ctx, from, to)
 }
 
+// localPath is where the filesystem store s keeps p.
+func (s *Store) localPath(p string) string { return s.files.(fsFiles).local(p) }
+
+func (b faultyFiles) moveOut(ctx context.Context, from, to string) error {
+	if b.fails(from) || b.fails(to) {
+		return errFault
+	}
+	return b.backend.moveOut(ctx, from, to)
+}
+
+func (b faultyFiles) remove(ctx context.Context, p string) error {
+	if b.fails(p) {
+		return errFault
+	}
+	return b.backend.remove(ctx, p)
+}
+
+func (b faultyFiles) removeAll(ctx context.Context, p string) error {
+	if b.fails(p) {
+		return errFault
+	}
+	return b.backend.removeAll(ctx, p)
+}
+
+func (b faultyFiles) write(ctx context.Context, p string, content []byte) error {
+	if b.fails(p) {
+		return errFault
+	}
+	return b.backend.write(ctx, p, content)
+}
+
+func (b faultyFiles) writeInOrder(ctx context.Context, groups ...[]smallFile) error {
+	for _, g := range groups {
+		for _, f := range g {
+			if b.fails(f.path) {
+				return errFault
+			}
+		}
+	}
+	return b.backend.writeInOrder(ctx, groups...)
+}
+
+func (b faultyFiles) appendAt(ctx context.Context, p string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error) {
+	if b.fails(p) {
+		return 0, errFault
+	}
+	return b.backend.appendAt(ctx, p, size, h, r, final)
+}
+
+func (b faultyFiles) clock(ctx context.Context) (time.Time, time.Duration, error) {
+	if b.fails(trashClockPath()) {
+		return time.Time{}, 0, errFault
+	}
+	return b.backend.clock(ctx)
+}
+
 // backendStores runs f on a store of each backend: the filesystem's own
 // and a storage driver's.
 func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
 	t.Helper()
 	t.Run("filesystem", func(t *testing.T) {
+		t.Parallel()
 		s, err := NewFilesystem(t.TempDir(), Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -88,6 +147,7 @@ func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
 		f(t, s)
 	})
 	t.Run("driver", func(t *testing.T) {
+		t.Parallel()
 		s := NewInMemory(Options{})
 		if _, ok := s.files.(driverFiles); !ok {
 			t.Fatalf("driver store reads through %T", s.files)
@@ -100,6 +160,7 @@ func backendStores(t *testing.T, f func(t *testing.T, s *Store)) {
 // registry that answered 404 would make clients push again, or a cache
 // fetch upstream, on a disk error.
 func TestReadFaultsReachCallers(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		img := pushImage(t, s, "app", "v1", "a", nil)
@@ -141,6 +202,7 @@ func TestReadFaultsReachCallers(t *testing.T) {
 // On the filesystem, blobs are served as *os.File (sendfile); through a
 // driver, by its reader.
 func TestOpenBlobBackends(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
 		img := pushImage(t, s, "app", "v1", "a", nil)
 		rc, err := s.OpenBlob(t.Context(), img.layer, 6)
@@ -149,7 +211,8 @@ func TestOpenBlobBackends(t *testing.T) {
 		}
 		defer rc.Close()
 		_, isFile := rc.(*os.File)
-		if want := s.localRoot != ""; isFile != want {
+		_, onFS := s.files.(fsFiles)
+		if want := onFS; isFile != want {
 			t.Errorf("reader %T: *os.File %v, want %v", rc, isFile, want)
 		}
 		b, err := io.ReadAll(rc)
@@ -163,6 +226,7 @@ func TestOpenBlobBackends(t *testing.T) {
 // a manifest's bytes, a link's refresh, the trash a missing blob is
 // looked for in.
 func TestPartialFaultsReachCallers(t *testing.T) {
+	t.Parallel()
 	backendStores(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		img := pushImage(t, s, "app", "v1", "a", nil)

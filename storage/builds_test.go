@@ -7,6 +7,7 @@ import (
 )
 
 func TestBuildRecordsAndLogs(t *testing.T) {
+	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if ids, err := s.BuildIDs(ctx); err != nil || len(ids) != 0 {
@@ -57,6 +58,7 @@ func TestBuildRecordsAndLogs(t *testing.T) {
 }
 
 func TestAdoptions(t *testing.T) {
+	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if got, err := s.Adoptions(ctx); err != nil || len(got) != 0 {

@@ -38,8 +38,8 @@ type cachedFile struct {
 	content      []byte
 }
 
-// invalidate drops every entry; the store calls it after each write of its
-// own under /repositories.
+// invalidate drops every entry; fsFiles calls it after each change it
+// makes to the store's files.
 func (c *smallFileCache) invalidate() { c.gen.Add(1) }
 
 // read returns the content of the file at path, from the cache when the

@@ -10,6 +10,7 @@ import (
 )
 
 func TestSmallFileCache(t *testing.T) {
+	t.Parallel()
 	var c smallFileCache
 	p := filepath.Join(t.TempDir(), "tag")
 	write := func(content string) {
@@ -63,6 +64,7 @@ func TestSmallFileCache(t *testing.T) {
 
 // The store's own tag moves and deletes are seen at once.
 func TestTagsThroughCache(t *testing.T) {
+	t.Parallel()
 	s, err := NewFilesystem(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)

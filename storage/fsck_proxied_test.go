@@ -10,6 +10,7 @@ import (
 // A mirror copy's _proxied marker is part of the layout: fsck must not
 // report it, and --repair must not quarantine it.
 func TestFsckKeepsProxiedMarker(t *testing.T) {
+	t.Parallel()
 	s, _, _, _, _ := fsckStore(t)
 	ctx := t.Context()
 	pushImage(t, s, "mirror/library/nginx", "latest", "m", nil)
@@ -30,6 +31,7 @@ func TestFsckKeepsProxiedMarker(t *testing.T) {
 // nobody pulled, and layers never fetched, are content the cache fetches on
 // demand, not corruption. The same gaps in a pushed repository are.
 func TestFsckMirrorCopyMayLackUnpulledContent(t *testing.T) {
+	t.Parallel()
 	for _, mirror := range []bool{true, false} {
 		s, err := NewFilesystem(t.TempDir(), Options{})
 		if err != nil {

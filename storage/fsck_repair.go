@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"path/filepath"
 )
 
 // remove is a repair that deletes p.
@@ -33,19 +32,8 @@ func (f *fsck) quarantine(ctx context.Context, p, rel string) func() (string, er
 			}
 			dst = fmt.Sprintf("%s.%d", base, n)
 		}
-		if err := f.s.prepareDir(dst); err != nil {
+		if err := f.s.files.moveOut(ctx, p, dst); err != nil {
 			return "", err
-		}
-		if err := f.s.driver.Move(ctx, p, dst); err != nil {
-			return "", err
-		}
-		if f.s.localRoot != "" {
-			if err := syncDir(filepath.Dir(f.s.localPath(dst))); err != nil {
-				return "", err
-			}
-			if err := syncDir(filepath.Dir(f.s.localPath(p))); err != nil {
-				return "", err
-			}
 		}
 		return "quarantined to " + dst, nil
 	}

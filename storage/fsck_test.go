@@ -126,6 +126,7 @@ func wantIssues(t *testing.T, what string, got []FsckIssue, want ...string) {
 }
 
 func TestFsckClean(t *testing.T) {
+	t.Parallel()
 	s, _, _, _, _ := fsckStore(t)
 	r := runFsck(t, s, false)
 	if len(r.Problems) != 0 || len(r.Leftovers) != 0 || r.Remaining() != 0 {
@@ -138,6 +139,7 @@ func TestFsckClean(t *testing.T) {
 }
 
 func TestFsckCorruptBlob(t *testing.T) {
+	t.Parallel()
 	s, dir, img, index, other := fsckStore(t)
 	// Flip a byte of the layer.
 	p := s.localPath(blobPath(img.layer))
@@ -205,6 +207,7 @@ func TestFsckCorruptBlob(t *testing.T) {
 }
 
 func TestFsckMissingBlobAndDanglingTag(t *testing.T) {
+	t.Parallel()
 	s, _, img, index, _ := fsckStore(t)
 	ctx := t.Context()
 	// A blob a manifest needs disappears; a tag points nowhere; another
@@ -253,6 +256,7 @@ func TestFsckMissingBlobAndDanglingTag(t *testing.T) {
 }
 
 func TestFsckRelinksAndRewrites(t *testing.T) {
+	t.Parallel()
 	s, _, img, _, _ := fsckStore(t)
 	ctx := t.Context()
 	// The layer's link is gone but the bytes are there; the referrer entry
@@ -296,6 +300,7 @@ func TestFsckRelinksAndRewrites(t *testing.T) {
 // committed. None is visible to clients, none is a problem, and Repair
 // removes them; a session with damaged state is a problem.
 func TestFsckCrashLeftovers(t *testing.T) {
+	t.Parallel()
 	s, _, img, _, _ := fsckStore(t)
 	ctx := t.Context()
 	tmp := func(p string) string { return fmt.Sprintf("%s.%s.tmp", p, uuid.NewString()) }
@@ -389,6 +394,7 @@ func TestFsckCrashLeftovers(t *testing.T) {
 }
 
 func TestFsckStrays(t *testing.T) {
+	t.Parallel()
 	s, dir, _, _, _ := fsckStore(t)
 	for _, p := range []string{"blobs/md5/aa/x", "blobs/sha256/zz/x", "blobs/sha256/ab/nothex", "repositories/app/_junk/x", "repositories/stray-file", "uploads/not-a-uuid/data"} {
 		lp := filepath.Join(dir, p)
@@ -416,6 +422,7 @@ func TestFsckStrays(t *testing.T) {
 }
 
 func TestFsckInMemory(t *testing.T) {
+	t.Parallel()
 	s := NewInMemory(Options{})
 	img := pushImage(t, s, "app", "v1", "a", nil)
 	if err := s.driver.Delete(t.Context(), blobPath(img.layer)); err != nil {
@@ -436,6 +443,7 @@ func TestFsckInMemory(t *testing.T) {
 }
 
 func TestIsTempName(t *testing.T) {
+	t.Parallel()
 	for name, want := range map[string]bool{
 		"latest":                              false,
 		"v1.tmp":                              false,

@@ -13,6 +13,7 @@ import (
 // all renamed in order and synced together) store the same thing and leave
 // no temporary file.
 func TestPutManifestPublishOrders(t *testing.T) {
+	t.Parallel()
 	if !renamesPersistInOrder(t.TempDir()) {
 		t.Log("the test directory's filesystem does not persist renames in order; kiln would use the strict way there")
 	}
@@ -21,7 +22,9 @@ func TestPutManifestPublishOrders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.orderedRenames = ordered
+		files := s.files.(fsFiles)
+		files.orderedRenames = ordered
+		s.files = files
 		ctx := t.Context()
 		cfg := gcBlob(t, s, "app", "config")
 		layer := gcBlob(t, s, "app", "layer")
@@ -39,7 +42,7 @@ func TestPutManifestPublishOrders(t *testing.T) {
 		if err != nil || len(refs) != 1 || refs[0].Digest != sig.Digest {
 			t.Errorf("ordered=%v: referrers %v, %v; want %s", ordered, refs, err, sig.Digest)
 		}
-		filepath.WalkDir(s.localRoot, func(p string, d fs.DirEntry, err error) error {
+		filepath.WalkDir(files.root, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && strings.HasSuffix(p, ".tmp") {
 				t.Errorf("ordered=%v: temporary file left: %s", ordered, p)
 			}

@@ -179,10 +179,6 @@ func FormatBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// gcTestHookSwept, when set, runs between the sweep and the re-check:
-// tests put a racing push there.
-var gcTestHookSwept func()
-
 // defaultLinkRefreshAge is how old a _layers link gets before a read of the
 // blob through it refreshes it, until a collection tells the grace period.
 const defaultLinkRefreshAge = time.Minute
@@ -324,8 +320,8 @@ func (g *gc) run(ctx context.Context) (err error) {
 		return nil
 	}
 
-	if gcTestHookSwept != nil {
-		gcTestHookSwept()
+	if g.s.sweptHook != nil {
+		g.s.sweptHook()
 	}
 	g.tell(GCPhaseRecheck, true)
 	if err := g.recheck(ctx); err != nil {
@@ -346,17 +342,5 @@ func (g *gc) run(ctx context.Context) (err error) {
 // and counts a file as young for the extra second it cannot tell apart, so
 // neither clock skew nor truncation can make a young file look old.
 func (s *Store) storeClock(ctx context.Context) (time.Time, time.Duration, error) {
-	if s.localRoot != "" || s.driver.Name() == "inmemory" {
-		return time.Now(), 0, nil
-	}
-	p := trashClockPath()
-	if err := s.driver.PutContent(ctx, p, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		return time.Time{}, 0, err
-	}
-	fi, err := s.driver.Stat(ctx, p)
-	if err != nil {
-		return time.Time{}, 0, err
-	}
-	s.driver.Delete(ctx, p)
-	return fi.ModTime(), time.Second, nil
+	return s.files.clock(ctx)
 }

@@ -4,23 +4,61 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// gcStores runs f on a filesystem and an in-memory store.
+// gcStores runs f on a filesystem and an in-memory store, in parallel.
+// The in-memory store lives in a synctest bubble, so that passTime can move
+// its clock on without waiting.
 func gcStores(t *testing.T, f func(t *testing.T, s *Store)) {
 	t.Helper()
 	t.Run("filesystem", func(t *testing.T) {
+		t.Parallel()
 		s, err := NewFilesystem(t.TempDir(), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		f(t, s)
 	})
-	t.Run("inmemory", func(t *testing.T) { f(t, NewInMemory(Options{})) })
+	t.Run("inmemory", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) { f(t, NewInMemory(Options{})) })
+	})
+}
+
+// passTime makes d pass for everything s holds so far, without waiting:
+// the filesystem store's files get modification times d earlier; the
+// in-memory store (in gcStores' bubble, where its files take their times
+// from) sees its fake clock move on by d.
+func passTime(t *testing.T, s *Store, d time.Duration) {
+	t.Helper()
+	files, ok := s.files.(fsFiles)
+	if !ok {
+		time.Sleep(d) // the bubble's clock: returns at once, d later
+		return
+	}
+	err := filepath.WalkDir(files.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == files.root {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		then := fi.ModTime().Add(-d)
+		return os.Chtimes(p, then, then)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func gcBlob(t *testing.T, s *Store, repo, content string) v1.Descriptor {

@@ -14,6 +14,7 @@ import (
 // TestGCRaces injects writes between the sweep and the re-check, where a
 // racing push lands.
 func TestGCRaces(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		// race runs after the sweep put things in the trash.
@@ -94,10 +95,9 @@ func TestGCRaces(t *testing.T) {
 			gcStores(t, func(t *testing.T, s *Store) {
 				old := gcBlob(t, s, "r", "old layer, unreferenced")
 				child := gcImage(t, s, "r", gcBlob(t, s, "r", "child config"), nil, []v1.Descriptor{gcBlob(t, s, "r", "child layer")})
-				time.Sleep(80 * time.Millisecond)
-				gcTestHookSwept = func() { tc.race(t, s, old, child) }
-				defer func() { gcTestHookSwept = nil }()
-				r, err := s.GC(t.Context(), GCOptions{Grace: 40 * time.Millisecond, DeleteUntagged: true}, nil)
+				passTime(t, s, 2*time.Minute)
+				s.sweptHook = func() { tc.race(t, s, old, child) }
+				r, err := s.GC(t.Context(), GCOptions{Grace: time.Minute, DeleteUntagged: true}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -123,11 +123,11 @@ func TestGCRaces(t *testing.T) {
 }
 
 func TestGCOneAtATime(t *testing.T) {
+	t.Parallel()
 	s := NewInMemory(Options{})
 	gcBlob(t, s, "r", "x")
 	started, release := make(chan struct{}), make(chan struct{})
-	gcTestHookSwept = func() { close(started); <-release }
-	defer func() { gcTestHookSwept = nil }()
+	s.sweptHook = func() { close(started); <-release }
 	done := make(chan error)
 	go func() { _, err := s.GC(context.Background(), GCOptions{}, nil); done <- err }()
 	<-started

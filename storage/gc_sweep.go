@@ -432,7 +432,6 @@ func (g *gc) recoverTrash(ctx context.Context) error {
 // the filesystem driver's Delete (a stat, then a remove), it cannot report a
 // file a concurrent rename took away as deleted.
 func (s *Store) removeFile(ctx context.Context, p string) (bool, error) {
-	defer s.smallFiles.invalidate()
 	err := s.files.remove(ctx, p)
 	if isNotFound(err) {
 		return false, nil

@@ -10,6 +10,7 @@ import (
 )
 
 func TestGC(t *testing.T) {
+	t.Parallel()
 	type want struct {
 		manifests, blobs, links int
 		kept, gone              func(f *gcFixture) []v1.Descriptor // manifests of "app"
@@ -158,6 +159,7 @@ func TestGC(t *testing.T) {
 }
 
 func TestGCReportJSON(t *testing.T) {
+	t.Parallel()
 	r := &GCReport{BlobsSwept: 9, BytesFreed: 1258291, ManifestsSwept: 3, ManifestsMarked: 12, BlobsMarked: 40, Duration: 35 * time.Millisecond, Grace: time.Hour}
 	if got, want := r.String(), "marked 12 manifests, 40 blobs; swept 3 manifests, 9 blobs, 1.2 MiB in 35ms"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
@@ -177,18 +179,20 @@ func TestGCReportJSON(t *testing.T) {
 // the server's clock in whole seconds: ages are measured against a probe
 // object, with a second of slack.
 func TestGCOnS3(t *testing.T) {
+	t.Parallel()
+	serialS3(t)
 	s := newS3Store(t, Options{})
 	ctx := t.Context()
 	f := newGCFixture(t, s)
 	old := gcBlob(t, s, "app", "an old layer a push is about to reference")
-	time.Sleep(2100 * time.Millisecond) // older than grace plus S3's second
+	// Older than grace plus S3's second: the blob, and its link written after it.
+	waitAged(t, s, layerLinkPath("app", old.Digest), 100*time.Millisecond+time.Second)
 	young := gcBlob(t, s, "app", "a young orphan")
-	gcTestHookSwept = func() {
+	s.sweptHook = func() {
 		if err := s.TouchBlobLink(ctx, "app", old.Digest); err != nil {
 			t.Error(err)
 		}
 	}
-	defer func() { gcTestHookSwept = nil }()
 	r, err := s.GC(ctx, GCOptions{Grace: 100 * time.Millisecond, DeleteUntagged: true}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -207,5 +211,31 @@ func TestGCOnS3(t *testing.T) {
 	}
 	if files := listTrash(t, s); len(files) > 0 {
 		t.Errorf("trash not empty: %v", files)
+	}
+}
+
+// waitAged returns once the file at p is older than age on the store's
+// clock: S3's clock is the server's, which no test can move.
+func waitAged(t *testing.T, s *Store, p string, age time.Duration) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		now, _, err := s.storeClock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, mod, err := s.files.stat(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Sub(mod) > age {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
 	}
 }

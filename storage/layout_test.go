@@ -9,6 +9,7 @@ import (
 
 // What layout.go builds it parses back.
 func TestParseRepoPath(t *testing.T) {
+	t.Parallel()
 	d := digest.FromString("x")
 	for _, c := range []struct {
 		p          string

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,6 +72,20 @@ func startS3(dir string) (*testbed.S3, error) {
 	}
 	fmt.Fprintf(os.Stderr, "storage: S3 server at %s (bucket %s) up in %s\n", s.Endpoint, s.Bucket, time.Since(start).Round(time.Millisecond))
 	return s, nil
+}
+
+// s3Serial is held by the test using S3: the AWS SDK's session setup
+// rewrites http.DefaultClient's transport when AWS_CA_BUNDLE is set (a
+// data race with every request on it), so S3 stores are made and used by
+// one test at a time while the rest of the package runs in parallel.
+var s3Serial sync.Mutex
+
+// serialS3 holds s3Serial until t ends. Call it once, before the test's
+// first S3 store.
+func serialS3(t *testing.T) {
+	t.Helper()
+	s3Serial.Lock()
+	t.Cleanup(s3Serial.Unlock)
 }
 
 // s3Params returns parameters for a fresh key prefix of the test bucket, so

@@ -7,6 +7,7 @@ import (
 )
 
 func TestManifestCacheEvictsByBytes(t *testing.T) {
+	t.Parallel()
 	c := newManifestCache(100)
 	a, b, d := digest.FromString("a"), digest.FromString("b"), digest.FromString("d")
 	c.add(a, make([]byte, 20))
@@ -40,6 +41,7 @@ func TestManifestCacheEvictsByBytes(t *testing.T) {
 // instances on one store). What one deletes or moves, the other sees at
 // once although it has the content cached: links and tags are read through.
 func TestManifestCacheAcrossInstances(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a, err := NewFilesystem(dir, Options{})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path"
 	"sort"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,14 +24,42 @@ type Manifest struct {
 // as a referrer of its subject, and points each of tags at it. Every tag
 // whose digest changes is reported to Options.OnTagMoved. The store keeps
 // m.Content: the caller must not modify it afterwards.
+//
+// Crash ordering: the manifest's bytes, then its referrer entry, then its
+// link, then its tags; each step is visible only once the one before it
+// is durable, so a link or tag never points to something missing, and a
+// manifest visible by digest is always already listed under its subject.
+// The backend decides how (backend.writeInOrder): a driver writes one file
+// after the other, the filesystem store in fewer fsync rounds.
 func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags ...string) error {
-	var moves []TagMove
-	var err error
-	if s.localRoot != "" {
-		moves, err = s.putManifestLocal(ctx, repo, m, parsed, tags)
-	} else {
-		moves, err = s.putManifestDriver(ctx, repo, m, parsed, tags)
+	has, err := s.HasBlob(ctx, m.Digest) // moves it back from the trash if a sweep just took it
+	if err != nil {
+		return err
 	}
+	moves, err := s.tagMoves(ctx, repo, m, tags)
+	if err != nil {
+		return err
+	}
+	// One array, cut into the groups that become visible in turn.
+	files := make([]smallFile, 0, 3+len(moves))
+	if !has {
+		files = append(files, smallFile{blobPath(m.Digest), m.Content})
+	}
+	contentEnd := len(files)
+	if parsed.Subject != nil {
+		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
+		if err != nil {
+			return err
+		}
+		files = append(files, smallFile{referrerPath(repo, parsed.Subject.Digest, m.Digest), desc})
+	}
+	referrerEnd := len(files)
+	files = append(files, smallFile{manifestLinkPath(repo, m.Digest), []byte(m.MediaType)})
+	linkEnd := len(files)
+	for _, mv := range moves {
+		files = append(files, smallFile{tagPath(repo, mv.Tag), []byte(m.Digest)})
+	}
+	err = s.files.writeInOrder(ctx, files[:contentEnd], files[contentEnd:referrerEnd], files[referrerEnd:linkEnd], files[linkEnd:])
 	if err != nil {
 		return err
 	}
@@ -64,105 +91,6 @@ next:
 			continue
 		}
 		moves = append(moves, TagMove{Repo: repo, Tag: tag, From: previous, To: m.Digest, MediaType: m.MediaType})
-	}
-	return moves, nil
-}
-
-// putManifestDriver is PutManifest on drivers other than the filesystem.
-func (s *Store) putManifestDriver(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags []string) ([]TagMove, error) {
-	// Crash ordering: the manifest's bytes, then its referrer entry, then
-	// its link, then its tags; each one is durable before the next is
-	// written, so a link or tag never points to something missing.
-	if err := s.putBlob(ctx, m.Digest, m.Content); err != nil {
-		return nil, err
-	}
-	// The referrer entry goes first: a manifest visible by digest is then
-	// always already listed under its subject.
-	if parsed.Subject != nil {
-		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
-		if err != nil {
-			return nil, err
-		}
-		if err := s.putContent(ctx, referrerPath(repo, parsed.Subject.Digest, m.Digest), desc); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.putContent(ctx, manifestLinkPath(repo, m.Digest), []byte(m.MediaType)); err != nil {
-		return nil, err
-	}
-	moves, err := s.tagMoves(ctx, repo, m, tags)
-	if err != nil {
-		return nil, err
-	}
-	for _, mv := range moves {
-		if err := s.putContent(ctx, tagPath(repo, mv.Tag), []byte(m.Digest)); err != nil {
-			return nil, err
-		}
-	}
-	return moves, nil
-}
-
-// putManifestLocal is PutManifest on the filesystem store, with the same
-// crash ordering in fewer fsync rounds. Every file (manifest bytes,
-// referrer entry, link, tags) is first written under a temporary name and
-// fsynced, all at once: invisible until renamed, so their order does not
-// matter. Then they become visible in the order the store relies on: the
-// manifest's bytes, its referrer entry, its link, then the tags. On a
-// filesystem that persists renames in order (ext4, xfs: see
-// renamesPersistInOrder) they are renamed in that order and their
-// directories fsynced together: 2 sync rounds in all. Elsewhere each step
-// is durable (its directory fsynced) before the next: 4 rounds (5 with a
-// subject); a step with nothing to do (blob already stored) costs none.
-func (s *Store) putManifestLocal(ctx context.Context, repo string, m Manifest, parsed *ParsedManifest, tags []string) ([]TagMove, error) {
-	has, err := s.HasBlob(ctx, m.Digest) // moves it back from the trash if a sweep just took it
-	if err != nil {
-		return nil, err
-	}
-	moves, err := s.tagMoves(ctx, repo, m, tags)
-	if err != nil {
-		return nil, err
-	}
-	type job struct {
-		p       string
-		content []byte
-	}
-	jobs := make([]job, 0, 3+len(moves))
-	if !has {
-		jobs = append(jobs, job{p: blobPath(m.Digest), content: m.Content})
-	}
-	blobJobs := len(jobs)
-	if parsed.Subject != nil {
-		desc, err := json.Marshal(parsed.Descriptor(m.Digest, int64(len(m.Content))))
-		if err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, job{p: referrerPath(repo, parsed.Subject.Digest, m.Digest), content: desc})
-	}
-	refJobs := len(jobs)
-	jobs = append(jobs, job{p: manifestLinkPath(repo, m.Digest), content: []byte(m.MediaType)})
-	linkJobs := len(jobs)
-	for _, mv := range moves {
-		jobs = append(jobs, job{p: tagPath(repo, mv.Tag), content: []byte(m.Digest)})
-	}
-	// In parallel: on ext4 a create can wait a millisecond for the
-	// journal, and creates and fsyncs in parallel wait together. (Creating
-	// all files first and syncing them after measured slower.)
-	files := make([]pendingFile, len(jobs))
-	errs := make([]error, len(jobs))
-	var wg sync.WaitGroup
-	for i, j := range jobs {
-		wg.Go(func() { files[i], errs[i] = s.writePending(j.p, j.content) })
-	}
-	wg.Wait()
-	err = errors.Join(errs...)
-	if err == nil {
-		err = s.publishInOrder(files[:blobJobs], files[blobJobs:refJobs], files[refJobs:linkJobs], files[linkJobs:])
-	}
-	if err != nil {
-		for _, f := range files {
-			f.discard()
-		}
-		return nil, err
 	}
 	return moves, nil
 }

@@ -25,6 +25,8 @@ func randomBytes(n int, seed uint64) []byte {
 // smaller than a part, not a multiple of it and larger than one, becomes an
 // S3 multipart upload resumed at every PATCH, and the blob is exact.
 func TestS3MultipartChunkedUpload(t *testing.T) {
+	t.Parallel()
+	serialS3(t)
 	s := newS3Store(t, Options{})
 	ctx := t.Context()
 	const mib = 1 << 20
@@ -84,6 +86,8 @@ func TestS3MultipartChunkedUpload(t *testing.T) {
 // Another Store on the same bucket and root (another kiln instance)
 // continues a session, and the two take turns until it is finished.
 func TestS3ResumeOnAnotherInstance(t *testing.T) {
+	t.Parallel()
+	serialS3(t)
 	p := s3Params(t)
 	a, err := NewS3(p, Options{})
 	if err != nil {
@@ -137,6 +141,8 @@ func TestS3ResumeOnAnotherInstance(t *testing.T) {
 
 // BlobURL hands out a presigned URL that fetches the blob, ranges included.
 func TestS3BlobURL(t *testing.T) {
+	t.Parallel()
+	serialS3(t)
 	s := newS3Store(t, Options{})
 	ctx := t.Context()
 	content := randomBytes(300<<10, 7)
@@ -188,6 +194,8 @@ func TestS3BlobURL(t *testing.T) {
 
 // NewS3 fails at once on a bucket that does not exist.
 func TestS3MissingBucket(t *testing.T) {
+	t.Parallel()
+	serialS3(t)
 	p := s3Params(t)
 	p.Bucket = "no-such-bucket-kiln"
 	if _, err := NewS3(p, Options{}); err == nil {
@@ -198,6 +206,7 @@ func TestS3MissingBucket(t *testing.T) {
 // Empty PATCHes (some clients send one before the data) leave the session
 // as it was, on every store.
 func TestEmptyChunks(t *testing.T) {
+	t.Parallel()
 	eachStore(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		u, err := s.NewUpload(ctx, "r")

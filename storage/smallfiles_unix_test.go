@@ -11,6 +11,7 @@ import (
 )
 
 func TestSmallFiles(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
 	content := make([]byte, 3000) // more than readSmallFile's first buffer
@@ -38,6 +39,7 @@ func TestSmallFiles(t *testing.T) {
 // A write that fails (a full disk) is an error naming the file, not a
 // panic: the system call's -1 must not be used as a length.
 func TestWriteNewFileOnFullDevice(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skip("no /dev/full on this system")
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -53,20 +52,11 @@ type Store struct {
 	driver storagedriver.StorageDriver
 	// files holds the store's files: on the filesystem store directly
 	// (blobs served as *os.File, for sendfile), elsewhere through driver.
-	files backend
-	// localRoot is set when the driver is the filesystem driver: the write
-	// paths not yet behind files (small files, manifests, uploads) then use
-	// the os package directly, so uploads skip the driver's extra buffering.
-	localRoot string
-	// orderedRenames: the filesystem under localRoot persists renames in
-	// the order they were made (see renamesPersistInOrder).
-	orderedRenames bool
-	uploadExpiry   time.Duration
-	uploadLocks    sync.Map // upload id -> *sync.Mutex
-	onTagMoved     func(TagMove)
-	manifests      *manifestCache
-	// smallFiles caches tags and manifest links of the filesystem store.
-	smallFiles smallFileCache
+	files        backend
+	uploadExpiry time.Duration
+	uploadLocks  sync.Map // upload id -> *sync.Mutex
+	onTagMoved   func(TagMove)
+	manifests    *manifestCache
 
 	// gcRunning keeps one collection per store at a time in this process;
 	// it does not lock the store: requests go on.
@@ -74,6 +64,10 @@ type Store struct {
 	// gcGrace is the grace period (a time.Duration) collections of this
 	// store use, here or in another instance; -1 until known.
 	gcGrace atomic.Int64
+	// sweptHook, when set, runs in a collection between the sweep and the
+	// re-check: tests put a racing push there. A field, not a global, so
+	// tests of different stores run in parallel.
+	sweptHook func()
 }
 
 // New returns a Store on any distribution storage driver.
@@ -97,10 +91,8 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	}
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
-	s.localRoot = abs
-	s.files = fsFiles{root: abs, cache: &s.smallFiles, driver: d}
-	s.orderedRenames = renamesPersistInOrder(abs)
-	if err := makeBlobBuckets(s.localPath(path.Join(blobsRoot, string(digest.SHA256)))); err != nil {
+	s.files = fsFiles{root: abs, cache: new(smallFileCache), driver: d, orderedRenames: renamesPersistInOrder(abs)}
+	if err := makeBlobBuckets(filepath.Join(abs, filepath.FromSlash(blobsRoot), string(digest.SHA256))); err != nil {
 		return nil, err
 	}
 	// A directory kiln cannot write to would otherwise only show on the
@@ -118,8 +110,6 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 func NewInMemory(opts Options) *Store {
 	return New(inmemory.New(), opts)
 }
-
-func (s *Store) localPath(p string) string { return filepath.Join(s.localRoot, filepath.FromSlash(p)) }
 
 func isNotFound(err error) bool {
 	var nf storagedriver.PathNotFoundError

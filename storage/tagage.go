@@ -10,7 +10,9 @@ import (
 // in repo: the pull-through cache trusts a tag for a TTL after that.
 func (s *Store) TagAge(ctx context.Context, repo, tag string) (time.Time, error) {
 	p := tagPath(repo, tag)
-	if s.localRoot != "" && !validPath(p) {
+	// The filesystem backend's stat would take any path; every backend
+	// refuses what the distribution driver refuses.
+	if !validPath(p) {
 		return time.Time{}, errInvalidPath
 	}
 	mod, ok, err := s.modTime(ctx, p)

@@ -11,6 +11,7 @@ import (
 // A tag shaped like a temporary file's name is still a tag: it is listed,
 // it resolves, and GC keeps its image.
 func TestTagShapedLikeTempFileIsATag(t *testing.T) {
+	t.Parallel()
 	gcStores(t, func(t *testing.T, s *Store) {
 		tag := "rc1." + uuid.NewString() + ".tmp"
 		layer := gcBlob(t, s, "app", "layer")

@@ -26,6 +26,7 @@ func (hangingDriver) Stat(ctx context.Context, _ string) (storagedriver.FileInfo
 }
 
 func TestBackendTimeout(t *testing.T) {
+	t.Parallel()
 	d := withTimeout(hangingDriver{inmemory.New()}, 50*time.Millisecond)
 	ctx := t.Context()
 

@@ -2,10 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
-	"os"
-	"path/filepath"
-	"syscall"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -50,64 +46,18 @@ func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d di
 
 // moveIntoPlace renames a verified file to its final path, durably.
 func (s *Store) moveIntoPlace(ctx context.Context, from, to string) error {
-	defer s.smallFiles.invalidate()
 	return s.files.move(ctx, from, to)
 }
 
-// putContent is driver.PutContent, except on the filesystem store: there
-// it writes a temporary file named as kiln's own (see tempname.go; the
-// driver's names could be a tag's), fsyncs it, renames it and fsyncs the
-// directory, whose own parents it has created durably too.
+// putContent stores the small file at p durably and atomically (see
+// backend.write): on the filesystem store under a temporary name of kiln's
+// own (see tempname.go; the driver's names could be a tag's).
 func (s *Store) putContent(ctx context.Context, p string, content []byte) error {
-	defer s.smallFiles.invalidate()
-	if s.localRoot == "" {
-		return s.driver.PutContent(ctx, p, content)
-	}
-	f, err := s.writePending(p, content)
-	if err != nil {
-		return err
-	}
-	if err := s.publish(f); err != nil {
-		f.discard()
-		return err
-	}
-	return nil
+	return s.files.write(ctx, p, content)
 }
-
-// prepareDir durably creates the directory that will hold p on the
-// filesystem store; elsewhere there are no directories to create.
-func (s *Store) prepareDir(p string) error { return s.files.prepareDir(p) }
 
 // deleteContent removes p and, on the filesystem store, fsyncs the
 // directory that held it, so an acknowledged delete survives a power loss.
 func (s *Store) deleteContent(ctx context.Context, p string) error {
-	defer s.smallFiles.invalidate()
 	return s.files.removeAll(ctx, p)
-}
-
-// mkdirDurable creates dir and any missing parent, fsyncing the parent of
-// each directory it creates. Existing directories cost one stat.
-func mkdirDurable(dir string) error {
-	fi, err := os.Stat(dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
-		}
-		return nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := mkdirDurable(parent); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	// Also when another request created it meanwhile: it may not have
-	// synced the parent yet.
-	return syncDir(parent)
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
-	"os"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,11 +35,8 @@ func (s *Store) loadUploadState(ctx context.Context, repo, id string) (*uploadSt
 	// FinishUpload moving the data into the blob store and removing the
 	// session; appending to it would write zeros up to the old size under
 	// a hash state that claims the real bytes.
-	if s.localRoot != "" && st.Size > 0 {
-		fi, err := os.Stat(s.localPath(uploadDataPath(id)))
-		if err != nil || fi.Size() < st.Size {
-			return nil, ErrUploadUnknown
-		}
+	if st.Size > 0 && s.files.shortOf(ctx, uploadDataPath(id), st.Size) {
+		return nil, ErrUploadUnknown
 	}
 	return &st, nil
 }

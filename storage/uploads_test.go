@@ -22,7 +22,10 @@ func eachStore(t *testing.T, f func(t *testing.T, s *Store)) {
 		t.Run(name, func(t *testing.T) { f(t, s) })
 	}
 	// On a fresh prefix of the S3 test bucket (see main_test.go).
-	t.Run("s3", func(t *testing.T) { f(t, newS3Store(t, Options{})) })
+	t.Run("s3", func(t *testing.T) {
+		serialS3(t)
+		f(t, newS3Store(t, Options{}))
+	})
 }
 
 func readBlob(t *testing.T, s *Store, d digest.Digest) []byte {
@@ -49,6 +52,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestUploadChunksAndFailedChunk(t *testing.T) {
+	t.Parallel()
 	eachStore(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		u, err := s.NewUpload(ctx, "r")
@@ -88,6 +92,7 @@ func TestUploadChunksAndFailedChunk(t *testing.T) {
 // A session lives in the store: a new Store on the same directory (a
 // restarted kiln, or another instance) continues it.
 func TestUploadSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s1, _ := NewFilesystem(dir, Options{})
 	ctx := t.Context()
@@ -118,6 +123,7 @@ func TestUploadSurvivesRestart(t *testing.T) {
 }
 
 func TestUploadExpiry(t *testing.T) {
+	t.Parallel()
 	s, _ := NewFilesystem(t.TempDir(), Options{UploadExpiry: time.Hour})
 	ctx := t.Context()
 	old, _ := s.NewUpload(ctx, "r")
@@ -141,6 +147,7 @@ func TestUploadExpiry(t *testing.T) {
 }
 
 func TestPutBlobVerifiesBeforeVisible(t *testing.T) {
+	t.Parallel()
 	eachStore(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		wrong := digest.FromString("other")

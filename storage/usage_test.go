@@ -8,6 +8,7 @@ import (
 )
 
 func TestUsage(t *testing.T) {
+	t.Parallel()
 	eachStore(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if n, b, err := s.Usage(ctx); err != nil || n != 0 || b != 0 {
