@@ -166,3 +166,31 @@ func TestServiceResumesInterruptedBuilds(t *testing.T) {
 		t.Errorf("resumed build %s: %+v %v", id, again, err)
 	}
 }
+
+// A forced rebase onto the base the image is already on gives the same
+// image, byte for byte: rebase builds are reproducible too.
+func TestForcedRebaseIsReproducible(t *testing.T) {
+	t.Parallel()
+	c := newChainWith(t, "rebase")
+	c.pushBase(t)
+	c.waitIdle(t)
+	c.pushBase(t) // now app is rebased, not built
+	c.waitIdle(t)
+	recs, _, err := c.svc.Records().Find(t.Context(), Query{Rule: "app", Limit: 1})
+	if err != nil || len(recs) != 1 || recs[0].Builder != "rebase" || recs[0].Status != StatusSucceeded {
+		t.Fatalf("the second build of app: %+v %v; want a rebase", recs, err)
+	}
+	rebased := c.digestOf(t, "app:v1")
+	job, err := c.svc.Trigger("app", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitIdle(t)
+	again, err := c.svc.Records().Get(t.Context(), job.ID)
+	if err != nil || again.Status != StatusSucceeded || again.Builder != "rebase" {
+		t.Fatalf("forced rebase: %+v %v", again, err)
+	}
+	if again.Result.String() != rebased || c.digestOf(t, "app:v1") != rebased {
+		t.Errorf("forced rebase onto the same base gave %s, want %s", again.Result, rebased)
+	}
+}

@@ -31,6 +31,12 @@ type chain struct {
 
 func newChain(t *testing.T) *chain {
 	t.Helper()
+	return newChainWith(t, "build")
+}
+
+// newChainWith is newChain with app built by strategy (build, rebase).
+func newChainWith(t *testing.T, strategy string) *chain {
+	t.Helper()
 	store, moves := newTriggeredStore()
 	srv := httptest.NewServer(registry.New(store, registry.Options{DeleteEnabled: true}))
 	t.Cleanup(srv.Close)
@@ -50,7 +56,7 @@ func newChain(t *testing.T) *chain {
 	write("tests/Dockerfile", "ARG REGISTRY\nFROM ${REGISTRY}/base:1 AS b\nFROM ${REGISTRY}/app:v1\nCOPY b.txt /app/b.txt\n")
 	write("tests/b.txt", "tests")
 	builds := []config.Build{
-		{Name: "app", Context: "app", Dockerfile: "Dockerfile", Tags: []string{"app:v1"}, Args: map[string]string{"REGISTRY": host}, Builder: "native", Strategy: "build"},
+		{Name: "app", Context: "app", Dockerfile: "Dockerfile", Tags: []string{"app:v1"}, Args: map[string]string{"REGISTRY": host}, Builder: "native", Strategy: strategy},
 		{Name: "tests", Context: "tests", Dockerfile: "Dockerfile", Tags: []string{"tests:v1"}, Args: map[string]string{"REGISTRY": host}, Builder: "auto", Strategy: "build"},
 	}
 	rules, err := LoadRules(builds, dir, []string{host}, nil)
