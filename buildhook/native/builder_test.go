@@ -143,9 +143,9 @@ func TestBuild(t *testing.T) {
 			if !ok {
 				continue
 			}
-			h := e.hdr
-			if h.Mode != w.mode || h.Uid != w.uid || h.Gid != w.gid || e.content != w.content || h.Linkname != w.link {
-				t.Errorf("layer %d %s: mode %o uid %d gid %d content %q link %q; want %+v", i, n, h.Mode, h.Uid, h.Gid, e.content, h.Linkname, w)
+			h := e.Header
+			if h.Mode != w.mode || h.Uid != w.uid || h.Gid != w.gid || e.Content != w.content || h.Linkname != w.link {
+				t.Errorf("layer %d %s: mode %o uid %d gid %d content %q link %q; want %+v", i, n, h.Mode, h.Uid, h.Gid, e.Content, h.Linkname, w)
 			}
 			if !h.ModTime.Equal(time.Unix(0, 0)) || h.Uname != "" || h.Gname != "" {
 				t.Errorf("layer %d %s: mtime %v uname %q", i, n, h.ModTime, h.Uname)
@@ -231,8 +231,8 @@ func TestDeterministic(t *testing.T) {
 	}
 	ls := imagetest.Layers(t, img)
 	for _, e := range layerFiles(t, ls[len(ls)-1]) {
-		if !e.hdr.ModTime.Equal(time.Unix(1700000000, 0)) {
-			t.Errorf("%s mtime %v", e.hdr.Name, e.hdr.ModTime)
+		if !e.Header.ModTime.Equal(time.Unix(1700000000, 0)) {
+			t.Errorf("%s mtime %v", e.Header.Name, e.Header.ModTime)
 		}
 	}
 }
@@ -281,7 +281,7 @@ ENTRYPOINT ["/python"]
 	if len(ls) != 5 {
 		t.Fatalf("%d layers, want 5", len(ls))
 	}
-	files := map[string]tarEntry{}
+	files := map[string]imagetest.Entry{}
 	for _, l := range ls {
 		for n, e := range layerFiles(t, l) {
 			files[n] = e
@@ -297,18 +297,18 @@ ENTRYPOINT ["/python"]
 		"etc/motd":       "hello\n",
 	}
 	for n, c := range wantFiles {
-		if e, ok := files[n]; !ok || e.content != c {
-			t.Errorf("%s = %q (present %v), want %q", n, e.content, ok, c)
+		if e, ok := files[n]; !ok || e.Content != c {
+			t.Errorf("%s = %q (present %v), want %q", n, e.Content, ok, c)
 		}
 	}
-	if e := files["python"]; e.hdr != nil && e.hdr.Mode != 0o755 {
-		t.Errorf("/python mode %o, want the target's 0755", e.hdr.Mode)
+	if e := files["python"]; e.Header != nil && e.Header.Mode != 0o755 {
+		t.Errorf("/python mode %o, want the target's 0755", e.Header.Mode)
 	}
 	if _, ok := files["lib/os-arch2"]; ok {
 		t.Error("a whited-out base file was copied")
 	}
 	for _, dirName := range []string{"app/", "opt/", "lib/", "etc/"} {
-		if e, ok := files[dirName]; !ok || e.hdr.Typeflag != tar.TypeDir {
+		if e, ok := files[dirName]; !ok || e.Header.Typeflag != tar.TypeDir {
 			t.Errorf("no directory %s", dirName)
 		}
 	}
@@ -369,8 +369,8 @@ LABEL arch=$TARGETARCH
 		}
 		commonLayers = append(commonLayers, imagetest.LayerDigests(t, ls[2:3])[0])
 		tool := layerFiles(t, ls[3])["usr/local/bin/tool"]
-		if tool.content != "tool for "+want.Architecture {
-			t.Errorf("%s: tool %q", want.Architecture, tool.content)
+		if tool.Content != "tool for "+want.Architecture {
+			t.Errorf("%s: tool %q", want.Architecture, tool.Content)
 		}
 		cf, _ := img.ConfigFile()
 		if cf.Config.Labels["arch"] != want.Architecture || cf.Architecture != want.Architecture {

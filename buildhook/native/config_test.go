@@ -79,7 +79,7 @@ CMD echo hi
 	if mt, _ := ls[2].MediaType(); mt != types.DockerLayer {
 		t.Errorf("layer media type %s", mt)
 	}
-	if f := layerFiles(t, ls[1]); f["onbuild.txt"].content != "from the base's trigger" {
+	if f := layerFiles(t, ls[1]); f["onbuild.txt"].Content != "from the base's trigger" {
 		t.Errorf("ONBUILD layer %v", f)
 	}
 	var names []string

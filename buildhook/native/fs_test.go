@@ -1,11 +1,8 @@
 package native
 
 import (
-	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"testing"
 
@@ -41,18 +38,9 @@ func TestFSMatchesExtract(t *testing.T) {
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	want := map[string]byte{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := cleanName(h.Name)
-		if n != "" {
-			want[n] = h.Typeflag
+	for _, e := range imagetest.ReadTar(t, rc) {
+		if n, _ := cleanName(e.Header.Name); n != "" {
+			want[n] = e.Header.Typeflag
 		}
 	}
 	got := map[string]byte{}

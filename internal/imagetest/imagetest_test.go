@@ -1,11 +1,6 @@
 package imagetest
 
-import (
-	"archive/tar"
-	"errors"
-	"io"
-	"testing"
-)
+import "testing"
 
 // The same files make the same layer, whatever the map's order: tests
 // compare layer digests.
@@ -20,22 +15,9 @@ func TestLayerIsReproducible(t *testing.T) {
 	if d1 != d2 {
 		t.Fatalf("digests %s and %s", d1, d2)
 	}
-	rc, err := Layer(t, files).Uncompressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
 	var got []string
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, h.Name+" "+h.FileInfo().Mode().String())
+	for _, e := range LayerEntries(t, Layer(t, files)) {
+		got = append(got, e.Header.Name+" "+e.Header.FileInfo().Mode().String())
 	}
 	want := []string{"a/ drwxr-xr-x", "a/l Lrwxrwxrwx", "b -rw-r--r--", "x -rwxr-xr-x"}
 	if len(got) != len(want) {
