@@ -6,9 +6,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
@@ -105,7 +103,7 @@ func pushDerived(t testing.TB, host string, bd digest.Digest) (*build.Job, diges
 			child := mutate.Annotations(appOn(t, base), annotate(nil, m.Digest.String())).(v1.Image)
 			adds = append(adds, mutate.IndexAddendum{Add: child, Descriptor: v1.Descriptor{Platform: m.Platform}})
 		}
-		out := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+		out := mutate.AppendManifests(imagetest.EmptyIndex(), adds...)
 		app = mutate.Annotations(out, annotate(nil, bd.String()))
 	}
 	built := imagetest.Push(t, host, "app:v1", app)

@@ -14,6 +14,11 @@ func Empty() v1.Image {
 	return mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 }
 
+// EmptyIndex is an OCI index with no manifests.
+func EmptyIndex() v1.ImageIndex {
+	return mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+}
+
 // Configure returns img with a copy of its config file changed by edit.
 func Configure(t testing.TB, img v1.Image, edit func(*v1.ConfigFile)) v1.Image {
 	t.Helper()

@@ -4,9 +4,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Index makes an OCI index of imgs, each under its config's platform,
@@ -32,7 +30,7 @@ func Index(t testing.TB, imgs ...v1.Image) v1.ImageIndex {
 		Platform:    &v1.Platform{OS: "unknown", Architecture: "unknown"},
 		Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": d.String()},
 	}})
-	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	return mutate.AppendManifests(EmptyIndex(), adds...)
 }
 
 func platform(t testing.TB, img v1.Image) v1.Platform {
