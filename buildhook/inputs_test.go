@@ -16,6 +16,7 @@ import (
 
 	"kiln/buildhook/build"
 	"kiln/config"
+	"kiln/internal/imagetest"
 	"kiln/registry"
 	"kiln/storage"
 )
@@ -75,7 +76,7 @@ func TestServiceRefusesForeignImagesForEveryBuilder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nbtPush(t, host, "base:1", base)
+	imagetest.Push(t, host, "base:1", base)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); svc.Wait() })
 	if err := svc.Start(ctx); err != nil {
@@ -117,7 +118,7 @@ func TestServiceRefusesOnbuildBasesForOtherBuilders(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("ARG REGISTRY\nFROM ${REGISTRY}/base:1\nRUN true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := nbtBase(t, nbtBaseOpts{version: "3.8.1"})
+	base := imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"})
 	cf, _ := base.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.Config.OnBuild = []string{"COPY . /loot/"}
@@ -125,7 +126,7 @@ func TestServiceRefusesOnbuildBasesForOtherBuilders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nbtPush(t, host, "base:1", base)
+	imagetest.Push(t, host, "base:1", base)
 	for _, onbuild := range []bool{false, true} {
 		rules, err := LoadRules([]config.Build{{Name: "app", Context: dir, Dockerfile: "Dockerfile", Tags: []string{"app:v1"},
 			Args: map[string]string{"REGISTRY": host}, Builder: "buildah", Strategy: "build", OnBuild: onbuild}}, dir, []string{host}, nil)

@@ -15,6 +15,7 @@ import (
 
 	"kiln/buildhook/build"
 	"kiln/buildhook/native"
+	"kiln/internal/imagetest"
 )
 
 // appDockerfile builds a small app on python:3.8 in this registry.
@@ -61,11 +62,11 @@ func pvtCheckCommon(t *testing.T, ann map[string]string, host string, job *build
 
 func TestFinalizeImage(t *testing.T) {
 	t.Parallel()
-	host := nbtRegistry(t)
-	bd := nbtPush(t, host, "python:3.8", nbtBase(t, nbtBaseOpts{version: "3.8.1"}))
-	dir := nbtContext(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
-	job := nbtJob(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
-	staged, _ := nbtBuild(t, &native.Builder{}, job)
+	host := imagetest.Registry(t)
+	bd := imagetest.Push(t, host, "python:3.8", imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"}))
+	dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
+	job := imagetest.Job(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	staged, _ := imagetest.Build(t, &native.Builder{}, job)
 
 	var log bytes.Buffer
 	final, err := Finalize(context.Background(), job, bd, testInputs, &log)
@@ -73,7 +74,7 @@ func TestFinalizeImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The same staged image finalized again is the same image.
-	nbtBuild(t, &native.Builder{}, job)
+	imagetest.Build(t, &native.Builder{}, job)
 	if again, err := Finalize(context.Background(), job, bd, testInputs, nil); err != nil || again != final {
 		t.Errorf("finalizing the same build again gave %s (%v), want %s", again, err, final)
 	}
@@ -81,7 +82,7 @@ func TestFinalizeImage(t *testing.T) {
 		t.Error("the annotations did not change the digest")
 	}
 	for _, tag := range []string{"app:v1", "app:latest"} {
-		if d := nbtGet(t, host, tag).Digest.String(); d != final.String() {
+		if d := imagetest.Get(t, host, tag).Digest.String(); d != final.String() {
 			t.Errorf("%s is %s, want %s", tag, d, final)
 		}
 		if !strings.Contains(log.String(), "tagged "+tag+" -> "+final.String()) {
@@ -89,31 +90,31 @@ func TestFinalizeImage(t *testing.T) {
 		}
 	}
 	pvtStagingGone(t, host, job)
-	img := nbtImage(t, host, "app:v1")
+	img := imagetest.Pull(t, host, "app:v1")
 	m, _ := img.Manifest()
 	pvtCheckCommon(t, m.Annotations, host, job)
 	if m.Annotations[build.AnnotationBaseDigest] != bd.String() {
 		t.Errorf("base.digest %q, want %s", m.Annotations[build.AnnotationBaseDigest], bd)
 	}
 	// The content is the staged image's.
-	stagedImg := nbtImage(t, host, "app@"+staged.String())
-	if a, b := nbtDigests(t, nbtLayers(t, img)), nbtDigests(t, nbtLayers(t, stagedImg)); strings.Join(a, ",") != strings.Join(b, ",") {
+	stagedImg := imagetest.Pull(t, host, "app@"+staged.String())
+	if a, b := imagetest.LayerDigests(t, imagetest.Layers(t, img)), imagetest.LayerDigests(t, imagetest.Layers(t, stagedImg)); strings.Join(a, ",") != strings.Join(b, ",") {
 		t.Error("layers changed")
 	}
 }
 
 func TestFinalizeIndex(t *testing.T) {
 	t.Parallel()
-	host := nbtRegistry(t)
-	amd := nbtBase(t, nbtBaseOpts{arch: "amd64", version: "3.8.1"})
-	arm := nbtBase(t, nbtBaseOpts{arch: "arm64", version: "3.8.1"})
-	bd := nbtPush(t, host, "python:3.8", nbtIndex(t, amd, arm))
-	dir := nbtContext(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
-	job := nbtJob(host, dir, "f2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
-	nbtBuild(t, &native.Builder{}, job)
+	host := imagetest.Registry(t)
+	amd := imagetest.Base(t, imagetest.BaseOptions{Arch: "amd64", Version: "3.8.1"})
+	arm := imagetest.Base(t, imagetest.BaseOptions{Arch: "arm64", Version: "3.8.1"})
+	bd := imagetest.Push(t, host, "python:3.8", imagetest.Index(t, amd, arm))
+	dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": appDockerfile, "app.py": "x"})
+	job := imagetest.Job(host, dir, "f2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	imagetest.Build(t, &native.Builder{}, job)
 
 	// Like a buildx push, add an attestation naming the arm64 image.
-	stagedIdx, err := nbtGet(t, host, job.Staging.String()).ImageIndex()
+	stagedIdx, err := imagetest.Get(t, host, job.Staging.String()).ImageIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +124,8 @@ func TestFinalizeIndex(t *testing.T) {
 		img, _ := stagedIdx.Image(m.Digest)
 		children = append(children, img)
 	}
-	withAtt := nbtIndex(t, children[1], children[0]) // attestation of children[1] (arm64)
-	nbtPush(t, host, job.Staging.String(), withAtt)
+	withAtt := imagetest.Index(t, children[1], children[0]) // attestation of children[1] (arm64)
+	imagetest.Push(t, host, job.Staging.String(), withAtt)
 
 	final, err := Finalize(context.Background(), job, bd, testInputs, nil)
 	if err != nil {
@@ -132,11 +133,11 @@ func TestFinalizeIndex(t *testing.T) {
 	}
 	pvtStagingGone(t, host, job)
 	for _, tag := range []string{"app:v1", "app:latest"} {
-		if d := nbtGet(t, host, tag).Digest.String(); d != final.String() {
+		if d := imagetest.Get(t, host, tag).Digest.String(); d != final.String() {
 			t.Errorf("%s is %s, want %s", tag, d, final)
 		}
 	}
-	desc := nbtGet(t, host, "app:v1")
+	desc := imagetest.Get(t, host, "app:v1")
 	idx, _ := desc.ImageIndex()
 	if err := validate.Index(idx); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 const benchDockerfile = `# syntax=docker/dockerfile:1
@@ -38,7 +39,7 @@ CMD python app.py
 `
 
 func appContext(t testing.TB) string {
-	return contextDir(t, map[string]string{
+	return imagetest.ContextDir(t, map[string]string{
 		"Dockerfile":         benchDockerfile,
 		".dockerignore":      "src/secret.txt\n**/*.md\n",
 		"src/app.py":         "print('hi')\n",
@@ -54,21 +55,21 @@ func appContext(t testing.TB) string {
 
 func TestBuild(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	base := baseImage(t, baseOpts{version: "3.8.1"})
-	bd := push(t, host, "python:3.8", base)
+	host := imagetest.Registry(t)
+	base := imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"})
+	bd := imagetest.Push(t, host, "python:3.8", base)
 	dir := appContext(t)
-	job := appJob(host, dir, "b1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := imagetest.Job(host, dir, "b1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	job.Rule.Args["APP_ENV"] = "staging"
 
-	d, log := mustBuild(t, &Builder{}, job)
+	d, log := imagetest.Build(t, &Builder{}, job)
 	for _, want := range []string{"step 1/15: FROM ${REGISTRY}/python:${PY}", "step 7/15: COPY --chmod=755 run.sh /usr/local/bin/run", "pushed " + host + "/app:kiln-build-b1@" + d.String()} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	img := pullImage(t, host, "app@"+d.String())
-	if got := pullImage(t, host, "app:kiln-build-b1"); got == nil {
+	img := imagetest.Pull(t, host, "app@"+d.String())
+	if got := imagetest.Pull(t, host, "app:kiln-build-b1"); got == nil {
 		t.Fatal("no staging tag")
 	}
 	cf, err := img.ConfigFile()
@@ -107,12 +108,12 @@ func TestBuild(t *testing.T) {
 	}
 
 	// Layers: the base's two, then WORKDIR and five COPYs.
-	layers := layersOf(t, img)
-	baseLayers := layersOf(t, base)
+	layers := imagetest.Layers(t, img)
+	baseLayers := imagetest.Layers(t, base)
 	if len(layers) != len(baseLayers)+6 {
 		t.Fatalf("%d layers, want %d", len(layers), len(baseLayers)+6)
 	}
-	if !slices.Equal(layerDigests(t, layers[:2]), layerDigests(t, baseLayers)) {
+	if !slices.Equal(imagetest.LayerDigests(t, layers[:2]), imagetest.LayerDigests(t, baseLayers)) {
 		t.Error("the base layers are not kept")
 	}
 	type want struct {
@@ -142,9 +143,9 @@ func TestBuild(t *testing.T) {
 			if !ok {
 				continue
 			}
-			h := e.hdr
-			if h.Mode != w.mode || h.Uid != w.uid || h.Gid != w.gid || e.content != w.content || h.Linkname != w.link {
-				t.Errorf("layer %d %s: mode %o uid %d gid %d content %q link %q; want %+v", i, n, h.Mode, h.Uid, h.Gid, e.content, h.Linkname, w)
+			h := e.Header
+			if h.Mode != w.mode || h.Uid != w.uid || h.Gid != w.gid || e.Content != w.content || h.Linkname != w.link {
+				t.Errorf("layer %d %s: mode %o uid %d gid %d content %q link %q; want %+v", i, n, h.Mode, h.Uid, h.Gid, e.Content, h.Linkname, w)
 			}
 			if !h.ModTime.Equal(time.Unix(0, 0)) || h.Uname != "" || h.Gname != "" {
 				t.Errorf("layer %d %s: mtime %v uname %q", i, n, h.ModTime, h.Uname)
@@ -195,11 +196,11 @@ func TestBuild(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
+	host := imagetest.Registry(t)
+	bd := imagetest.Push(t, host, "python:3.8", imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"}))
 	dir := appContext(t)
 	b := &Builder{}
-	d1, _ := mustBuild(t, b, appJob(host, dir, "d1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	d1, _ := imagetest.Build(t, b, imagetest.Job(host, dir, "d1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 	// Another builder (cold caches), other file times: same image.
 	later := time.Now().Add(time.Hour)
 	for _, f := range []string{"src/app.py", "run.sh", "config.yml"} {
@@ -207,7 +208,7 @@ func TestDeterministic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d2, _ := mustBuild(t, &Builder{}, appJob(host, dir, "d2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	d2, _ := imagetest.Build(t, &Builder{}, imagetest.Job(host, dir, "d2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 	if d1 != d2 {
 		t.Errorf("same inputs, digests %s and %s", d1, d2)
 	}
@@ -215,32 +216,32 @@ func TestDeterministic(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte("debug: true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d3, _ := mustBuild(t, b, appJob(host, dir, "d3", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	d3, _ := imagetest.Build(t, b, imagetest.Job(host, dir, "d3", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 	if d3 == d1 {
 		t.Error("a changed file did not change the digest")
 	}
 	// SOURCE_DATE_EPOCH sets file times and created.
-	job := appJob(host, dir, "d4", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	job := imagetest.Job(host, dir, "d4", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 	job.Rule.Args["SOURCE_DATE_EPOCH"] = "1700000000"
-	d4, _ := mustBuild(t, b, job)
-	img := pullImage(t, host, "app@"+d4.String())
+	d4, _ := imagetest.Build(t, b, job)
+	img := imagetest.Pull(t, host, "app@"+d4.String())
 	cf, _ := img.ConfigFile()
 	if !cf.Created.Time.Equal(time.Unix(1700000000, 0)) {
 		t.Errorf("created %v", cf.Created)
 	}
-	ls := layersOf(t, img)
+	ls := imagetest.Layers(t, img)
 	for _, e := range layerFiles(t, ls[len(ls)-1]) {
-		if !e.hdr.ModTime.Equal(time.Unix(1700000000, 0)) {
-			t.Errorf("%s mtime %v", e.hdr.Name, e.hdr.ModTime)
+		if !e.Header.ModTime.Equal(time.Unix(1700000000, 0)) {
+			t.Errorf("%s mtime %v", e.Header.Name, e.Header.ModTime)
 		}
 	}
 }
 
 func TestMultiStage(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
-	dir := contextDir(t, map[string]string{
+	host := imagetest.Registry(t)
+	bd := imagetest.Push(t, host, "python:3.8", imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"}))
+	dir := imagetest.ContextDir(t, map[string]string{
 		"Dockerfile": `ARG REGISTRY
 FROM $REGISTRY/python:3.8 AS builder
 COPY src/ /build/
@@ -263,12 +264,12 @@ ENTRYPOINT ["/python"]
 		"src/app.py":      "app",
 		"src/lib/util.py": "util",
 	})
-	job := appJob(host, dir, "m1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
-	d, log := mustBuild(t, &Builder{}, job)
+	job := imagetest.Job(host, dir, "m1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	d, log := imagetest.Build(t, &Builder{}, job)
 	if strings.Contains(log, "make everything") {
 		t.Error("the unused stage was built")
 	}
-	img := pullImage(t, host, "app@"+d.String())
+	img := imagetest.Pull(t, host, "app@"+d.String())
 	cf, _ := img.ConfigFile()
 	if !slices.Equal(cf.Config.Env, []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}) {
 		t.Errorf("scratch Env = %q", cf.Config.Env)
@@ -276,11 +277,11 @@ ENTRYPOINT ["/python"]
 	if cf.Config.WorkingDir != "/" || cf.Architecture != "amd64" {
 		t.Errorf("WorkingDir %q arch %q", cf.Config.WorkingDir, cf.Architecture)
 	}
-	ls := layersOf(t, img)
+	ls := imagetest.Layers(t, img)
 	if len(ls) != 5 {
 		t.Fatalf("%d layers, want 5", len(ls))
 	}
-	files := map[string]tarEntry{}
+	files := map[string]imagetest.Entry{}
 	for _, l := range ls {
 		for n, e := range layerFiles(t, l) {
 			files[n] = e
@@ -296,18 +297,18 @@ ENTRYPOINT ["/python"]
 		"etc/motd":       "hello\n",
 	}
 	for n, c := range wantFiles {
-		if e, ok := files[n]; !ok || e.content != c {
-			t.Errorf("%s = %q (present %v), want %q", n, e.content, ok, c)
+		if e, ok := files[n]; !ok || e.Content != c {
+			t.Errorf("%s = %q (present %v), want %q", n, e.Content, ok, c)
 		}
 	}
-	if e := files["python"]; e.hdr != nil && e.hdr.Mode != 0o755 {
-		t.Errorf("/python mode %o, want the target's 0755", e.hdr.Mode)
+	if e := files["python"]; e.Header != nil && e.Header.Mode != 0o755 {
+		t.Errorf("/python mode %o, want the target's 0755", e.Header.Mode)
 	}
 	if _, ok := files["lib/os-arch2"]; ok {
 		t.Error("a whited-out base file was copied")
 	}
 	for _, dirName := range []string{"app/", "opt/", "lib/", "etc/"} {
-		if e, ok := files[dirName]; !ok || e.hdr.Typeflag != tar.TypeDir {
+		if e, ok := files[dirName]; !ok || e.Header.Typeflag != tar.TypeDir {
 			t.Errorf("no directory %s", dirName)
 		}
 	}
@@ -315,11 +316,11 @@ ENTRYPOINT ["/python"]
 
 func TestMultiPlatform(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	amd := baseImage(t, baseOpts{arch: "amd64", version: "3.8.1"})
-	arm := baseImage(t, baseOpts{arch: "arm64", version: "3.8.1"})
-	bd := push(t, host, "python:3.8", indexOf(t, amd, arm))
-	dir := contextDir(t, map[string]string{
+	host := imagetest.Registry(t)
+	amd := imagetest.Base(t, imagetest.BaseOptions{Arch: "amd64", Version: "3.8.1"})
+	arm := imagetest.Base(t, imagetest.BaseOptions{Arch: "arm64", Version: "3.8.1"})
+	bd := imagetest.Push(t, host, "python:3.8", imagetest.Index(t, amd, arm))
+	dir := imagetest.ContextDir(t, map[string]string{
 		"Dockerfile": `ARG REGISTRY
 FROM ${REGISTRY}/python:3.8
 ARG TARGETARCH
@@ -331,12 +332,12 @@ LABEL arch=$TARGETARCH
 		"bin/amd64/tool": "tool for amd64",
 		"bin/arm64/tool": "tool for arm64",
 	})
-	job := appJob(host, dir, "p1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
-	d, log := mustBuild(t, &Builder{}, job)
+	job := imagetest.Job(host, dir, "p1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+	d, log := imagetest.Build(t, &Builder{}, job)
 	if !strings.Contains(log, "[linux/arm64/v8] step 4/5: COPY bin/${TARGETARCH}/tool /usr/local/bin/tool") {
 		t.Errorf("log:\n%s", log)
 	}
-	desc := getDescriptor(t, host, "app@"+d.String())
+	desc := imagetest.Get(t, host, "app@"+d.String())
 	if desc.MediaType != types.OCIImageIndex {
 		t.Fatalf("pushed %s, want an index", desc.MediaType)
 	}
@@ -362,14 +363,14 @@ LABEL arch=$TARGETARCH
 			t.Fatal(err)
 		}
 		base := []v1.Image{amd, arm}[i]
-		ls := layersOf(t, img)
-		if !slices.Equal(layerDigests(t, ls[:2]), layerDigests(t, layersOf(t, base))) {
+		ls := imagetest.Layers(t, img)
+		if !slices.Equal(imagetest.LayerDigests(t, ls[:2]), imagetest.LayerDigests(t, imagetest.Layers(t, base))) {
 			t.Errorf("%s: not on its platform's base layers", want.Architecture)
 		}
-		commonLayers = append(commonLayers, layerDigests(t, ls[2:3])[0])
+		commonLayers = append(commonLayers, imagetest.LayerDigests(t, ls[2:3])[0])
 		tool := layerFiles(t, ls[3])["usr/local/bin/tool"]
-		if tool.content != "tool for "+want.Architecture {
-			t.Errorf("%s: tool %q", want.Architecture, tool.content)
+		if tool.Content != "tool for "+want.Architecture {
+			t.Errorf("%s: tool %q", want.Architecture, tool.Content)
 		}
 		cf, _ := img.ConfigFile()
 		if cf.Config.Labels["arch"] != want.Architecture || cf.Architecture != want.Architecture {

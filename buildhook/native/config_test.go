@@ -12,11 +12,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 func TestConfigInstructions(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
+	host := imagetest.Registry(t)
 	rnd, err := random.Image(64, 1) // Docker media types
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +30,8 @@ func TestConfigInstructions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	push(t, host, "tools:1", base)
-	dir := contextDir(t, map[string]string{
+	imagetest.Push(t, host, "tools:1", base)
+	dir := imagetest.ContextDir(t, map[string]string{
 		"Dockerfile": `ARG REGISTRY
 FROM $REGISTRY/tools:1
 MAINTAINER kiln
@@ -47,13 +48,13 @@ CMD echo hi
 		"a.txt":         "a",
 		"onbuild.txt":   "from the base's trigger",
 	})
-	job := appJob(host, dir, "c1", build.ImageRef{Repo: "tools", Tag: "1"}, "")
+	job := imagetest.Job(host, dir, "c1", build.ImageRef{Repo: "tools", Tag: "1"}, "")
 	job.Rule.OnBuild = true
-	d, log := mustBuild(t, &Builder{}, job)
+	d, log := imagetest.Build(t, &Builder{}, job)
 	if !strings.Contains(log, "running ONBUILD COPY onbuild.txt /onbuild.txt") {
 		t.Errorf("log:\n%s", log)
 	}
-	img := pullImage(t, host, "app@"+d.String())
+	img := imagetest.Pull(t, host, "app@"+d.String())
 	if mt, _ := img.MediaType(); mt != types.DockerManifestSchema2 {
 		t.Errorf("media type %s, want the base's", mt)
 	}
@@ -71,14 +72,14 @@ CMD echo hi
 	if !slices.Equal(c.OnBuild, []string{"COPY . /src"}) {
 		t.Errorf("OnBuild %q: the base's trigger must be dropped, the Dockerfile's kept", c.OnBuild)
 	}
-	ls := layersOf(t, img)
+	ls := imagetest.Layers(t, img)
 	if len(ls) != 3 {
 		t.Fatalf("%d layers, want 3", len(ls))
 	}
 	if mt, _ := ls[2].MediaType(); mt != types.DockerLayer {
 		t.Errorf("layer media type %s", mt)
 	}
-	if f := layerFiles(t, ls[1]); f["onbuild.txt"].content != "from the base's trigger" {
+	if f := layerFiles(t, ls[1]); f["onbuild.txt"].Content != "from the base's trigger" {
 		t.Errorf("ONBUILD layer %v", f)
 	}
 	var names []string

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 // A "# check=" comment is a parser directive only on the first lines;
@@ -14,16 +15,16 @@ import (
 // one, not panic (BuildKit's parser with no linter did).
 func TestParserDirectives(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
+	host := imagetest.Registry(t)
+	bd := imagetest.Push(t, host, "python:3.8", imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"}))
 	for name, dockerfile := range map[string]string{
 		"check in the middle": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\n# check=skip=JSONArgsRecommended\nCOPY a /a\nCMD python a\n",
 		"directives on top":   "# syntax=docker/dockerfile:1\n# check=skip=all;error=true\n# escape=`\nARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\n# check=error=true\nCMD python a\n",
 		"check after a check": "# check=skip=all\nARG REGISTRY\nFROM $REGISTRY/python:3.8\n# check=skip=StageNameCasing\nCOPY a /a\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			dir := contextDir(t, map[string]string{"Dockerfile": dockerfile, "a": "a"})
-			job := appJob(host, dir, "d1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+			dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": dockerfile, "a": "a"})
+			job := imagetest.Job(host, dir, "d1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 			if err := buildNoPanic(&Builder{}, job); err != nil {
 				t.Fatal(err)
 			}

@@ -9,16 +9,17 @@ import (
 	"testing"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 func TestRunFails(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	dir := contextDir(t, map[string]string{
+	host := imagetest.Registry(t)
+	dir := imagetest.ContextDir(t, map[string]string{
 		"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\nRUN pip install flask \\\n  gunicorn\nCMD [\"x\"]\n",
 		"a":          "a",
 	})
-	job := appJob(host, dir, "r1", build.ImageRef{Repo: "python", Tag: "3.8"}, "")
+	job := imagetest.Job(host, dir, "r1", build.ImageRef{Repo: "python", Tag: "3.8"}, "")
 	_, err := (&Builder{}).Build(context.Background(), job, io.Discard)
 	want := "Dockerfile line 4: RUN needs a container; use builder docker or buildah"
 	if err == nil || err.Error() != want {
@@ -28,8 +29,8 @@ func TestRunFails(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	bd := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
+	host := imagetest.Registry(t)
+	bd := imagetest.Push(t, host, "python:3.8", imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"}))
 	var tgz bytes.Buffer
 	tw := tar.NewWriter(&tgz)
 	tw.WriteHeader(&tar.Header{Name: "x", Size: 1, Mode: 0o644, Typeflag: tar.TypeReg})
@@ -47,18 +48,18 @@ func TestErrors(t *testing.T) {
 		{"stage", "COPY --from=5 a /x", "Dockerfile line 3: COPY --from=5: no such earlier stage"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := contextDir(t, map[string]string{
+			dir := imagetest.ContextDir(t, map[string]string{
 				"Dockerfile":    "ARG REGISTRY\nFROM $REGISTRY/python:3.8\n" + tc.dockerfile + "\n",
 				".dockerignore": "secret.txt",
 				"secret.txt":    "s", "a": "a", "b": "b", "files.tar": tgz.String(),
 			})
-			_, err := (&Builder{}).Build(context.Background(), appJob(host, dir, "e1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
+			_, err := (&Builder{}).Build(context.Background(), imagetest.Job(host, dir, "e1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
 	}
 	// ADD of a plain file works.
-	dir := contextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nADD a /x\n", "a": "a"})
-	mustBuild(t, &Builder{}, appJob(host, dir, "e2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
+	dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nADD a /x\n", "a": "a"})
+	imagetest.Build(t, &Builder{}, imagetest.Job(host, dir, "e2", build.ImageRef{Repo: "python", Tag: "3.8"}, bd))
 }

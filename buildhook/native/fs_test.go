@@ -1,33 +1,32 @@
 package native
 
 import (
-	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"kiln/internal/imagetest"
 )
 
 // The native builder's view of a base must be mutate.Extract's.
 func TestFSMatchesExtract(t *testing.T) {
 	t.Parallel()
-	img := baseImage(t, baseOpts{version: "3.8.1"})
+	img := imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"})
 	img, err := mutate.AppendLayers(img,
-		layerOf(t, map[string]layerFile{
+		imagetest.Layer(t, map[string]imagetest.File{
 			"usr/local/lib/.wh..wh..opq":  {},
-			"usr/local/lib/new.txt":       {content: "new"},
-			"etc/passwd":                  {content: "root:x:0:0::/:/bin/sh\n"},
-			"usr/lib":                     {content: "a file now"},
+			"usr/local/lib/new.txt":       {Content: "new"},
+			"etc/passwd":                  {Content: "root:x:0:0::/:/bin/sh\n"},
+			"usr/lib":                     {Content: "a file now"},
 			"usr/local/bin/.wh.pip":       {},
-			"opt":                         {dir: true, mode: 0o700},
-			"opt/tool":                    {link: "../usr/bin/python3"},
-			"usr/local/bin/python-link-2": {link: "python-link"},
+			"opt":                         {Dir: true, Mode: 0o700},
+			"opt/tool":                    {Link: "../usr/bin/python3"},
+			"usr/local/bin/python-link-2": {Link: "python-link"},
 		}),
-		layerOf(t, map[string]layerFile{"usr/lib": {dir: true}, "usr/lib/again": {content: "again"}}),
+		imagetest.Layer(t, map[string]imagetest.File{"usr/lib": {Dir: true}, "usr/lib/again": {Content: "again"}}),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -39,18 +38,9 @@ func TestFSMatchesExtract(t *testing.T) {
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	want := map[string]byte{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := cleanName(h.Name)
-		if n != "" {
-			want[n] = h.Typeflag
+	for _, e := range imagetest.ReadTar(t, rc) {
+		if n, _ := cleanName(e.Header.Name); n != "" {
+			want[n] = e.Header.Typeflag
 		}
 	}
 	got := map[string]byte{}

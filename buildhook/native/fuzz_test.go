@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 // FuzzBuild builds what the fuzzer makes of the front end's corpus
@@ -28,12 +29,12 @@ func FuzzBuild(f *testing.F) {
 		}
 		f.Add(b, "TAG", "3.8")
 	}
-	host := startRegistry(f)
-	bd := push(f, host, "python:3.8", baseImage(f, baseOpts{version: "3.8.1"}))
+	host := imagetest.Registry(f)
+	bd := imagetest.Push(f, host, "python:3.8", imagetest.Base(f, imagetest.BaseOptions{Version: "3.8.1"}))
 	base := build.ImageRef{Repo: "python", Tag: "3.8"}
 	f.Fuzz(func(t *testing.T, dockerfile []byte, k, v string) {
-		dir := contextDir(t, map[string]string{"Dockerfile": string(dockerfile), "a": "a", "dir/b": "b"})
-		job := appJob(host, dir, "f1", base, bd)
+		dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": string(dockerfile), "a": "a", "dir/b": "b"})
+		job := imagetest.Job(host, dir, "f1", base, bd)
 		job.Rule.Args[k] = v
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,10 +13,9 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"kiln/internal/imagetest"
 )
 
 // sparseLayer is the attacker's layer: a gzip of a few hundred bytes
@@ -72,13 +70,7 @@ func sparseLayer(t testing.TB, file string, size int64, tail string) (v1.Layer, 
 	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
 	zw.Write(raw.Bytes())
 	zw.Close()
-	b := gz.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
-		tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l, len(b)
+	return imagetest.RawLayer(t, gz.Bytes()), gz.Len()
 }
 
 // hostileBase is the base of the finding: a sparse /etc/passwd of size
@@ -87,24 +79,15 @@ func sparseLayer(t testing.TB, file string, size int64, tail string) (v1.Layer, 
 func hostileBase(t testing.TB, size int64, onbuild ...string) (v1.Image, int) {
 	t.Helper()
 	l, n := sparseLayer(t, "etc/passwd", size, "\napp:x:1000:1000::/home/app:/bin/sh\n")
-	start := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	img, err := mutate.AppendLayers(start, l)
+	img, err := mutate.AppendLayers(imagetest.Empty(), l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.User = "app"
-	cf.Config.OnBuild = onbuild
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img, n
+	return imagetest.Configure(t, img, func(cf *v1.ConfigFile) {
+		cf.OS, cf.Architecture = "linux", "amd64"
+		cf.Config.User = "app"
+		cf.Config.OnBuild = onbuild
+	}), n
 }
 
 // diskLog is a build log that, at every line the builder writes,

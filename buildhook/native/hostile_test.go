@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 // passwdSize is the apparent size of the hostile base's /etc/passwd:
@@ -20,10 +21,10 @@ const passwdSize = 2 << 30
 // reads at most a small bound, spooling counts apparent sizes against
 // buildhook.limits.spool, and nothing is left in TMPDIR.
 func TestHostileBaseIsBounded(t *testing.T) {
-	host := startRegistry(t)
+	host := imagetest.Registry(t)
 	base, gz := hostileBase(t, passwdSize, "WORKDIR /w")
 	t.Logf("hostile base: a %d-byte layer holding a %d-byte /etc/passwd", gz, int64(passwdSize))
-	bd := push(t, host, "evil:1", base)
+	bd := imagetest.Push(t, host, "evil:1", base)
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 
@@ -39,8 +40,8 @@ func TestHostileBaseIsBounded(t *testing.T) {
 			"more than the build's spool limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := contextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\n" + tc.dockerfile})
-			job := appJob(host, dir, "h1", build.ImageRef{Repo: "evil", Tag: "1"}, bd)
+			dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\n" + tc.dockerfile})
+			job := imagetest.Job(host, dir, "h1", build.ImageRef{Repo: "evil", Tag: "1"}, bd)
 			log := &diskLog{dir: tmp}
 			var before, after runtime.MemStats
 			runtime.GC()
@@ -68,11 +69,11 @@ func TestHostileBaseIsBounded(t *testing.T) {
 // A base's config is read whole: one larger than a fixed bound is refused
 // from its manifest's descriptor, before it is fetched.
 func TestHugeConfigRefused(t *testing.T) {
-	host := startRegistry(t)
-	base := baseImage(t, baseOpts{version: "3.8.1", labels: map[string]string{"padding": strings.Repeat("x", build.MaxConfigSize)}})
-	bd := push(t, host, "python:3.8", base)
-	dir := contextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\n", "a": "a"})
-	_, err := (&Builder{}).Build(context.Background(), appJob(host, dir, "c1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
+	host := imagetest.Registry(t)
+	base := imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1", Labels: map[string]string{"padding": strings.Repeat("x", build.MaxConfigSize)}})
+	bd := imagetest.Push(t, host, "python:3.8", base)
+	dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY a /a\n", "a": "a"})
+	_, err := (&Builder{}).Build(context.Background(), imagetest.Job(host, dir, "c1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "its config is") {
 		t.Fatalf("err = %v, want the config refused", err)
 	}

@@ -7,11 +7,12 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 func TestImageRef(t *testing.T) {
 	t.Parallel()
-	job := appJob("127.0.0.1:5000", "", "x", build.ImageRef{Repo: "python", Tag: "3.8"}, digest.Digest("sha256:"+strings.Repeat("a", 64)))
+	job := imagetest.Job("127.0.0.1:5000", "", "x", build.ImageRef{Repo: "python", Tag: "3.8"}, digest.Digest("sha256:"+strings.Repeat("a", 64)))
 	job.Rule.Bases = append(job.Rule.Bases, build.ImageRef{Repo: "team/base", Tag: "1"})
 	for _, tc := range []struct {
 		hosts     []string

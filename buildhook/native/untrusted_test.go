@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 // The finding: ONBUILD COPY . /loot/ in a pushed base copied a secrets
@@ -20,8 +21,8 @@ import (
 // with onbuild: true.
 func TestOnbuildNeedsOptIn(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
-	base := baseImage(t, baseOpts{version: "3.8.1"})
+	host := imagetest.Registry(t)
+	base := imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"})
 	cf, _ := base.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.Config.OnBuild = []string{"COPY . /loot/"}
@@ -29,17 +30,17 @@ func TestOnbuildNeedsOptIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bd := push(t, host, "python:3.8", base)
-	dir := contextDir(t, map[string]string{
+	bd := imagetest.Push(t, host, "python:3.8", base)
+	dir := imagetest.ContextDir(t, map[string]string{
 		"Dockerfile":  "ARG REGISTRY\nFROM $REGISTRY/python:3.8\nCOPY app.txt /app/\n",
 		"app.txt":     "app",
 		"secrets.env": "API_KEY=hunter2\n",
 	})
 	looted := func(t *testing.T, onbuild bool) (bool, string) {
-		job := appJob(host, dir, "o1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
+		job := imagetest.Job(host, dir, "o1", build.ImageRef{Repo: "python", Tag: "3.8"}, bd)
 		job.Rule.OnBuild = onbuild
-		d, log := mustBuild(t, &Builder{}, job)
-		for _, l := range layersOf(t, pullImage(t, host, "app@"+d.String())) {
+		d, log := imagetest.Build(t, &Builder{}, job)
+		for _, l := range imagetest.Layers(t, imagetest.Pull(t, host, "app@"+d.String())) {
 			if _, ok := layerFiles(t, l)["loot/secrets.env"]; ok {
 				return true, log
 			}
@@ -60,7 +61,7 @@ func TestOnbuildNeedsOptIn(t *testing.T) {
 // anything else is refused before any connection.
 func TestForeignImagesRefused(t *testing.T) {
 	t.Parallel()
-	host := startRegistry(t)
+	host := imagetest.Registry(t)
 	var conns atomic.Int32
 	const banner = "internal-service-banner"
 	probe := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,7 +77,7 @@ func TestForeignImagesRefused(t *testing.T) {
 	defer probe.Close()
 	target := strings.TrimPrefix(probe.URL, "http://") + "/x:1"
 
-	base := baseImage(t, baseOpts{version: "3.8.1"})
+	base := imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"})
 	cf, _ := base.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.Config.OnBuild = []string{"COPY --from=" + target + " / /loot/"}
@@ -84,8 +85,8 @@ func TestForeignImagesRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	push(t, host, "python:3.8", base)
-	push(t, host, "trapped:1", trapped)
+	imagetest.Push(t, host, "python:3.8", base)
+	imagetest.Push(t, host, "trapped:1", trapped)
 
 	for _, tc := range []struct{ name, dockerfile string }{
 		{"COPY --from", "FROM $REGISTRY/python:3.8\nCOPY --from=" + target + " /etc/passwd /p\n"},
@@ -94,8 +95,8 @@ func TestForeignImagesRefused(t *testing.T) {
 		{"ONBUILD", "FROM $REGISTRY/trapped:1\nCOPY a /a\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := contextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\n" + tc.dockerfile, "a": "a"})
-			job := appJob(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, "")
+			dir := imagetest.ContextDir(t, map[string]string{"Dockerfile": "ARG REGISTRY\n" + tc.dockerfile, "a": "a"})
+			job := imagetest.Job(host, dir, "f1", build.ImageRef{Repo: "python", Tag: "3.8"}, "")
 			job.Rule.OnBuild = true // even a rule that trusts its bases' triggers
 			log := &strings.Builder{}
 			_, err := (&Builder{}).Build(context.Background(), job, log)

@@ -15,35 +15,36 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"kiln/buildhook/build"
+	"kiln/internal/imagetest"
 )
 
 func TestRebase(t *testing.T) {
 	t.Parallel()
-	host := testRegistry(t)
-	oldBase := baseImage(t, baseOpts{version: "3.8.1"})
-	oldDigest := push(t, host, "python:3.8", oldBase)
+	host := imagetest.Registry(t)
+	oldBase := imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"})
+	oldDigest := imagetest.Push(t, host, "python:3.8", oldBase)
 	job, built := pushDerived(t, host, oldDigest)
-	derived := image(t, host, "app@"+built.String())
+	derived := imagetest.Pull(t, host, "app@"+built.String())
 
 	newBase := patchedBase(t, "amd64")
-	newDigest := push(t, host, "python:3.8", newBase)
+	newDigest := imagetest.Push(t, host, "python:3.8", newBase)
 	job.ID = "second"
 	job.Staging = build.ImageRef{Repo: "app", Tag: "kiln-build-second"}
 	job.Trigger = build.Trigger{Ref: build.ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
 
-	d, log := runRebase(t, job)
+	d, log := imagetest.Build(t, &Builder{}, job)
 	if !strings.Contains(log, "2 old base layers -> 2 new base layers, 2 own layers kept") {
 		t.Errorf("log:\n%s", log)
 	}
-	img := image(t, host, "app:kiln-build-second")
+	img := imagetest.Pull(t, host, "app:kiln-build-second")
 	if h, _ := img.Digest(); h.String() != d.String() {
 		t.Errorf("staging has %s, Build returned %s", h, d)
 	}
 
 	// Layers: the new base's, then the image's own.
-	own := layers(t, derived)[2:]
-	want := append(layerDigests(t, layers(t, newBase)), layerDigests(t, own)...)
-	if got := layerDigests(t, layers(t, img)); !slices.Equal(got, want) {
+	own := imagetest.Layers(t, derived)[2:]
+	want := append(imagetest.LayerDigests(t, imagetest.Layers(t, newBase)), imagetest.LayerDigests(t, own)...)
+	if got := imagetest.LayerDigests(t, imagetest.Layers(t, img)); !slices.Equal(got, want) {
 		t.Errorf("layers\n%v\nwant\n%v", got, want)
 	}
 
@@ -140,26 +141,26 @@ func TestMergeConfig(t *testing.T) {
 
 func TestRebaseMultiPlatform(t *testing.T) {
 	t.Parallel()
-	host := testRegistry(t)
-	oldAmd, oldArm := baseImage(t, baseOpts{arch: "amd64", version: "3.8.1"}), baseImage(t, baseOpts{arch: "arm64", version: "3.8.1"})
-	oldDigest := push(t, host, "python:3.8", index(t, oldAmd, oldArm))
+	host := imagetest.Registry(t)
+	oldAmd, oldArm := imagetest.Base(t, imagetest.BaseOptions{Arch: "amd64", Version: "3.8.1"}), imagetest.Base(t, imagetest.BaseOptions{Arch: "arm64", Version: "3.8.1"})
+	oldDigest := imagetest.Push(t, host, "python:3.8", imagetest.Index(t, oldAmd, oldArm))
 	job, built := pushDerived(t, host, oldDigest)
 
 	newAmd, newArm := patchedBase(t, "amd64"), patchedBase(t, "arm64")
-	newIdx := index(t, newArm, newAmd) // other order: matched by platform
-	newDigest := push(t, host, "python:3.8", newIdx)
+	newIdx := imagetest.Index(t, newArm, newAmd) // other order: matched by platform
+	newDigest := imagetest.Push(t, host, "python:3.8", newIdx)
 	job.Staging.Tag = "kiln-build-second"
 	job.Trigger.Digest = newDigest
 
-	d, _ := runRebase(t, job)
-	idx, err := get(t, host, "app@"+d.String()).ImageIndex()
+	d, _ := imagetest.Build(t, &Builder{}, job)
+	idx, err := imagetest.Get(t, host, "app@"+d.String()).ImageIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := validate.Index(idx); err != nil {
 		t.Fatal(err)
 	}
-	oldIdx, _ := get(t, host, "app@"+built.String()).ImageIndex()
+	oldIdx, _ := imagetest.Get(t, host, "app@"+built.String()).ImageIndex()
 	im, _ := idx.IndexManifest()
 	oim, _ := oldIdx.IndexManifest()
 	if len(im.Manifests) != 2 {
@@ -169,8 +170,8 @@ func TestRebaseMultiPlatform(t *testing.T) {
 		img, _ := idx.Image(m.Digest)
 		old, _ := oldIdx.Image(oim.Manifests[i].Digest)
 		base := map[string]v1.Image{"amd64": newAmd, "arm64": newArm}[m.Platform.Architecture]
-		want := append(layerDigests(t, layers(t, base)), layerDigests(t, layers(t, old)[2:])...)
-		if got := layerDigests(t, layers(t, img)); !slices.Equal(got, want) {
+		want := append(imagetest.LayerDigests(t, imagetest.Layers(t, base)), imagetest.LayerDigests(t, imagetest.Layers(t, old)[2:])...)
+		if got := imagetest.LayerDigests(t, imagetest.Layers(t, img)); !slices.Equal(got, want) {
 			t.Errorf("%s: layers %v, want %v", m.Platform.Architecture, got, want)
 		}
 		bd, _ := base.Digest()
@@ -187,9 +188,9 @@ func TestRebaseMultiPlatform(t *testing.T) {
 
 func TestNotApplicable(t *testing.T) {
 	t.Parallel()
-	host := testRegistry(t)
-	oldDigest := push(t, host, "python:3.8", baseImage(t, baseOpts{version: "3.8.1"}))
-	newDigest := push(t, host, "python:3.8", patchedBase(t, "amd64"))
+	host := imagetest.Registry(t)
+	oldDigest := imagetest.Push(t, host, "python:3.8", imagetest.Base(t, imagetest.BaseOptions{Version: "3.8.1"}))
+	newDigest := imagetest.Push(t, host, "python:3.8", patchedBase(t, "amd64"))
 	trigger := build.Trigger{Ref: build.ImageRef{Repo: "python", Tag: "3.8"}, Digest: newDigest, Reason: "push"}
 	job := func(tag string) *build.Job {
 		j := appJob(host, "x", newDigest)
@@ -207,8 +208,8 @@ func TestNotApplicable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	push(t, host, "other:foreign", annotated(rnd))
-	push(t, host, "other:plain", rnd)
+	imagetest.Push(t, host, "other:foreign", annotated(rnd))
+	imagetest.Push(t, host, "other:plain", rnd)
 
 	for _, tc := range []struct{ tag, want string }{
 		{"foreign", "layer 0 of the image is"},
@@ -231,10 +232,10 @@ func TestNotApplicable(t *testing.T) {
 // BenchmarkRebase measures a rebase from the trigger to the pushed
 // staging image: the derived image and both bases are in the registry.
 func BenchmarkRebase(b *testing.B) {
-	host := testRegistry(b)
-	oldDigest := push(b, host, "python:3.8", benchBase(b, 1))
+	host := imagetest.Registry(b)
+	oldDigest := imagetest.Push(b, host, "python:3.8", imagetest.BenchBase(b, 1))
 	job, _ := pushDerived(b, host, oldDigest)
-	newDigest := push(b, host, "python:3.8", benchBase(b, 2))
+	newDigest := imagetest.Push(b, host, "python:3.8", imagetest.BenchBase(b, 2))
 	job.Trigger.Digest = newDigest
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

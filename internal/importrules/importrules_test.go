@@ -37,8 +37,22 @@ var rules = []rule{
 	{from: "kiln/buildhook/rebase", neverPkg: []string{"kiln/buildhook"}, never: []string{"kiln/buildhook/native", "kiln/buildhook/dockerfile"}, why: "the rebase engine knows the builders' contract, not buildhook, which calls it"},
 }
 
+// testOnly are packages of helpers for tests: only test files import them,
+// so that no test fixture ends up in a binary.
+var testOnly = []string{"kiln/internal/imagetest"}
+
 func TestImportRules(t *testing.T) {
 	pkgs := modulePackages(t)
+	for _, only := range testOnly {
+		if _, ok := pkgs[only]; !ok {
+			t.Errorf("no package %s: update testOnly", only)
+		}
+		for path, p := range pkgs {
+			if path != only && slices.Contains(p.Deps, only) {
+				t.Errorf("%s imports %s (%s): only tests may", path, only, strings.Join(importChain(pkgs, path, only), " -> "))
+			}
+		}
+	}
 	for _, r := range rules {
 		checked := false
 		for path, p := range pkgs {
