@@ -55,6 +55,7 @@ type Config struct {
 
 	Registry  Registry   `yaml:"registry"`
 	Proxy     []Upstream `yaml:"proxy"`
+	Cache     Cache      `yaml:"cache"`
 	Buildhook Buildhook  `yaml:"buildhook"`
 	Builds    []Build    `yaml:"builds"`
 
@@ -200,6 +201,8 @@ var durationKeys = []string{
 	"storage.uploads.purge_interval",
 	"storage.gc.interval",
 	"storage.gc.grace",
+	"cache.max_unused",
+	"cache.check_interval",
 	"buildhook.window",
 	"buildhook.timeout",
 	"buildhook.records.max_age",
@@ -376,6 +379,7 @@ func (c *Config) Validate() error {
 	c.validateOps(bad)
 	c.validateBuilds(bad)
 	c.validateProxy(bad)
+	c.validateCache(bad)
 	return errors.Join(errs...)
 }
 

@@ -75,6 +75,7 @@ func TestLoad(t *testing.T) {
 			Records: BuildRecords{Keep: 20, MaxAge: 168 * time.Hour}},
 		Builds: []Build{},
 		Proxy:  []Upstream{},
+		Cache:  Cache{CheckInterval: 10 * time.Minute},
 		Source: DefaultSource,
 	}
 	if !reflect.DeepEqual(*def, want) {
