@@ -27,3 +27,7 @@ func (g *Graph) ProtectedTags() []build.ImageRef {
 	slices.SortFunc(out, func(a, b build.ImageRef) int { return strings.Compare(a.String(), b.String()) })
 	return out
 }
+
+// IsStagingTag reports whether tag is one builders push to before a build
+// moves the rule's tags: it belongs to a build running now.
+func IsStagingTag(tag string) bool { return strings.HasPrefix(tag, stagingTagPrefix) }

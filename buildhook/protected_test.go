@@ -28,3 +28,10 @@ func TestProtectedTags(t *testing.T) {
 		t.Fatalf("ProtectedTags = %v, want %v", got, want)
 	}
 }
+
+func TestIsStagingTag(t *testing.T) {
+	t.Parallel()
+	if !IsStagingTag(stagingTagPrefix+"0123") || IsStagingTag("v1") || IsStagingTag("latest-"+stagingTagPrefix) {
+		t.Fatal("IsStagingTag misjudges")
+	}
+}
