@@ -51,6 +51,10 @@ func (r *Runner) planRepo(ctx context.Context, repo string, p *Policy, protected
 	kept := map[digest.Digest]bool{} // manifests of the tags that stay
 	var managed []taggedManifest
 	for _, t := range tags {
+		if r.opts.Transient != nil && r.opts.Transient(t.tag) {
+			kept[t.digest] = true
+			continue
+		}
 		if p.matchTag(t.tag) {
 			managed = append(managed, t)
 		} else {

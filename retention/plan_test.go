@@ -1,6 +1,7 @@
 package retention
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -248,4 +249,63 @@ func TestDryRunThenReal(t *testing.T) {
 	if len(again.Tags)+len(again.Manifests) != 0 {
 		t.Errorf("after the real run a dry run still plans %+v", again)
 	}
+}
+
+// Transient tags (a running build's staging tag) are neither deleted nor
+// counted: a build must not push a kept tag out of keep_last.
+func TestTransientTagsIgnored(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.image("team/app", "v1", t0, nil, "v1")
+	f.image("team/app", "staging", f.now, nil, "kiln-build-42")
+	r := New(Options{Store: f, Policies: []Policy{{Repositories: "**", KeepLast: 1, MaxUnused: time.Hour}},
+		Transient: func(tag string) bool { return strings.HasPrefix(tag, "kiln-build-") }, Now: func() time.Time { return f.now }})
+	rep := f.run(r, false)
+	if got, want := tagNames(rep.Tags), []string{"team/app:v1"}; !slices.Equal(got, want) {
+		t.Fatalf("deleted %v, want %v (v1 by max_unused only)", got, want)
+	}
+	r = New(Options{Store: f, Policies: []Policy{{Repositories: "**", KeepLast: 1}},
+		Transient: func(tag string) bool { return strings.HasPrefix(tag, "kiln-build-") }, Now: func() time.Time { return f.now }})
+	f.image("team/app", "v2", t0, nil, "v2")
+	if rep := f.run(r, false); len(rep.Tags) != 0 {
+		t.Fatalf("keep_last 1 deleted %v: the staging tag counted", tagNames(rep.Tags))
+	}
+	if got := f.tagsOf("team/app"); !slices.Equal(got, []string{"kiln-build-42", "v2"}) {
+		t.Errorf("kept %v", got)
+	}
+}
+
+// A tag pulled between the plan and the deletion stays: a real run plans
+// each repository again before deleting and deletes only what both plans
+// agree on.
+func TestChangedSincePlannedStays(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := f.image("team/app", "v1", t0, nil, "v1")
+	pulls := &pullAfterFirstLook{repo: "team/app", d: d, at: f.now}
+	r := New(Options{Store: f, Pulls: pulls, Policies: []Policy{{Repositories: "**", MaxUnused: time.Hour}}, Now: func() time.Time { return f.now }})
+	rep := f.run(r, false)
+	if len(rep.Tags) != 1 || rep.Tags[0].Kept == "" || rep.TagsDeleted != 0 {
+		t.Fatalf("report %+v: want v1 planned and kept", rep)
+	}
+	if got := f.tagsOf("team/app"); !slices.Equal(got, []string{"v1"}) {
+		t.Errorf("kept %v", got)
+	}
+}
+
+// pullAfterFirstLook reports no pulls the first time it is asked, then a
+// pull of d at at: a pull landing right after the plan.
+type pullAfterFirstLook struct {
+	repo  string
+	d     digest.Digest
+	at    time.Time
+	calls int
+}
+
+func (p *pullAfterFirstLook) LastPulled(_ context.Context, repo string) (map[digest.Digest]time.Time, error) {
+	p.calls++
+	if p.calls == 1 || repo != p.repo {
+		return map[digest.Digest]time.Time{}, nil
+	}
+	return map[digest.Digest]time.Time{p.d: p.at}, nil
 }

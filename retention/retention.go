@@ -50,6 +50,9 @@ type Options struct {
 	// produce and those rules and adopted images are built on. It is
 	// asked at every run, as adoptions come and go.
 	Protected func() []Ref
+	// Transient, when set, names tags retention neither counts nor
+	// deletes: the staging tags of builds running now.
+	Transient func(tag string) bool
 	// Now is the clock.
 	Now func() time.Time
 	// Logger gets a line per deletion; nil discards them.

@@ -22,7 +22,8 @@ const adminRetentionPath = "/kiln/v1/retention"
 
 // newRetention returns the runner of cfg's retention policies on store.
 // Tags the build service's rules (adopted images' included) produce or
-// build on are protected; pulls says when manifests were last pulled.
+// build on are protected, builds' staging tags ignored; pulls says when
+// manifests were last pulled.
 func newRetention(cfg config.Retention, store *storage.Store, pulls *storage.PullLog, builds *buildhook.Service, logger *slog.Logger) *retention.Runner {
 	policies := make([]retention.Policy, 0, len(cfg.Policies))
 	for _, p := range cfg.Policies {
@@ -35,7 +36,7 @@ func newRetention(cfg config.Retention, store *storage.Store, pulls *storage.Pul
 		}
 		return refs
 	}
-	return retention.New(retention.Options{Store: store, Policies: policies, Pulls: pulls, Protected: protected, Now: time.Now, Logger: logger})
+	return retention.New(retention.Options{Store: store, Policies: policies, Pulls: pulls, Protected: protected, Transient: buildhook.IsStagingTag, Now: time.Now, Logger: logger})
 }
 
 // retentionObserver is told of every retention run (serve feeds the
