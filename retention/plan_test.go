@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -308,4 +309,35 @@ func (p *pullAfterFirstLook) LastPulled(_ context.Context, repo string) (map[dig
 		return map[digest.Digest]time.Time{}, nil
 	}
 	return map[digest.Digest]time.Time{p.d: p.at}, nil
+}
+
+// failingDelete fails to delete one tag.
+type failingDelete struct {
+	*fixture
+	tag string
+}
+
+func (f failingDelete) DeleteTag(ctx context.Context, repo, tag string) error {
+	if tag == f.tag {
+		return errors.New("disk on fire")
+	}
+	return f.fixture.DeleteTag(ctx, repo, tag)
+}
+
+// A deletion that fails is reported and counted; the run goes on.
+func TestFailedDeletionReported(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.image("team/app", "a", t0, nil, "a", "b")
+	r := New(Options{Store: failingDelete{f, "a"}, Policies: []Policy{{Repositories: "**", MaxUnused: time.Hour}}, Now: func() time.Time { return f.now }})
+	rep := f.run(r, false)
+	if rep.Failed != 1 || rep.TagsDeleted != 1 || len(rep.Tags) != 2 || rep.Tags[0].Error != "disk on fire" || rep.Tags[1].Error != "" {
+		t.Fatalf("report %+v", rep)
+	}
+	if got := f.tagsOf("team/app"); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("kept %v", got)
+	}
+	if !strings.Contains(rep.String(), "1 deletions failed") {
+		t.Errorf("summary %q", rep.String())
+	}
 }

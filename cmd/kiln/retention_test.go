@@ -172,3 +172,40 @@ func TestRetentionRunCommand(t *testing.T) {
 		}
 	}
 }
+
+// retention.interval runs the policies on a schedule.
+func TestRetentionLoop(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	now := time.Now()
+	seedTags(t, cfg.Storage.Filesystem.Root, "team/app", map[string]time.Time{"old": now.Add(-time.Hour), "new": now})
+	cfg.Retention = config.Retention{Interval: 50 * time.Millisecond, Policies: []config.RetentionPolicy{{Repositories: "**", KeepLast: 1}}}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
+	<-ready
+	wait, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if !logs.waitFor(wait, "deleted 1 tags") {
+		t.Errorf("no scheduled run deleted the old tag:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, want := range []string{"retention scheduled", "trigger=schedule", "repository=team/app tag=old"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %q:\n%s", want, out)
+		}
+	}
+	s, err := storage.NewFilesystem(cfg.Storage.Filesystem.Root, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags, err := s.Tags(t.Context(), "team/app"); err != nil || !slices.Equal(tags, []string{"new"}) {
+		t.Errorf("tags %v, %v", tags, err)
+	}
+}
