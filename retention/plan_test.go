@@ -341,3 +341,33 @@ func TestFailedDeletionReported(t *testing.T) {
 		t.Errorf("summary %q", rep.String())
 	}
 }
+
+// blockingList holds Repositories until release is closed.
+type blockingList struct {
+	*fixture
+	inside, release chan struct{}
+}
+
+func (b blockingList) Repositories(ctx context.Context) ([]string, error) {
+	close(b.inside)
+	<-b.release
+	return b.fixture.Repositories(ctx)
+}
+
+// One run at a time: a second one asked for meanwhile gets ErrRunning.
+func TestOneRunAtATime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	b := blockingList{f, make(chan struct{}), make(chan struct{})}
+	r := New(Options{Store: b, Policies: []Policy{{Repositories: "**", KeepLast: 1}}, Now: func() time.Time { return f.now }})
+	done := make(chan error, 1)
+	go func() { _, err := r.Run(t.Context(), false); done <- err }()
+	<-b.inside
+	if _, err := r.Run(t.Context(), true); !errors.Is(err, ErrRunning) {
+		t.Errorf("second run: %v, want ErrRunning", err)
+	}
+	close(b.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

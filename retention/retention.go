@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,8 +80,9 @@ func New(opts Options) *Runner {
 // Run plans what the policies delete in every pushed repository and,
 // unless dryRun, deletes it. Before deleting, each repository is planned
 // again and only what both plans agree on goes: a tag pushed or pulled
-// meanwhile stays. The error is about reading the store; a deletion that
-// fails is counted in Report.Failed and named in its entry.
+// meanwhile stays. The error is about reading the store, and comes with
+// the report of what was deleted before it; a deletion that fails is
+// counted in Report.Failed and named in its entry.
 func (r *Runner) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if !r.running.TryLock() {
 		return nil, ErrRunning
@@ -94,13 +96,19 @@ func (r *Runner) Run(ctx context.Context, dryRun bool) (*Report, error) {
 			protected[ref] = true
 		}
 	}
+	err := r.run(ctx, dryRun, now, protected, report)
+	report.Duration = r.opts.Now().Sub(now)
+	return report, err
+}
+
+func (r *Runner) run(ctx context.Context, dryRun bool, now time.Time, protected map[Ref]bool, report *Report) error {
 	repos, err := r.opts.Store.Repositories(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing repositories: %w", err)
+		return fmt.Errorf("listing repositories: %w", err)
 	}
 	for _, repo := range repos {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		p := policyFor(r.opts.Policies, repo)
 		if p == nil {
@@ -108,7 +116,7 @@ func (r *Runner) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		}
 		proxied, exists, err := r.opts.Store.IsProxied(ctx, repo)
 		if err != nil {
-			return nil, fmt.Errorf("repository %s: %w", repo, err)
+			return fmt.Errorf("repository %s: %w", repo, err)
 		}
 		if proxied {
 			report.Mirrors++
@@ -120,13 +128,13 @@ func (r *Runner) Run(ctx context.Context, dryRun bool) (*Report, error) {
 		report.Repositories++
 		plan, err := r.planRepo(ctx, repo, p, protected, now)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		report.Protected = append(report.Protected, plan.protected...)
 		if dryRun {
 			report.Tags = append(report.Tags, plan.tags...)
 			report.Manifests = append(report.Manifests, plan.manifests...)
-			for _, d := range append(plan.tags, plan.manifests...) {
+			for _, d := range slices.Concat(plan.tags, plan.manifests) {
 				r.log(ctx, "retention: would delete", d)
 			}
 			continue
@@ -135,11 +143,10 @@ func (r *Runner) Run(ctx context.Context, dryRun bool) (*Report, error) {
 			continue
 		}
 		if err := r.apply(ctx, repo, p, protected, now, plan, report); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	report.Duration = r.opts.Now().Sub(now)
-	return report, nil
+	return nil
 }
 
 // apply deletes plan's tags, then its manifests, each only if a fresh

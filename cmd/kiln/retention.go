@@ -43,15 +43,12 @@ func newRetention(cfg config.Retention, store *storage.Store, pulls *storage.Pul
 // metrics with it); nil means nobody listens.
 type retentionObserver func(*retention.Report, error)
 
-// retentionMetrics records runs that deleted, and failed runs.
+// retentionMetrics records runs that were not dry runs, failed or not.
 func retentionMetrics(m *metrics.Metrics) retentionObserver {
 	record := m.Retention()
 	return func(r *retention.Report, err error) {
-		switch {
-		case err != nil:
-			record(0, 0, true, time.Now())
-		case !r.DryRun:
-			record(r.TagsDeleted, r.ManifestsDeleted, r.Failed > 0, r.Started.Add(r.Duration))
+		if !r.DryRun {
+			record(r.TagsDeleted, r.ManifestsDeleted, err != nil || r.Failed > 0, r.Started.Add(r.Duration))
 		}
 	}
 }
@@ -64,7 +61,7 @@ func runRetention(ctx context.Context, runner *retention.Runner, dryRun bool, lo
 		log = log.With(slog.String("request_id", id))
 	}
 	r, err := runner.Run(ctx, dryRun)
-	if observe != nil && !errors.Is(err, retention.ErrRunning) {
+	if observe != nil && r != nil {
 		observe(r, err)
 	}
 	switch {
