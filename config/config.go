@@ -57,6 +57,7 @@ type Config struct {
 	Proxy     []Upstream `yaml:"proxy"`
 	Buildhook Buildhook  `yaml:"buildhook"`
 	Builds    []Build    `yaml:"builds"`
+	Retention Retention  `yaml:"retention"`
 
 	// Source says where the configuration came from: a file path or
 	// "embedded default". It is not part of the file.
@@ -203,6 +204,7 @@ var durationKeys = []string{
 	"buildhook.window",
 	"buildhook.timeout",
 	"buildhook.records.max_age",
+	"retention.interval",
 }
 
 // decode strictly decodes YAML over cfg: unknown keys are errors, so typos
@@ -376,6 +378,7 @@ func (c *Config) Validate() error {
 	c.validateOps(bad)
 	c.validateBuilds(bad)
 	c.validateProxy(bad)
+	c.validateRetention(bad)
 	return errors.Join(errs...)
 }
 
