@@ -58,6 +58,7 @@ type Config struct {
 	Cache     Cache      `yaml:"cache"`
 	Buildhook Buildhook  `yaml:"buildhook"`
 	Builds    []Build    `yaml:"builds"`
+	Retention Retention  `yaml:"retention"`
 
 	// Source says where the configuration came from: a file path or
 	// "embedded default". It is not part of the file.
@@ -206,6 +207,7 @@ var durationKeys = []string{
 	"buildhook.window",
 	"buildhook.timeout",
 	"buildhook.records.max_age",
+	"retention.interval",
 }
 
 // decode strictly decodes YAML over cfg: unknown keys are errors, so typos
@@ -380,6 +382,7 @@ func (c *Config) Validate() error {
 	c.validateBuilds(bad)
 	c.validateProxy(bad)
 	c.validateCache(bad)
+	c.validateRetention(bad)
 	return errors.Join(errs...)
 }
 

@@ -19,8 +19,13 @@ const adminGCPath = "/kiln/v1/gc"
 // setting, and answers with its report (JSON). The collection is safe while
 // the registry serves pushes; it stops (putting back whatever it had taken
 // out) if the client goes away. 409 when one is already running.
-func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger, observe gcObserver) http.Handler {
+// /kiln/v1/retention goes to retain.
+func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger, observe gcObserver, retain http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == adminRetentionPath {
+			retain.ServeHTTP(w, r)
+			return
+		}
 		if r.URL.Path != adminGCPath {
 			adminError(w, http.StatusNotFound, "not found")
 			return
