@@ -37,6 +37,9 @@ type EvictOptions struct {
 	MaxSize int64
 	// MaxUnused evicts images not pulled for longer; 0: never by age.
 	MaxUnused time.Duration
+	// Reclaim also evicts until this many bytes are let go (the store is
+	// short of space); 0: no more than the other bounds say.
+	Reclaim int64
 	// Now is the time ages are measured at.
 	Now time.Time
 	// DryRun reports what would go and changes nothing.
@@ -102,6 +105,7 @@ func (s *Store) Evict(ctx context.Context, pulls *PullLog, opts EvictOptions) (*
 	rep := &EvictReport{DryRun: opts.DryRun, Before: p.usage()}
 	sort.SliceStable(p.images, func(i, j int) bool { return p.images[i].lastUsed.Before(p.images[j].lastUsed) })
 	bytes := rep.Before.Bytes
+	short := bytes - opts.Reclaim // what the cache may keep when space is short
 	for i, img := range p.images {
 		why := ""
 		switch {
@@ -109,6 +113,8 @@ func (s *Store) Evict(ctx context.Context, pulls *PullLog, opts EvictOptions) (*
 			why = "unused"
 		case opts.MaxSize > 0 && bytes > opts.MaxSize:
 			why = "over budget"
+		case opts.Reclaim > 0 && bytes > short:
+			why = "low on space"
 		default:
 			continue
 		}

@@ -18,7 +18,7 @@ import (
 //	    _tags/<tag>                                    the tag's current manifest digest
 //	    _referrers/<alg>/<subject-hex>/<alg>-<hex>     descriptor (JSON) of a manifest whose subject is that digest
 //	    _proxied                                       a marker: the pull-through cache filled this repository
-//	    _pulls                                         when each manifest was last pulled (JSON: digest -> Unix seconds), see PullLog
+//	    _pulls                                         when each manifest was last pulled (JSON: digest -> Unix milliseconds), see PullLog
 //	/uploads/<id>/data                                 bytes received so far by an upload session
 //	/uploads/<id>/state                                the session's JSON state: repository, size, hash state
 //	/builds/<id>/record                                a build's record (JSON), see Store.PutBuildRecord

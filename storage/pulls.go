@@ -21,7 +21,8 @@ type PullLog struct {
 	now   func() time.Time
 	mu    sync.Mutex
 	// pending are the pulls noted since the last flush: repository ->
-	// manifest -> Unix seconds.
+	// manifest -> Unix milliseconds (one image pulled right after another
+	// must still be the more recent).
 	pending map[string]map[digest.Digest]int64
 }
 
@@ -32,7 +33,7 @@ func NewPullLog(store *Store) *PullLog {
 
 // Note records that a client pulled manifest d of repo now.
 func (l *PullLog) Note(repo string, d digest.Digest) {
-	t := l.now().Unix()
+	t := l.now().UnixMilli()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m := l.pending[repo]
@@ -117,7 +118,7 @@ func (l *PullLog) LastPulled(ctx context.Context, repo string) (map[digest.Diges
 	l.mu.Unlock()
 	out := make(map[digest.Digest]time.Time, len(stored))
 	for d, t := range stored {
-		out[d] = time.Unix(t, 0)
+		out[d] = time.UnixMilli(t)
 	}
 	return out, nil
 }

@@ -19,11 +19,15 @@ const adminGCPath = "/kiln/v1/gc"
 // setting, and answers with its report (JSON). The collection is safe while
 // the registry serves pushes; it stops (putting back whatever it had taken
 // out) if the client goes away. 409 when one is already running.
-// /kiln/v1/retention goes to retain.
-func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger, observe gcObserver, retain http.Handler) http.Handler {
+// /kiln/v1/retention goes to retain, /kiln/v1/cache to cache.
+func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger, observe gcObserver, retain, cache http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == adminRetentionPath {
+		switch r.URL.Path {
+		case adminRetentionPath:
 			retain.ServeHTTP(w, r)
+			return
+		case adminCachePath:
+			cache.ServeHTTP(w, r)
 			return
 		}
 		if r.URL.Path != adminGCPath {

@@ -89,13 +89,13 @@ func configDir(cfg *config.Config) string {
 	return filepath.Dir(cfg.Source)
 }
 
-// routes sends /kiln/v1/gc and /kiln/v1/retention to the admin API, the rest of /kiln/ to the build
+// routes sends /kiln/v1/gc, /kiln/v1/retention and /kiln/v1/cache to the admin API, the rest of /kiln/ to the build
 // API and everything else to the registry.
 // It is not an http.ServeMux on purpose: ServeMux cleans paths, turning
 // "/v2/../x" into a redirect where the registry must answer NAME_INVALID.
 func routes(registryAPI, kilnAPI, adminAPI http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == adminGCPath || r.URL.Path == adminRetentionPath {
+		if r.URL.Path == adminGCPath || r.URL.Path == adminRetentionPath || r.URL.Path == adminCachePath {
 			adminAPI.ServeHTTP(w, r)
 			return
 		}

@@ -36,7 +36,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBuildsCmd(), newFsckCmd(), newBenchCmd(), newGCCmd(), newRetentionCmd())
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBuildsCmd(), newFsckCmd(), newBenchCmd(), newGCCmd(), newRetentionCmd(), newCacheCmd())
 	root.AddCommand(newHealthcheckCmd())
 	root.AddCommand(newReposCmd()...)
 	return root

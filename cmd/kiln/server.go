@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"kiln/accesslog"
 	"kiln/buildhook"
@@ -93,6 +94,10 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	}
 	m.BuildQueue(builds.Counts)
 	defer builds.Wait()
+	cache := &cacheKeeper{store: store, pulls: pulls, cfg: cfg.Cache, gc: cfg.Storage.GC, logger: logger, record: m.Cache(), observeGC: observeGC, now: time.Now}
+	if cfg.Storage.Driver == config.DriverFilesystem {
+		cache.root = dataRoot
+	}
 	retain := newRetention(cfg.Retention, store, pulls, builds, logger)
 	observeRetention := retentionMetrics(m)
 	go watchUpstreamBases(buildCtx, mirror, builds)
@@ -100,7 +105,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		// Stall goes outermost: it relies on the wrappers inside passing
 		// ReadFrom through, so blob GETs keep sendfile.
 		Handler: limits.Stall(accesslog.New(
-			m.TrackUploads(opsRoutes(authenticated(sec, routes(mirror.Aliases(api), builds.Handler(), adminHandler(store, cfg, logger, observeGC, retentionHandler(retain, logger, observeRetention)))), store, m)),
+			m.TrackUploads(opsRoutes(authenticated(sec, routes(mirror.Aliases(api), builds.Handler(), adminHandler(store, cfg, logger, observeGC, retentionHandler(retain, logger, observeRetention), cache.handler()))), store, m)),
 			accesslog.Options{Logger: logger, Observe: m.Observe, Lines: accessLines(cfg.Log)}), cfg.HTTP.StallTimeout),
 		// Slow or stalled clients must not hold connections forever, but
 		// there is no overall read/write timeout: blob transfers can take
@@ -119,6 +124,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	wg.Go(func() { purgeLoop(purgeCtx, store, cfg.Storage.Uploads.PurgeInterval, logger) })
 	wg.Go(func() { gcLoop(purgeCtx, store, cfg.Storage.GC, logger, observeGC) })
 	wg.Go(func() { pullFlushLoop(purgeCtx, pulls, logger) })
+	wg.Go(func() { cache.loop(purgeCtx) })
 	wg.Go(func() { retentionLoop(purgeCtx, retain, cfg.Retention, logger, observeRetention) })
 	defer wg.Wait()
 	defer stopPurge()

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"kiln/config"
+	"kiln/metrics"
+	"kiln/storage"
+)
+
+// adminCachePath reads the pull-through cache's usage (GET) and runs an
+// eviction (POST, ?dry_run=1).
+const adminCachePath = "/kiln/v1/cache"
+
+// freeSpaceInterval is how often the store's free space is checked
+// against cache.min_free: a statfs, cheap enough to notice a filling disk
+// before a push gets 507.
+const freeSpaceInterval = 10 * time.Second
+
+// cacheKeeper keeps the pull-through cache within the cache section: every
+// check interval it evicts what is unused or over budget and collects what
+// that let go; when the store's filesystem has less than min_free free it
+// does so at once, taking as much as it takes.
+type cacheKeeper struct {
+	store     *storage.Store
+	pulls     *storage.PullLog
+	cfg       config.Cache
+	gc        config.GC
+	root      string // the filesystem store's directory; "" for other stores
+	logger    *slog.Logger
+	record    metrics.CacheState // nil: no metrics
+	observeGC gcObserver
+	now       func() time.Time
+	// statfs reads the store's filesystem; nil: unix.Statfs (tests fake a
+	// full disk with it).
+	statfs func(path string, st *unix.Statfs_t) error
+
+	running sync.Mutex // one eviction at a time
+	mu      sync.Mutex
+	last    *storage.EvictReport
+}
+
+// cacheStatus is what GET /kiln/v1/cache answers.
+type cacheStatus struct {
+	storage.CacheUsage
+	Budget       int64                `json:"budget"`              // cache.max_size in bytes; 0: none
+	MaxUnused    string               `json:"maxUnused,omitempty"` // cache.max_unused
+	MinFree      int64                `json:"minFree,omitempty"`   // cache.min_free in bytes
+	Free         int64                `json:"free,omitempty"`      // free bytes of the store's filesystem
+	LastEviction *storage.EvictReport `json:"lastEviction,omitempty"`
+}
+
+// space returns the size and free bytes of the store's filesystem; false
+// for a store that is not on one.
+func (k *cacheKeeper) space() (total, free int64, ok bool) {
+	if k.root == "" {
+		return 0, 0, false
+	}
+	statfs := k.statfs
+	if statfs == nil {
+		statfs = unix.Statfs
+	}
+	var st unix.Statfs_t
+	if err := statfs(k.root, &st); err != nil {
+		return 0, 0, false
+	}
+	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), true
+}
+
+// limits are cache.max_size and cache.min_free in bytes, and the free
+// bytes now (0 when unknown).
+func (k *cacheKeeper) limits() (budget, minFree, free int64) {
+	total, free, _ := k.space()
+	return k.cfg.MaxSize.Of(total), k.cfg.MinFree.Of(total), free
+}
+
+// status measures the cache.
+func (k *cacheKeeper) status(ctx context.Context) (*cacheStatus, error) {
+	usage, err := k.store.CacheUsage(ctx, k.pulls)
+	if err != nil {
+		return nil, err
+	}
+	budget, minFree, free := k.limits()
+	st := &cacheStatus{CacheUsage: usage, Budget: budget, MinFree: minFree, Free: free}
+	if k.cfg.MaxUnused > 0 {
+		st.MaxUnused = k.cfg.MaxUnused.String()
+	}
+	k.mu.Lock()
+	st.LastEviction = k.last
+	k.mu.Unlock()
+	if k.record != nil {
+		k.record(usage.Bytes, budget, 0, 0)
+	}
+	return st, nil
+}
+
+// evict runs one eviction (reclaim: bytes the store is short of), then,
+// if it took anything, a collection that frees its blobs.
+func (k *cacheKeeper) evict(ctx context.Context, trigger string, dryRun bool, reclaim int64) (*storage.EvictReport, error) {
+	k.running.Lock()
+	defer k.running.Unlock()
+	budget, _, _ := k.limits()
+	log := k.logger.With(slog.String("trigger", trigger), slog.Bool("dry_run", dryRun))
+	started := k.now()
+	r, err := k.store.Evict(ctx, k.pulls, storage.EvictOptions{MaxSize: budget, MaxUnused: k.cfg.MaxUnused, Reclaim: reclaim, Now: started, DryRun: dryRun})
+	if err != nil {
+		log.Error("cache eviction failed", slog.Any("err", err))
+		return r, err
+	}
+	var freed int64
+	for _, e := range r.Evicted {
+		freed += e.Bytes
+		log.Info("cache: evicting", slog.String("repo", e.Repo), slog.String("digest", string(e.Digest)),
+			slog.Any("tags", e.Tags), slog.Int64("bytes", e.Bytes), slog.Time("last_used", e.LastUsed), slog.String("why", e.Why))
+	}
+	log.Info("cache: "+storage.FormatBytes(r.After.Bytes)+" held alone, "+storage.FormatBytes(r.After.Shared)+" shared with pushed images",
+		slog.Int("images", r.After.Images), slog.Int("evicted", len(r.Evicted)), slog.Int64("evicted_bytes", freed),
+		slog.Int64("budget", budget), slog.Duration("took", k.now().Sub(started)))
+	if !dryRun {
+		k.mu.Lock()
+		k.last = r
+		k.mu.Unlock()
+		if k.record != nil {
+			k.record(r.After.Bytes, budget, len(r.Evicted), freed)
+		}
+		if len(r.Evicted) > 0 {
+			runGC(ctx, k.store, storage.GCOptions{Grace: k.gc.Grace, DeleteUntagged: k.gc.DeleteUntagged}, k.logger, "cache", k.observeGC)
+		}
+	}
+	return r, nil
+}
+
+// loop bounds the cache until ctx is done. The first scheduled eviction
+// is one interval after start, as with garbage collection; free space is
+// watched from the start.
+func (k *cacheKeeper) loop(ctx context.Context) {
+	if !k.cfg.Enabled() {
+		return
+	}
+	budget, minFree, _ := k.limits()
+	k.logger.Info("cache bounded", slog.Int64("max_size", budget), slog.Duration("max_unused", k.cfg.MaxUnused),
+		slog.Int64("min_free", minFree), slog.Duration("check_interval", k.cfg.CheckInterval))
+	check := time.NewTicker(k.cfg.CheckInterval)
+	defer check.Stop()
+	space := time.NewTicker(freeSpaceInterval)
+	defer space.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+			k.evict(ctx, "schedule", false, 0)
+		case <-space.C:
+			if _, minFree, free := k.limits(); minFree > 0 && free > 0 && free < minFree {
+				k.logger.Warn("the store is low on space: evicting from the cache", slog.Int64("free", free), slog.Int64("min_free", minFree))
+				k.evict(ctx, "low space", false, minFree-free)
+			}
+		}
+	}
+}
+
+// handler serves GET /kiln/v1/cache (the usage, JSON) and POST
+// /kiln/v1/cache[?dry_run=1] (one eviction, answered with its report).
+func (k *cacheKeeper) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var v any
+		var err error
+		switch r.Method {
+		case http.MethodGet:
+			v, err = k.status(r.Context())
+		case http.MethodPost:
+			dryRun := false
+			if q := r.URL.Query().Get("dry_run"); q != "" {
+				if dryRun, err = strconv.ParseBool(q); err != nil {
+					adminError(w, http.StatusBadRequest, "dry_run: "+err.Error())
+					return
+				}
+			}
+			v, err = k.evict(r.Context(), "api", dryRun, 0)
+		default:
+			w.Header().Set("Allow", "GET, POST")
+			adminError(w, http.StatusMethodNotAllowed, "use GET or POST")
+			return
+		}
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			adminError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	})
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"kiln/config"
+	"kiln/registry"
+	"kiln/storage"
+)
+
+// imageBytes is what an image holds: manifest, config and layers.
+func imageBytes(t *testing.T, img v1.Image) int64 {
+	t.Helper()
+	m, _ := img.RawManifest()
+	c, _ := img.RawConfigFile()
+	n := int64(len(m) + len(c))
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		size, err := l.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += size
+	}
+	return n
+}
+
+// kiln cache usage and evict against a running kiln that mirrors an
+// upstream, with a budget of two of three images: the least recently
+// pulled goes, a pushed image stays whole, and the evicted one pulls again
+// from the upstream.
+func TestCacheCommands(t *testing.T) {
+	t.Parallel()
+	var blobFetches atomic.Int64
+	up := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			blobFetches.Add(1)
+		}
+		up.ServeHTTP(w, r)
+	}))
+	defer upstream.Close()
+	upHost := strings.TrimPrefix(upstream.URL, "http://")
+	imgs := map[string]v1.Image{}
+	for _, n := range []string{"one", "two", "three"} {
+		img, err := random.Image(64<<10, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(upHost+"/lib/"+n+":1", name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		imgs[n] = img
+	}
+
+	cfg := testConfig(t)
+	cfg.Proxy = []config.Upstream{{Name: "up.test", URL: upstream.URL, TTL: time.Hour, Timeout: 10 * time.Second, WatchInterval: time.Hour}}
+	// three is also pushed, so shared: one and two hold bytes of their
+	// own, and the budget fits one of them.
+	budget := imageBytes(t, imgs["one"]) + 1024
+	cfg.Cache = config.Cache{MaxSize: config.Size{Bytes: budget}, CheckInterval: time.Hour}
+	cfg.Storage.GC.Grace = time.Nanosecond // the collection after an eviction frees at once
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("runServe: %v", err)
+	}
+	server := "http://" + addr
+	pull := func(repo string) {
+		t.Helper()
+		ref, _ := name.ParseReference(addr+"/"+repo, name.Insecure)
+		img, err := remote.Image(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Image(img); err != nil {
+			t.Fatalf("%s: %v", repo, err)
+		}
+	}
+	kiln := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		cmd := newRootCmd()
+		cmd.SetOut(&out)
+		cmd.SetArgs(append(append([]string{"cache"}, args...), "--server", server))
+		if err := cmd.ExecuteContext(t.Context()); err != nil {
+			t.Fatalf("kiln cache %v: %v", args, err)
+		}
+		return out.String()
+	}
+
+	// A pushed image, and one of the mirror's images pushed too: shared.
+	pushed, _ := random.Image(64<<10, 2)
+	for _, repo := range []string{"team/app:v1", "team/copy:v1"} {
+		ref, _ := name.ParseReference(addr+"/"+repo, name.Insecure)
+		img := pushed
+		if repo == "team/copy:v1" {
+			img = imgs["three"]
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"one", "two", "three", "one"} { // two is the least recently pulled
+		pull("up.test/lib/" + n + ":1")
+	}
+	if out := kiln("usage"); !strings.Contains(out, "3 images in 3 repositories") || !strings.Contains(out, storage.FormatBytes(imageBytes(t, imgs["three"]))+" shared") {
+		t.Errorf("kiln cache usage:\n%s", out)
+	}
+	before := blobFetches.Load()
+
+	dry := kiln("evict", "--dry-run")
+	if !strings.Contains(dry, "would evict up.test/lib/two@") || strings.Count(dry, "would evict") != 1 {
+		t.Errorf("kiln cache evict --dry-run:\n%s", dry)
+	}
+	out := kiln("evict")
+	if !strings.Contains(out, "evicted up.test/lib/two@") || !strings.Contains(out, "over budget") {
+		t.Errorf("kiln cache evict:\n%s", out)
+	}
+	if out := kiln("usage"); !strings.Contains(out, "2 images in 2 repositories") {
+		t.Errorf("after the eviction:\n%s", out)
+	}
+
+	// Everything kept verifies without the upstream; the evicted image
+	// comes back from it.
+	for _, repo := range []string{"team/app:v1", "team/copy:v1", "up.test/lib/one:1", "up.test/lib/three:1"} {
+		pull(repo)
+	}
+	if n := blobFetches.Load(); n != before {
+		t.Errorf("kept images fetched %d blobs from the upstream", n-before)
+	}
+	pull("up.test/lib/two:1")
+	if n := blobFetches.Load() - before; n < 3 {
+		t.Errorf("the evicted image fetched %d blobs again, want its config and 2 layers", n)
+	}
+
+	resp, err := http.Get(server + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"kiln_cache_evicted_images_total 1", "kiln_cache_budget_bytes " + strconv.FormatInt(budget, 10)} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "cache: evicting") || !strings.Contains(logs.String(), "trigger=cache") {
+		t.Errorf("the log does not tell the eviction and its collection:\n%s", logs.String())
+	}
+}
+
+// Below cache.min_free, the keeper evicts at once, as much as the store is
+// short of, least recently pulled first, and collects it.
+func TestCacheKeeperFreesSpaceFirst(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		store := storage.NewInMemory(storage.Options{})
+		pulls := storage.NewPullLog(store)
+		var sizes []int64
+		for _, n := range []string{"old", "mid", "new"} {
+			img, _ := random.Image(4<<10, 1)
+			m, _ := img.RawManifest()
+			c, _ := img.RawConfigFile()
+			d, _ := img.Digest()
+			layers, _ := img.Layers()
+			if _, err := store.PutBlob(ctx, "up.test/"+n, digest.FromBytes(c), bytes.NewReader(c)); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range layers {
+				ld, _ := l.Digest()
+				rc, _ := l.Compressed()
+				if _, err := store.PutBlob(ctx, "up.test/"+n, digest.Digest(ld.String()), rc); err != nil {
+					t.Fatal(err)
+				}
+				rc.Close()
+			}
+			mt, _ := img.MediaType()
+			parsed, err := storage.ParseManifest(string(mt), m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.PutManifest(ctx, "up.test/"+n, storage.Manifest{Digest: digest.Digest(d.String()), MediaType: string(mt), Content: m}, parsed, "1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.MarkProxied(ctx, "up.test/"+n); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Minute) // fake time: pulled a minute apart, oldest first
+			pulls.Note("up.test/"+n, digest.Digest(d.String()))
+			sizes = append(sizes, imageBytes(t, img))
+		}
+		var logs syncBuffer
+		free := sizes[0] / 2 // short of half an image
+		k := &cacheKeeper{
+			store: store, pulls: pulls, logger: slog.New(slog.NewTextHandler(&logs, nil)), now: time.Now, root: "/store",
+			cfg: config.Cache{MinFree: config.Size{Bytes: sizes[0]}, CheckInterval: time.Hour},
+			gc:  config.GC{Grace: time.Nanosecond},
+			statfs: func(path string, st *unix.Statfs_t) error {
+				st.Bsize, st.Blocks, st.Bavail = 1, 1<<30, uint64(free)
+				return nil
+			},
+		}
+		loopCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		go k.loop(loopCtx)
+		time.Sleep(freeSpaceInterval + time.Second)
+		synctest.Wait()
+		stop()
+		if _, err := store.ResolveTag(ctx, "up.test/old", "1"); !errors.Is(err, storage.ErrTagUnknown) {
+			t.Errorf("the least recently pulled image is still there: %v\n%s", err, logs.String())
+		}
+		for _, n := range []string{"mid", "new"} {
+			if _, err := store.ResolveTag(ctx, "up.test/"+n, "1"); err != nil {
+				t.Errorf("%s was evicted too: %v", n, err)
+			}
+		}
+		if !strings.Contains(logs.String(), "the store is low on space") || !strings.Contains(logs.String(), "why=\"low on space\"") {
+			t.Errorf("log:\n%s", logs.String())
+		}
+	})
+}
