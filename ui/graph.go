@@ -27,7 +27,9 @@ type graphData struct {
 	Nodes         []graphNode
 	Edges         []edgePath
 	Width, Height int
-	Rules         []Rule
+	// NodeWidth and NodeHeight are layout's, for the boxes.
+	NodeWidth, NodeHeight int
+	Rules                 []Rule
 }
 
 // graph draws rules and adopted images base to derived, as SVG laid out
@@ -54,7 +56,7 @@ func buildGraph(rules []Rule, recent []*buildhook.Record) graphData {
 			last[rec.Rule] = rec
 		}
 	}
-	d := graphData{Rules: rules}
+	d := graphData{Rules: rules, NodeWidth: nodeWidth, NodeHeight: nodeHeight}
 	producer := map[string]int{}
 	for i, r := range rules {
 		n := graphNode{Name: r.Name, Label: label(r.Name), Rule: true, Auto: r.Auto, Link: rulesBuildsLink(r.Name)}

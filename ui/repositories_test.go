@@ -58,7 +58,7 @@ func TestRepositoryPage(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("GET repo: %d", code)
 	}
-	mustContain(t, body, `id="tag-latest"`, shortDigest(appDigest), "linux/amd64", `href="/ui/repo?name=base#tag-1"`, "127.0.0.1:5000/base:1", shortDigest(baseDigest), "2026-02-03 04:05:06 UTC", "2026-01-02 03:04:05 UTC")
+	mustContain(t, body, "docker pull example.com/app:TAG", `id="tag-latest"`, shortDigest(appDigest), "linux/amd64", `href="/ui/repo?name=base#tag-1"`, "127.0.0.1:5000/base:1", shortDigest(baseDigest), "2026-02-03 04:05:06 UTC", "2026-01-02 03:04:05 UTC")
 	mustNotContain(t, body, "base moved")
 
 	// The base moves: the image was not rebuilt on it.

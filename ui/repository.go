@@ -11,6 +11,7 @@ import (
 )
 
 type repositoryData struct {
+	Host   string // as the browser reached kiln, for the pull command
 	Name   string
 	Images []image
 	Pager  pager
@@ -36,7 +37,7 @@ func (h *handler) repository(w http.ResponseWriter, r *http.Request) {
 	from, to, p := pageOf(r.URL.Query(), len(tags), func(page int) string {
 		return repoLink(name) + "&" + url.Values{"page": {strconv.Itoa(page)}}.Encode()
 	})
-	d := repositoryData{Name: name, Pager: p}
+	d := repositoryData{Host: r.Host, Name: name, Pager: p}
 	for _, t := range tags[from:to] {
 		d.Images = append(d.Images, describe(r.Context(), h.opts.Catalog, name, t))
 	}
