@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -39,5 +40,6 @@ type Rule struct {
 	Auto    bool // an image adopted by autorebase
 }
 
-// Usage counts the blobs the store holds and their bytes.
-type Usage func(ctx context.Context) (blobs int, bytes int64, err error)
+// Usage returns the blobs the store holds, their bytes and when they were
+// counted; (*metrics.Metrics).StoredUsage is one, sharing its scans.
+type Usage func() (blobs int, bytes int64, counted time.Time, err error)

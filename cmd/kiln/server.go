@@ -96,7 +96,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		// Stall goes outermost: it relies on the wrappers inside passing
 		// ReadFrom through, so blob GETs keep sendfile.
 		Handler: limits.Stall(accesslog.New(
-			m.TrackUploads(opsRoutes(authenticated(sec, sameOrigin(routes(api, builds.Handler(), adminHandler(store, cfg, logger, observeGC), webUI(cfg, store, builds, logger)))), store, m)),
+			m.TrackUploads(opsRoutes(authenticated(sec, sameOrigin(routes(api, builds.Handler(), adminHandler(store, cfg, logger, observeGC), webUI(cfg, store, builds, m, logger)))), store, m)),
 			accesslog.Options{Logger: logger, Observe: m.Observe, Lines: accessLines(cfg.Log)}), cfg.HTTP.StallTimeout),
 		// Slow or stalled clients must not hold connections forever, but
 		// there is no overall read/write timeout: blob transfers can take

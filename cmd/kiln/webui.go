@@ -7,14 +7,16 @@ import (
 
 	"kiln/buildhook"
 	"kiln/config"
+	"kiln/metrics"
 	"kiln/storage"
 	"kiln/ui"
 )
 
 // webUI is the web pages on the store and the build service. Logging in
 // is offered only when kiln has logins.
-func webUI(cfg *config.Config, store *storage.Store, builds *buildhook.Service, logger *slog.Logger) http.Handler {
-	opts := ui.Options{Catalog: store, Builds: ui.ServiceBuilds{Service: builds}, Usage: store.Usage, Logger: logger}
+// The storage page shows the counts of the store metrics' scans.
+func webUI(cfg *config.Config, store *storage.Store, builds *buildhook.Service, m *metrics.Metrics, logger *slog.Logger) http.Handler {
+	opts := ui.Options{Catalog: store, Builds: ui.ServiceBuilds{Service: builds}, Usage: m.StoredUsage, Logger: logger}
 	if cfg.Auth.Enabled() {
 		opts.Challenge = fmt.Sprintf("Basic realm=%q", cfg.Auth.Realm)
 	}
