@@ -145,6 +145,17 @@ func TestUIInBrowser(t *testing.T) {
 	e.pushBase(t, "3.8.1")
 	e.waitBuilds(t, 2)
 
+	// Each page's size and server time, as the note reports them.
+	for _, p := range []string{"/", "/ui/repo?name=app", "/ui/builds", "/ui/graph", "/ui/storage"} {
+		start := time.Now()
+		resp, body := doHTTP(t, "GET", base+p, nil, nil)
+		took := time.Since(start)
+		if resp.StatusCode != 200 || len(body) > 1<<20 {
+			t.Errorf("GET %s: %s, %d bytes (at most 1 MiB)", p, resp.Status, len(body))
+		}
+		t.Logf("GET %s: %d bytes in %s", p, len(body), took)
+	}
+
 	// The pages load and show the chain's repositories.
 	start := time.Now()
 	do(t, ctx, chromedp.Navigate(base+"/"))
