@@ -211,6 +211,13 @@ func TestUIInBrowser(t *testing.T) {
 	}
 	e.waitBuilds(t, 3)
 
+	// GC's dry run from its button shows the report and removes nothing.
+	do(t, ctx, chromedp.Navigate(base+"/ui/storage"), chromedp.Click(chromedp.CSS(`button[data-gc="dry"]`)))
+	waitJS(t, ctx, time.Minute, "the dry run's report", `!document.getElementById("gc-report").hidden`)
+	if report := value(t, ctx, chromedp.Text(chromedp.ID("gc-report"))); !strings.Contains(report, `"dryRun": true`) {
+		t.Errorf("the dry run's report:\n%s", report)
+	}
+
 	// A new base: the badge shows until app is rebuilt on it (the window
 	// keeps the rebuild queued), then goes.
 	e.pushBase(t, "3.8.2")
