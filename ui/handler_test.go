@@ -32,6 +32,11 @@ func TestAssetsAndHeaders(t *testing.T) {
 	if ct := w.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
 		t.Errorf("Content-Type %q", ct)
 	}
+	// Assets are linked by version, so browsers may keep them.
+	mustContain(t, w.Body.String(), `href="/ui/static/style.css?v=`+assetsVersion()+`"`, `src="/ui/static/app.js?v=`+assetsVersion()+`"`)
+	if len(assetsVersion()) != 12 {
+		t.Errorf("assets version %q", assetsVersion())
+	}
 	// Pages are self-contained: nothing from another origin.
 	mustNotContain(t, w.Body.String(), "http://", "https://")
 

@@ -2,8 +2,11 @@ package ui
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"html/template"
+	"io/fs"
 	"net/http"
 
 	"kiln/auth/identity"
@@ -16,29 +19,48 @@ var assets embed.FS
 // layout.html.
 var pageNames = []string{"repositories", "repository", "builds", "build", "graph", "storage", "error"}
 
-type pages struct{ byName map[string]*template.Template }
+type pages struct {
+	byName map[string]*template.Template
+	assets string // the assets' version, in their URLs
+}
 
 func parsePages() *pages {
-	p := &pages{byName: map[string]*template.Template{}}
+	p := &pages{byName: map[string]*template.Template{}, assets: assetsVersion()}
 	for _, n := range pageNames {
 		p.byName[n] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+n+".html"))
 	}
 	return p
 }
 
+// assetsVersion is a digest of the embedded assets: their URLs change
+// with them, so browsers may keep them (see cached).
+func assetsVersion() string {
+	h := sha256.New()
+	fs.WalkDir(assets, "static", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := assets.ReadFile(p)
+			h.Write([]byte(p))
+			h.Write(b)
+		}
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
 // view is what layout.html reads; Data is the page's own.
 type view struct {
-	Title string
-	Nav   string // the header link to mark current
-	User  string // "" for anonymous
-	Login bool   // offer the login link
-	Data  any
+	Assets string // the assets' version
+	Title  string
+	Nav    string // the header link to mark current
+	User   string // "" for anonymous
+	Login  bool   // offer the login link
+	Data   any
 }
 
 // render writes page name with data. It renders to a buffer first so a
 // failing template answers 500, not half a page.
 func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, name, title, nav string, data any) {
-	v := view{Title: title, Nav: nav, User: identity.User(r.Context()), Data: data}
+	v := view{Assets: h.pages.assets, Title: title, Nav: nav, User: identity.User(r.Context()), Data: data}
 	v.Login = h.opts.Challenge != "" && v.User == ""
 	var buf bytes.Buffer
 	if err := h.pages.byName[name].Execute(&buf, v); err != nil {
