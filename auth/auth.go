@@ -40,6 +40,10 @@ type Options struct {
 	// file user of the same name. Zero means none.
 	Internal Credential
 	Logger   *slog.Logger
+	// Pages reports whether a request is for a web page: its GET and HEAD
+	// count as pulls, and it is challenged for Basic credentials, the
+	// only kind a browser can give. Nil: there are no pages.
+	Pages func(r *http.Request) bool
 }
 
 // Authenticator checks requests against Options.
@@ -116,7 +120,7 @@ func (a *Authenticator) Handler(next http.Handler) http.Handler {
 			// The bare ping GET /v2/ is refused so that clients learn of
 			// the token service; an anonymous token may ping.
 			ping := r.URL.Path == "/v2/" || r.URL.Path == "/v2"
-			if !a.opts.AnonymousPull || !isPull(r) || ping && r.Header.Get("Authorization") == "" {
+			if !a.opts.AnonymousPull || !isPull(r) && !a.isPageRead(r) || ping && r.Header.Get("Authorization") == "" {
 				a.deny(w, r, distspec.Unauthorized)
 				return
 			}
@@ -159,7 +163,7 @@ func (a *Authenticator) authenticate(w http.ResponseWriter, r *http.Request) (us
 // with anonymous pull a Bearer challenge naming the token service.
 func (a *Authenticator) deny(w http.ResponseWriter, r *http.Request, e *distspec.Error) {
 	challenge := a.basicChallenge
-	if a.opts.AnonymousPull {
+	if a.opts.AnonymousPull && !a.isPage(r) {
 		scheme := "http"
 		if r.TLS != nil {
 			scheme = "https"
@@ -168,6 +172,13 @@ func (a *Authenticator) deny(w http.ResponseWriter, r *http.Request, e *distspec
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
 	distspec.WriteError(w, e)
+}
+
+func (a *Authenticator) isPage(r *http.Request) bool { return a.opts.Pages != nil && a.opts.Pages(r) }
+
+// isPageRead reports whether r only reads a web page.
+func (a *Authenticator) isPageRead(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && a.isPage(r)
 }
 
 // isPull reports whether r only reads the registry API.

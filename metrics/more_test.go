@@ -135,3 +135,30 @@ func TestStoreUsageFirstScanFails(t *testing.T) {
 		t.Errorf("with a failing first scan:\n%s", body)
 	}
 }
+
+// The web UI's storage page reads the counts the metrics keep: it shares
+// their scans instead of walking the store on every view.
+func TestStoredUsageSharesScans(t *testing.T) {
+	t.Parallel()
+	m := New()
+	if _, _, _, err := m.StoredUsage(); err == nil {
+		t.Error("StoredUsage without StoreUsage: no error")
+	}
+	f := &fakeStore{blobs: 2, bytes: 300}
+	m.StoreUsage(f.scan, time.Duration(1<<62), time.Duration(1<<62))
+	blobs, bytes, at, err := m.StoredUsage()
+	if err != nil || blobs != 2 || bytes != 300 || time.Since(at) > time.Minute {
+		t.Errorf("StoredUsage: %d blobs, %d bytes, at %s, %v", blobs, bytes, at, err)
+	}
+	wantLines(t, scrape(t, m), `kiln_stored_blobs 2`)
+	m.StoredUsage()
+	if f.scans != 1 {
+		t.Errorf("%d scans for a scrape and two reads with nothing changed, want 1", f.scans)
+	}
+	f.err = errors.New("store down")
+	m2 := New()
+	m2.StoreUsage(f.scan, 0, 0)
+	if _, _, _, err := m2.StoredUsage(); err == nil {
+		t.Error("a failing first scan: no error")
+	}
+}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,19 @@ func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
+	blobs, bytes, at, err := c.current()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.blobs, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.blobs, prometheus.GaugeValue, float64(blobs))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, time.Since(at).Seconds())
+}
+
+// current returns the counts, scanning first when they are out of date;
+// an error only when no scan ever succeeded.
+func (c *usageCollector) current() (blobs int, bytes int64, at time.Time, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	since := time.Since(c.at)
@@ -79,15 +93,22 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			c.dirty.Store(true)
 			if !c.scanned {
-				ch <- prometheus.NewInvalidMetric(c.blobs, err)
-				return
+				return 0, 0, time.Time{}, err
 			}
 			// Keep serving the last counts; their age tells they are old.
 		} else {
 			c.scanned, c.at, c.nBlobs, c.nBytes = true, time.Now(), blobs, bytes
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.blobs, prometheus.GaugeValue, float64(c.nBlobs))
-	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(c.nBytes))
-	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, time.Since(c.at).Seconds())
+	return c.nBlobs, c.nBytes, c.at, nil
+}
+
+// StoredUsage returns the blobs the store holds, their bytes and when
+// they were counted, from the scans behind kiln_stored_blobs (see
+// StoreUsage): reading it costs a scan only when a scrape would.
+func (m *Metrics) StoredUsage() (blobs int, bytes int64, at time.Time, err error) {
+	if m.usage == nil {
+		return 0, 0, time.Time{}, errors.New("metrics: StoreUsage was not called")
+	}
+	return m.usage.current()
 }

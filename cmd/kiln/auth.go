@@ -13,6 +13,7 @@ import (
 	"kiln/auth"
 	"kiln/buildhook/build"
 	"kiln/config"
+	"kiln/ui"
 )
 
 // builderUser is the name kiln's own builders log in with; it shadows an
@@ -50,6 +51,7 @@ func newSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 			FailedLoginsPerMinute: a.FailedLoginsPerMinute,
 			Internal:              cred,
 			Logger:                logger,
+			Pages:                 func(r *http.Request) bool { return ui.Serves(r.URL.Path) },
 		})
 		if err != nil {
 			s.tls.close()

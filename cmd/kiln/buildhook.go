@@ -14,6 +14,7 @@ import (
 	"kiln/buildhook/build"
 	"kiln/config"
 	"kiln/storage"
+	"kiln/ui"
 )
 
 // startBuildhook loads the build rules and starts build-on-push on store;
@@ -89,12 +90,17 @@ func configDir(cfg *config.Config) string {
 	return filepath.Dir(cfg.Source)
 }
 
-// routes sends /kiln/v1/gc, /kiln/v1/retention and /kiln/v1/cache to the admin API, the rest of /kiln/ to the build
-// API and everything else to the registry.
+// routes sends /kiln/v1/gc, /kiln/v1/retention and /kiln/v1/cache to the
+// admin API, the rest of /kiln/ to the build API, the web pages (/ and
+// /ui/) to pages and everything else to the registry.
 // It is not an http.ServeMux on purpose: ServeMux cleans paths, turning
 // "/v2/../x" into a redirect where the registry must answer NAME_INVALID.
-func routes(registryAPI, kilnAPI, adminAPI http.Handler) http.Handler {
+func routes(registryAPI, kilnAPI, adminAPI, pages http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ui.Serves(r.URL.Path) {
+			pages.ServeHTTP(w, r)
+			return
+		}
 		if r.URL.Path == adminGCPath || r.URL.Path == adminRetentionPath || r.URL.Path == adminCachePath {
 			adminAPI.ServeHTTP(w, r)
 			return

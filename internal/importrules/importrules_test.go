@@ -29,6 +29,8 @@ var rules = []rule{
 	{from: "kiln/distspec", only: []string{}, why: "the API error leaf is shared by everyone, so it imports no one"},
 	{from: "kiln/storage", only: []string{"kiln/distspec"}, why: "storage is the bottom layer: it knows no handler, builder or config"},
 	{from: "kiln/registry", never: []string{"kiln/buildhook"}, why: "the registry serves builds' pushes over HTTP, it does not call them"},
+	{from: "kiln/registry", never: []string{"kiln/ui"}, why: "the pages sit beside the registry, on the store; the registry does not serve them"},
+	{from: "kiln/ui", never: []string{"kiln/registry", "kiln/cmd"}, why: "the pages read the store and the build service through their own small interfaces, not the registry's handlers"},
 	{from: "kiln/buildhook", never: []string{"kiln/registry"}, why: "builds reach the registry over HTTP and the store through storage"},
 	{from: "kiln/blobs", never: []string{"kiln/registry"}, why: "the registry uses blobs, not the other way round"},
 	{from: "kiln/buildhook/native", neverPkg: []string{"kiln/buildhook"}, why: "the native builder knows the build contract (buildhook/build), not the orchestration that runs it"},
