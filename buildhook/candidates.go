@@ -179,7 +179,7 @@ func readCandTag(ctx context.Context, store *storage.Store, repo string, d diges
 	// The compared image: linux/amd64, else the first image.
 	children := slices.DeleteFunc(slices.Clone(top.Manifests), func(c v1.Descriptor) bool {
 		return !build.IsImageType(c.MediaType) || c.Platform == nil || c.Platform.OS == "unknown" ||
-			c.Annotations[provRefType] != ""
+			c.Annotations[attestationRefType] != ""
 	})
 	if i := slices.IndexFunc(children, func(c v1.Descriptor) bool {
 		return c.Platform.OS == "linux" && c.Platform.Architecture == "amd64"

@@ -21,8 +21,8 @@ import (
 // Annotations BuildKit puts on the attestation manifests of an index,
 // naming the image they describe.
 const (
-	provRefType   = "vnd.docker.reference.type"
-	provRefDigest = "vnd.docker.reference.digest"
+	attestationRefType   = "vnd.docker.reference.type"
+	attestationRefDigest = "vnd.docker.reference.digest"
 )
 
 // Finalize reads the image or index the builder pushed to job.Staging,
@@ -113,7 +113,7 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 		if platform == nil {
 			platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 		}
-		if d := provBaseDigest(baseDigest, baseIndex, platform); d != "" {
+		if d := platformBaseDigest(baseDigest, baseIndex, platform); d != "" {
 			ann[build.AnnotationBaseDigest] = d
 		}
 		return mutate.Annotations(img, ann).(v1.Image), nil
@@ -147,7 +147,7 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 		var adds []mutate.IndexAddendum
 		var rest []v1.Descriptor
 		for _, m := range im.Manifests {
-			if !build.IsImageType(m.MediaType) || m.Annotations[provRefType] != "" || (m.Platform != nil && m.Platform.OS == "unknown") {
+			if !build.IsImageType(m.MediaType) || m.Annotations[attestationRefType] != "" || (m.Platform != nil && m.Platform.OS == "unknown") {
 				rest = append(rest, m)
 				continue
 			}
@@ -170,8 +170,8 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 		}
 		for _, m := range rest {
 			ann := maps.Clone(m.Annotations)
-			if nd, ok := moved[ann[provRefDigest]]; ok {
-				ann[provRefDigest] = nd
+			if nd, ok := moved[ann[attestationRefDigest]]; ok {
+				ann[attestationRefDigest] = nd
 			}
 			var add mutate.Appendable
 			if m.MediaType.IsIndex() {
@@ -222,9 +222,9 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 	return digest.Digest(d.String()), nil
 }
 
-// provBaseDigest is the digest of the base image for platform: the
+// platformBaseDigest is the digest of the base image for platform: the
 // matching child of the base index, or the base itself.
-func provBaseDigest(baseDigest digest.Digest, baseIndex *v1.IndexManifest, platform *v1.Platform) string {
+func platformBaseDigest(baseDigest digest.Digest, baseIndex *v1.IndexManifest, platform *v1.Platform) string {
 	if baseIndex == nil {
 		return baseDigest.String()
 	}

@@ -166,7 +166,7 @@ func TestFinalizeIndex(t *testing.T) {
 		byArch[m.Platform.Architecture] = m.Digest.String()
 	}
 	att := im.Manifests[2]
-	if att.Annotations[provRefDigest] != byArch["arm64"] {
-		t.Errorf("attestation names %q, want the annotated arm64 image %s", att.Annotations[provRefDigest], byArch["arm64"])
+	if att.Annotations[attestationRefDigest] != byArch["arm64"] {
+		t.Errorf("attestation names %q, want the annotated arm64 image %s", att.Annotations[attestationRefDigest], byArch["arm64"])
 	}
 }

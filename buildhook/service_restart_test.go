@@ -93,8 +93,8 @@ func TestServiceStopsResumingAfterTwoCrashes(t *testing.T) {
 	}
 }
 
-// nhtTempDir points TMPDIR at a fresh directory and returns it.
-func nhtTempDir(t *testing.T) string {
+// spoolTempDir points TMPDIR at a fresh directory and returns it.
+func spoolTempDir(t *testing.T) string {
 	t.Helper()
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
@@ -105,7 +105,7 @@ func nhtTempDir(t *testing.T) string {
 // spool files behind. A start removes the spools of processes that are
 // gone (which ones: native.TestRemoveDeadSpools), and nothing else.
 func TestServiceStartRemovesDeadSpools(t *testing.T) {
-	tmp := nhtTempDir(t)
+	tmp := spoolTempDir(t)
 	dead := filepath.Join(tmp, "kiln-native-old") // an older kiln's: no lock at all
 	if err := os.MkdirAll(dead, 0o700); err != nil {
 		t.Fatal(err)
