@@ -32,6 +32,10 @@ func CacheResults() (kinds, results []string) {
 // handles (metrics listen here). Call it before serving.
 func (p *Proxy) SetCacheObserver(f func(kind, result string)) { p.observe = f }
 
+// SetFillObserver sets f to hear of every blob the cache stored, once it
+// is stored (the cache's budget listens here). Call it before serving.
+func (p *Proxy) SetFillObserver(f func(repo string, bytes int64)) { p.filled = f }
+
 // BlobHit counts a GET of a blob the store held, which the registry served
 // itself, as a hit when repo is one the cache serves.
 func (p *Proxy) BlobHit(ctx context.Context, repo string) {

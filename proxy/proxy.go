@@ -18,10 +18,11 @@ type Proxy struct {
 	mirror    *upstream // serves un-prefixed names (registry-mirrors)
 	log       *slog.Logger
 
-	requests    atomic.Int64              // every request sent upstream
-	blobFetches atomic.Int64              // blob GETs sent upstream
-	mismatches  atomic.Int64              // upstream content whose bytes did not match its digest
-	observe     func(kind, result string) // see SetCacheObserver
+	requests    atomic.Int64                   // every request sent upstream
+	blobFetches atomic.Int64                   // blob GETs sent upstream
+	mismatches  atomic.Int64                   // upstream content whose bytes did not match its digest
+	observe     func(kind, result string)      // see SetCacheObserver
+	filled      func(repo string, bytes int64) // see SetFillObserver
 
 	// now is the clock tag ages are measured on (time.Now; tests move it
 	// on instead of sleeping). The store dates tags on the wall clock.

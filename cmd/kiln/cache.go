@@ -21,6 +21,10 @@ import (
 // eviction (POST, ?dry_run=1).
 const adminCachePath = "/kiln/v1/cache"
 
+// fillSpacing is the least time between two evictions that fills start:
+// under a stream of fills, one plan of the store at a time, not one a blob.
+const fillSpacing = 250 * time.Millisecond
+
 // freeSpaceInterval is how often the store's free space is checked
 // against cache.min_free: a statfs, cheap enough to notice a filling disk
 // before a push gets 507.
@@ -43,6 +47,9 @@ type cacheKeeper struct {
 	// statfs reads the store's filesystem; nil: unix.Statfs (tests fake a
 	// full disk with it).
 	statfs func(path string, st *unix.Statfs_t) error
+	// fills hears that the cache stored something (see filled); make it
+	// with room for one.
+	fills chan struct{}
 
 	running sync.Mutex // one eviction at a time
 	mu      sync.Mutex
@@ -139,6 +146,16 @@ func (k *cacheKeeper) evict(ctx context.Context, trigger string, dryRun bool, re
 	return r, nil
 }
 
+// filled is the cache's fill observer: with a budget, an eviction follows
+// soon, so the cache goes over it by what arrives meanwhile, not by what
+// arrives until the next check.
+func (k *cacheKeeper) filled(repo string, bytes int64) {
+	select {
+	case k.fills <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
 // loop bounds the cache until ctx is done. The first scheduled eviction
 // is one interval after start, as with garbage collection; free space is
 // watched from the start.
@@ -153,12 +170,26 @@ func (k *cacheKeeper) loop(ctx context.Context) {
 	defer check.Stop()
 	space := time.NewTicker(freeSpaceInterval)
 	defer space.Stop()
+	var lastFill time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-check.C:
 			k.evict(ctx, "schedule", false, 0)
+		case <-k.fills:
+			if budget == 0 {
+				continue
+			}
+			if wait := fillSpacing - time.Since(lastFill); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+			lastFill = time.Now()
+			k.evict(ctx, "fill", false, 0)
 		case <-space.C:
 			if _, minFree, free := k.limits(); minFree > 0 && free > 0 && free < minFree {
 				k.logger.Warn("the store is low on space: evicting from the cache", slog.Int64("free", free), slog.Int64("min_free", minFree))

@@ -94,9 +94,12 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	}
 	m.BuildQueue(builds.Counts)
 	defer builds.Wait()
-	cache := &cacheKeeper{store: store, pulls: pulls, cfg: cfg.Cache, gc: cfg.Storage.GC, logger: logger, record: m.Cache(), observeGC: observeGC, now: time.Now}
+	cache := &cacheKeeper{store: store, pulls: pulls, cfg: cfg.Cache, gc: cfg.Storage.GC, logger: logger, record: m.Cache(), observeGC: observeGC, now: time.Now, fills: make(chan struct{}, 1)}
 	if cfg.Storage.Driver == config.DriverFilesystem {
 		cache.root = dataRoot
+	}
+	if mirror != nil {
+		mirror.SetFillObserver(cache.filled)
 	}
 	retain := newRetention(cfg.Retention, store, pulls, builds, logger)
 	observeRetention := retentionMetrics(m)
