@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -47,8 +48,9 @@ func imageBytes(t *testing.T, img v1.Image) int64 {
 }
 
 // kiln cache usage and evict against a running kiln that mirrors an
-// upstream, with a budget of two of three images: the least recently
-// pulled goes, a pushed image stays whole, and the evicted one pulls again
+// upstream, with a budget of one image of its own: each fill over it
+// evicts the least recently pulled, a pushed image (and a cached one it
+// shares everything with) stays whole, and the evicted one pulls again
 // from the upstream.
 func TestCacheCommands(t *testing.T) {
 	t.Parallel()
@@ -132,37 +134,52 @@ func TestCacheCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range []string{"one", "two", "three", "one"} { // two is the least recently pulled
-		pull("up.test/lib/" + n + ":1")
+	// images waits until the cache holds n images: eviction follows a
+	// fill, in the background.
+	images := func(n int) string {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			out := kiln("usage")
+			if strings.Contains(out, fmt.Sprintf("cached:  %d images", n)) {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the cache never held %d images:\n%s", n, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
-	if out := kiln("usage"); !strings.Contains(out, "3 images in 3 repositories") || !strings.Contains(out, storage.FormatBytes(imageBytes(t, imgs["three"]))+" shared") {
+	// one, then two: over budget, so one, the least recently pulled, goes.
+	pull("up.test/lib/one:1")
+	pull("up.test/lib/two:1")
+	images(1)
+	// three is pushed too: it holds nothing of its own and fits.
+	pull("up.test/lib/three:1")
+	if out := images(2); !strings.Contains(out, storage.FormatBytes(imageBytes(t, imgs["three"]))+" shared") || !strings.Contains(out, "last eviction: 1 images") {
 		t.Errorf("kiln cache usage:\n%s", out)
 	}
-	before := blobFetches.Load()
-
-	dry := kiln("evict", "--dry-run")
-	if !strings.Contains(dry, "would evict up.test/lib/two@") || strings.Count(dry, "would evict") != 1 {
-		t.Errorf("kiln cache evict --dry-run:\n%s", dry)
-	}
-	out := kiln("evict")
-	if !strings.Contains(out, "evicted up.test/lib/two@") || !strings.Contains(out, "over budget") {
-		t.Errorf("kiln cache evict:\n%s", out)
-	}
-	if out := kiln("usage"); !strings.Contains(out, "2 images in 2 repositories") {
-		t.Errorf("after the eviction:\n%s", out)
+	// Within budget: nothing to evict.
+	if out := kiln("evict", "--dry-run"); strings.Contains(out, "would evict") || !strings.Contains(out, "(2 images)") {
+		t.Errorf("kiln cache evict --dry-run:\n%s", out)
 	}
 
 	// Everything kept verifies without the upstream; the evicted image
-	// comes back from it.
-	for _, repo := range []string{"team/app:v1", "team/copy:v1", "up.test/lib/one:1", "up.test/lib/three:1"} {
+	// comes back from it, and two, now the least recently pulled, goes.
+	before := blobFetches.Load()
+	for _, repo := range []string{"team/app:v1", "team/copy:v1", "up.test/lib/two:1", "up.test/lib/three:1"} {
 		pull(repo)
 	}
 	if n := blobFetches.Load(); n != before {
 		t.Errorf("kept images fetched %d blobs from the upstream", n-before)
 	}
-	pull("up.test/lib/two:1")
+	pull("up.test/lib/one:1")
 	if n := blobFetches.Load() - before; n < 3 {
 		t.Errorf("the evicted image fetched %d blobs again, want its config and 2 layers", n)
+	}
+	images(2)
+	if out := kiln("evict"); !strings.Contains(out, "(2 images)") {
+		t.Errorf("kiln cache evict:\n%s", out)
 	}
 
 	resp, err := http.Get(server + "/metrics")
@@ -171,7 +188,7 @@ func TestCacheCommands(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"kiln_cache_evicted_images_total 1", "kiln_cache_budget_bytes " + strconv.FormatInt(budget, 10)} {
+	for _, want := range []string{"kiln_cache_evicted_images_total 2", "kiln_cache_budget_bytes " + strconv.FormatInt(budget, 10)} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}
@@ -180,7 +197,7 @@ func TestCacheCommands(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "cache: evicting") || !strings.Contains(logs.String(), "trigger=cache") {
+	if !strings.Contains(logs.String(), "cache: evicting") || !strings.Contains(logs.String(), "trigger=fill") || !strings.Contains(logs.String(), "trigger=cache") {
 		t.Errorf("the log does not tell the eviction and its collection:\n%s", logs.String())
 	}
 }
