@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"kiln/storage"
 )
 
 var funcs = template.FuncMap{
 	"short":   shortDigest,
-	"bytes":   humanBytes,
+	"bytes":   storage.FormatBytes,
 	"when":    when,
 	"ago":     ago,
 	"join":    strings.Join,
@@ -26,19 +28,6 @@ func shortDigest(d digest.Digest) string {
 		s = s[:12]
 	}
 	return s
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func when(t time.Time) string {

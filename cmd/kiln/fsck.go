@@ -94,7 +94,7 @@ func printProgress(w io.Writer) func(storage.FsckProgress) {
 		}
 		line := fmt.Sprintf("%s: %d/%d", p.Phase, p.Done, p.Total)
 		if p.Phase == "blobs" {
-			line += fmt.Sprintf(" (%s)", byteCount(p.Bytes))
+			line += fmt.Sprintf(" (%s)", storage.FormatBytes(p.Bytes))
 		}
 		if line == lastLine {
 			return
@@ -113,20 +113,7 @@ func printReport(w io.Writer, r *storage.FsckReport, took time.Duration) {
 	}
 	repaired := len(r.Problems) - r.Remaining()
 	fmt.Fprintf(w, "checked %d blobs (%s), %d repositories, %d layer links, %d manifests, %d tags, %d referrers, %d uploads in %s\n",
-		r.Blobs, byteCount(r.BlobBytes), r.Repositories, r.LayerLinks, r.Manifests, r.Tags, r.Referrers, r.Uploads, took.Round(time.Millisecond))
+		r.Blobs, storage.FormatBytes(r.BlobBytes), r.Repositories, r.LayerLinks, r.Manifests, r.Tags, r.Referrers, r.Uploads, took.Round(time.Millisecond))
 	fmt.Fprintf(w, "%d problems (%d repaired, %d remain), %d leftovers of interrupted writes\n",
 		len(r.Problems), repaired, r.Remaining(), len(r.Leftovers))
-}
-
-func byteCount(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
