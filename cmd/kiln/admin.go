@@ -39,14 +39,9 @@ func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger,
 			adminError(w, http.StatusMethodNotAllowed, "use POST")
 			return
 		}
-		dryRun := false
-		if v := r.URL.Query().Get("dry_run"); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				adminError(w, http.StatusBadRequest, "dry_run: "+err.Error())
-				return
-			}
-			dryRun = b
+		dryRun, ok := dryRunParam(w, r)
+		if !ok {
+			return
 		}
 		opts := storage.GCOptions{DryRun: dryRun, Grace: cfg.Storage.GC.Grace, DeleteUntagged: cfg.Storage.GC.DeleteUntagged}
 		report, err := runGC(r.Context(), store, opts, logger, "api", observe)
@@ -64,6 +59,21 @@ func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger,
 		enc.SetIndent("", "  ")
 		enc.Encode(report)
 	})
+}
+
+// dryRunParam reads ?dry_run=; false (after answering 400) when it is not
+// a boolean.
+func dryRunParam(w http.ResponseWriter, r *http.Request) (dryRun, ok bool) {
+	v := r.URL.Query().Get("dry_run")
+	if v == "" {
+		return false, true
+	}
+	dryRun, err := strconv.ParseBool(v)
+	if err != nil {
+		adminError(w, http.StatusBadRequest, "dry_run: "+err.Error())
+		return false, false
+	}
+	return dryRun, true
 }
 
 func adminError(w http.ResponseWriter, status int, msg string) {

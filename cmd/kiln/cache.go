@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -209,12 +208,9 @@ func (k *cacheKeeper) handler() http.Handler {
 		case http.MethodGet:
 			v, err = k.status(r.Context())
 		case http.MethodPost:
-			dryRun := false
-			if q := r.URL.Query().Get("dry_run"); q != "" {
-				if dryRun, err = strconv.ParseBool(q); err != nil {
-					adminError(w, http.StatusBadRequest, "dry_run: "+err.Error())
-					return
-				}
+			dryRun, ok := dryRunParam(w, r)
+			if !ok {
+				return
 			}
 			v, err = k.evict(r.Context(), "api", dryRun, 0)
 		default:

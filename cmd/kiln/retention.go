@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"kiln/accesslog"
@@ -121,14 +120,9 @@ func retentionHandler(runner *retention.Runner, logger *slog.Logger, observe ret
 			adminError(w, http.StatusMethodNotAllowed, "use POST")
 			return
 		}
-		dryRun := false
-		if v := r.URL.Query().Get("dry_run"); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				adminError(w, http.StatusBadRequest, "dry_run: "+err.Error())
-				return
-			}
-			dryRun = b
+		dryRun, ok := dryRunParam(w, r)
+		if !ok {
+			return
 		}
 		report, err := runRetention(r.Context(), runner, dryRun, logger, "api", observe)
 		switch {
