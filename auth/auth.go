@@ -40,6 +40,10 @@ type Options struct {
 	// file user of the same name. Zero means none.
 	Internal Credential
 	Logger   *slog.Logger
+	// TokenKey signs bearer tokens; instances given the same key accept
+	// each other's. Nil: a random key made by New, so tokens hold on this
+	// instance only, until it restarts.
+	TokenKey []byte
 	// Pages reports whether a request is for a web page: its GET and HEAD
 	// count as pulls, and it is challenged for Basic credentials, the
 	// only kind a browser can give. Nil: there are no pages.
@@ -85,7 +89,7 @@ func New(opts Options) (*Authenticator, error) {
 		limiter:        newFailureLimiter(opts.FailedLoginsPerMinute),
 		cache:          newVerifiedCache(),
 		basicChallenge: fmt.Sprintf("Basic realm=%q", opts.Realm),
-		tokens:         newTokenSigner(),
+		tokens:         newTokenSigner(opts.TokenKey),
 		checks:         make(chan struct{}, checkSlots()),
 		checkWait:      checkWait,
 		compare:        bcrypt.CompareHashAndPassword,

@@ -26,16 +26,20 @@ const tokenTTL = 5 * time.Minute
 
 // tokenSigner makes and checks bearer tokens: a user name, a fingerprint
 // of the user's entry and an expiry, HMAC-signed with a key made at start
-// (restarts invalidate tokens). The fingerprint lets a token be refused
-// as soon as its user is removed or changes password.
+// (restarts invalidate tokens) or shared by a cluster's instances (each
+// accepts the others'). The fingerprint lets a token be refused as soon as
+// its user is removed or changes password.
 type tokenSigner struct {
 	key []byte
 	now func() time.Time
 }
 
-func newTokenSigner() *tokenSigner {
-	key := make([]byte, 32)
-	rand.Read(key)
+// newTokenSigner signs with key, or with a random one when key is nil.
+func newTokenSigner(key []byte) *tokenSigner {
+	if key == nil {
+		key = make([]byte, 32)
+		rand.Read(key)
+	}
 	return &tokenSigner{key: key, now: time.Now}
 }
 

@@ -59,6 +59,7 @@ type Config struct {
 	Buildhook Buildhook  `yaml:"buildhook"`
 	Builds    []Build    `yaml:"builds"`
 	Retention Retention  `yaml:"retention"`
+	Cluster   Cluster    `yaml:"cluster"`
 
 	// Source says where the configuration came from: a file path or
 	// "embedded default". It is not part of the file.
@@ -208,6 +209,7 @@ var durationKeys = []string{
 	"buildhook.timeout",
 	"buildhook.records.max_age",
 	"retention.interval",
+	"cluster.heartbeat",
 }
 
 // decode strictly decodes YAML over cfg: unknown keys are errors, so typos
@@ -282,6 +284,9 @@ func Read(path string) (*Config, error) {
 	}
 	cfg.ApplyEnv(os.LookupEnv)
 	if err := cfg.resolveSecrets(os.LookupEnv); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.resolvePostgres(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
@@ -383,6 +388,7 @@ func (c *Config) Validate() error {
 	c.validateProxy(bad)
 	c.validateCache(bad)
 	c.validateRetention(bad)
+	c.validateCluster(bad)
 	return errors.Join(errs...)
 }
 

@@ -77,6 +77,7 @@ func TestLoad(t *testing.T) {
 		Proxy:     []Upstream{},
 		Cache:     Cache{CheckInterval: 10 * time.Minute},
 		Retention: Retention{Policies: []RetentionPolicy{}},
+		Cluster:   Cluster{Heartbeat: 10 * time.Second},
 		Source:    DefaultSource,
 	}
 	if !reflect.DeepEqual(*def, want) {

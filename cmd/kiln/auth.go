@@ -34,6 +34,12 @@ type security struct {
 }
 
 func newSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
+	return newSecurityWithKey(cfg, logger, nil)
+}
+
+// newSecurityWithKey is newSecurity signing tokens with tokenKey (shared
+// by a cluster's instances; nil: a key of this instance's own).
+func newSecurityWithKey(cfg *config.Config, logger *slog.Logger, tokenKey []byte) (*security, error) {
 	s := &security{}
 	var err error
 	if s.tls, err = loadServerTLS(cfg.HTTP.TLS, logger); err != nil {
@@ -50,6 +56,7 @@ func newSecurity(cfg *config.Config, logger *slog.Logger) (*security, error) {
 			Realm:                 a.Realm,
 			FailedLoginsPerMinute: a.FailedLoginsPerMinute,
 			Internal:              cred,
+			TokenKey:              tokenKey,
 			Logger:                logger,
 			Pages:                 func(r *http.Request) bool { return ui.Serves(r.URL.Path) },
 		})

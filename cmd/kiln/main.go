@@ -37,7 +37,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newVersionCmd(), newBuildsCmd(), newFsckCmd(), newBenchCmd(), newGCCmd(), newRetentionCmd(), newCacheCmd())
-	root.AddCommand(newHealthcheckCmd())
+	root.AddCommand(newHealthcheckCmd(), newClusterCmd())
 	root.AddCommand(newReposCmd()...)
 	return root
 }

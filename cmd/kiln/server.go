@@ -26,7 +26,12 @@ import (
 // returns nil. If ready is not nil it receives the bound address once the
 // listener is up (so callers can use port 0); give it room for one value.
 func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- string) error {
-	sec, err := newSecurity(cfg, logger) // bad TLS or htpasswd files stop here
+	node, err := openCluster(ctx, cfg, logger) // nil without cluster.postgres
+	if err != nil {
+		return err
+	}
+	defer node.close()
+	sec, err := newSecurityWithKey(cfg, logger, node.key()) // bad TLS or htpasswd files stop here
 	if err != nil {
 		return err
 	}
@@ -61,6 +66,10 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	}
 	mirror, upstream, err := newUpstream(cfg, store, logger)
 	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := node.join(ctx, cfg, ln.Addr().String()); err != nil {
 		ln.Close()
 		return err
 	}

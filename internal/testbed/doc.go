@@ -1,6 +1,6 @@
 // Package testbed starts the real outside parts that kiln's tests run
-// against: an S3-compatible server (versitygw), a private Docker Engine and
-// the OCI distribution-spec conformance suite.
+// against: an S3-compatible server (versitygw), PostgreSQL, a private
+// Docker Engine and the OCI distribution-spec conformance suite.
 //
 // The repository needs nothing beside it: a missing tool is built from the
 // Go module proxy at a pinned version (cached in kiln-testbed under

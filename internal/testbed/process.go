@@ -22,6 +22,11 @@ type daemon struct {
 
 // startDaemon starts bin with args and the environment env.
 func startDaemon(name, logPath string, env []string, bin string, args ...string) (*daemon, error) {
+	return startDaemonAs(nil, name, logPath, env, bin, args...)
+}
+
+// startDaemonAs is startDaemon as the user as (nil: this process's user).
+func startDaemonAs(as *account, name, logPath string, env []string, bin string, args ...string) (*daemon, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -30,6 +35,7 @@ func startDaemon(name, logPath string, env []string, bin string, args ...string)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	ownProcessGroup(cmd)
+	as.apply(cmd)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -70,14 +76,18 @@ func (d *daemon) waitReady(ctx context.Context, timeout time.Duration, ready fun
 
 // stop asks the daemon to end with SIGTERM and kills its process group if
 // it has not ended within grace; anything left in its group is killed too.
-func (d *daemon) stop(grace time.Duration) error {
+func (d *daemon) stop(grace time.Duration) error { return d.stopWith(syscall.SIGTERM, grace) }
+
+// stopWith is stop with another signal, for daemons whose SIGTERM is not
+// their quick shutdown.
+func (d *daemon) stopWith(sig syscall.Signal, grace time.Duration) error {
 	defer killGroup(d.cmd) // children it left behind; an error means none
 	select {
 	case <-d.exited:
 		return nil
 	default:
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.cmd.Process.Signal(sig); err != nil {
 		killGroup(d.cmd)
 	}
 	timer := time.NewTimer(grace)

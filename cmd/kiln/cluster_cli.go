@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kiln/cluster"
+)
+
+// newClusterCmd is `kiln cluster`: the instances sharing cluster.postgres.
+func newClusterCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Show the kiln instances that share cluster.postgres",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newClusterStatusCmd())
+	return cmd
+}
+
+func newClusterStatusCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "List the instances and their last heartbeats",
+		Long: `List the kiln instances registered in cluster.postgres, with when each
+started and when it last recorded that it is alive. An instance removes
+itself when it stops cleanly; one silent for three heartbeat intervals
+(cluster.heartbeat) is shown as stale: it was killed or cannot reach the
+database.
+
+The database is found like serve finds it (--config, ./config.yml).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(f)
+			if err != nil {
+				return err
+			}
+			if !cfg.Cluster.Enabled() {
+				return errors.New("cluster.postgres is not set: this kiln runs on its own")
+			}
+			db, err := cluster.Open(cmd.Context(), cfg.Cluster.Postgres)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			instances, err := db.Instances(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printInstances(cmd.OutOrStdout(), instances, time.Now(), 3*cfg.Cluster.Heartbeat)
+		},
+	}
+	cmd.Flags().StringVar(&f.config, "config", "", "config `file` (default ./config.yml if present, else built-in defaults)")
+	return cmd
+}
+
+// printInstances writes one line per instance; a heartbeat older than
+// stale is marked.
+func printInstances(w io.Writer, instances []cluster.Instance, now time.Time, stale time.Duration) error {
+	if len(instances) == 0 {
+		_, err := fmt.Fprintln(w, "no instances")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tADDRESS\tSTARTED\tHEARTBEAT")
+	for _, i := range instances {
+		age := now.Sub(i.Heartbeat).Round(time.Second)
+		beat := fmt.Sprintf("%s ago", max(age, 0))
+		if age > stale {
+			beat += " (stale)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.ID, i.Addr, i.Started.UTC().Format(time.RFC3339), beat)
+	}
+	return tw.Flush()
+}
