@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -22,6 +23,9 @@ type Options struct {
 	Catalog Catalog
 	Builds  Builds // nil: no build pages
 	Usage   Usage  // nil: the storage page shows no usage
+	// Cache measures the pull-through cache; nil: the storage page shows
+	// no cache.
+	Cache func(ctx context.Context) (CacheUsage, error)
 	// Challenge is the WWW-Authenticate value the login link answers an
 	// anonymous browser with ("" when kiln has no logins).
 	Challenge string

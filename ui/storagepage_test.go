@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,8 +21,16 @@ func TestStoragePage(t *testing.T) {
 	}
 	mustContain(t, body, "<strong>1.5 KiB</strong> in <strong>3</strong> blobs", "counted 1m ago", `data-gc="dry"`, `data-gc="run"`)
 
+	opts.Cache = func(context.Context) (CacheUsage, error) {
+		return CacheUsage{Images: 7, Bytes: 3 << 20, Shared: 1 << 20, Budget: 4 << 20, Measured: time.Now().Add(-2 * time.Minute)}, nil
+	}
+	_, body = get(t, New(opts), "/ui/storage")
+	mustContain(t, body, "Pull-through cache", "<strong>3.0 MiB</strong> in <strong>7</strong> cached images of a <strong>4.0 MiB</strong> budget (75%)",
+		"1.0 MiB shared", "measured 2m ago", `<progress class="meter" value="75" max="100">`)
+
+	opts.Cache = func(context.Context) (CacheUsage, error) { return CacheUsage{}, errors.New("walk failed") }
 	opts.Usage = func() (int, int64, time.Time, error) { return 0, 0, time.Time{}, errors.New("store down") }
 	_, body = get(t, New(opts), "/ui/storage")
-	mustContain(t, body, "could not count")
-	mustNotContain(t, body, "store down") // details go to the log
+	mustContain(t, body, "could not count", "could not measure the cache")
+	mustNotContain(t, body, "store down", "walk failed") // details go to the log
 }

@@ -14,6 +14,7 @@ import (
 	"kiln/config"
 	"kiln/metrics"
 	"kiln/storage"
+	"kiln/ui"
 )
 
 // adminCachePath reads the pull-through cache's usage (GET) and runs an
@@ -53,7 +54,14 @@ type cacheKeeper struct {
 	running sync.Mutex // one eviction at a time
 	mu      sync.Mutex
 	last    *storage.EvictReport
+	// measured and measuredAt are the last status, which the web page
+	// shows for statusMaxAge rather than walk the store at every view.
+	measured   *cacheStatus
+	measuredAt time.Time
 }
+
+// statusMaxAge is how long the web page shows a measure of the cache.
+const statusMaxAge = 30 * time.Second
 
 // cacheStatus is what GET /kiln/v1/cache answers.
 type cacheStatus struct {
@@ -102,11 +110,28 @@ func (k *cacheKeeper) status(ctx context.Context) (*cacheStatus, error) {
 	}
 	k.mu.Lock()
 	st.LastEviction = k.last
+	k.measured, k.measuredAt = st, k.now()
 	k.mu.Unlock()
 	if k.record != nil {
 		k.record(usage.Bytes, budget, 0, 0)
 	}
 	return st, nil
+}
+
+// page is the cache as the storage page shows it: measured at most
+// statusMaxAge ago.
+func (k *cacheKeeper) page(ctx context.Context) (ui.CacheUsage, error) {
+	k.mu.Lock()
+	st, at := k.measured, k.measuredAt
+	k.mu.Unlock()
+	if st == nil || k.now().Sub(at) > statusMaxAge {
+		var err error
+		if st, err = k.status(ctx); err != nil {
+			return ui.CacheUsage{}, err
+		}
+		at = k.now()
+	}
+	return ui.CacheUsage{Images: st.Images, Bytes: st.Bytes, Shared: st.Shared, Budget: st.Budget, Measured: at}, nil
 }
 
 // evict runs one eviction (reclaim: bytes the store is short of), then,

@@ -184,6 +184,17 @@ func TestCacheCommands(t *testing.T) {
 		t.Errorf("kiln cache evict:\n%s", out)
 	}
 
+	// The storage page shows the cache.
+	page, err := http.Get(server + "/ui/storage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if !strings.Contains(string(html), "Pull-through cache") || !strings.Contains(string(html), "</strong> cached images of a <strong>"+storage.FormatBytes(budget)) {
+		t.Errorf("the storage page does not show the cache:\n%s", html)
+	}
+
 	resp, err := http.Get(server + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -107,8 +107,10 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	if cfg.Storage.Driver == config.DriverFilesystem {
 		cache.root = dataRoot
 	}
+	var pageCache *cacheKeeper // the storage page shows the cache only when there is one
 	if mirror != nil {
 		mirror.SetFillObserver(cache.filled)
+		pageCache = cache
 	}
 	retain := newRetention(cfg.Retention, store, pulls, builds, logger)
 	observeRetention := retentionMetrics(m)
@@ -117,7 +119,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		// Stall goes outermost: it relies on the wrappers inside passing
 		// ReadFrom through, so blob GETs keep sendfile.
 		Handler: limits.Stall(accesslog.New(
-			m.TrackUploads(opsRoutes(authenticated(sec, sameOrigin(routes(mirror.Aliases(api), builds.Handler(), adminHandler(store, cfg, logger, observeGC, retentionHandler(retain, logger, observeRetention), cache.handler()), webUI(cfg, store, builds, m, logger)))), store, m)),
+			m.TrackUploads(opsRoutes(authenticated(sec, sameOrigin(routes(mirror.Aliases(api), builds.Handler(), adminHandler(store, cfg, logger, observeGC, retentionHandler(retain, logger, observeRetention), cache.handler()), webUI(cfg, store, builds, m, pageCache, logger)))), store, m)),
 			accesslog.Options{Logger: logger, Observe: m.Observe, Lines: accessLines(cfg.Log)}), cfg.HTTP.StallTimeout),
 		// Slow or stalled clients must not hold connections forever, but
 		// there is no overall read/write timeout: blob transfers can take

@@ -15,8 +15,11 @@ import (
 // webUI is the web pages on the store and the build service. Logging in
 // is offered only when kiln has logins.
 // The storage page shows the counts of the store metrics' scans.
-func webUI(cfg *config.Config, store *storage.Store, builds *buildhook.Service, m *metrics.Metrics, logger *slog.Logger) http.Handler {
+func webUI(cfg *config.Config, store *storage.Store, builds *buildhook.Service, m *metrics.Metrics, cache *cacheKeeper, logger *slog.Logger) http.Handler {
 	opts := ui.Options{Catalog: store, Builds: ui.ServiceBuilds{Service: builds}, Usage: m.StoredUsage, Logger: logger}
+	if cache != nil {
+		opts.Cache = cache.page
+	}
 	if cfg.Auth.Enabled() {
 		opts.Challenge = fmt.Sprintf("Basic realm=%q", cfg.Auth.Realm)
 	}
