@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -146,6 +147,49 @@ func BenchmarkBlobPush(b *testing.B) {
 			hs.Write(content[head:])
 			d := digest.NewDigestFromBytes(digest.SHA256, hs.Sum(nil))
 			benchDo(b, h, http.MethodPost, "/v2/bench/app/blobs/uploads/?digest="+d.String(), content, http.StatusCreated)
+		}
+	})
+}
+
+// BenchmarkBlobPushChunked is a chunked blob upload as docker and
+// containerd send it: POST, 8 MiB PATCHes with Content-Range, PUT
+// ?digest=. Each blob is new (its last 8 bytes are a counter).
+func BenchmarkBlobPushChunked(b *testing.B) {
+	const chunk = 8 << 20
+	benchStores(b, func(b *testing.B, h http.Handler) {
+		content := make([]byte, 64<<20)
+		for i := range content {
+			content[i] = byte(i * 7)
+		}
+		head := len(content) - 8
+		hs := sha256.New()
+		hs.Write(content[:head])
+		state, err := hs.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(content)))
+		b.ReportAllocs()
+		i := uint64(0)
+		for b.Loop() {
+			i++
+			binary.LittleEndian.PutUint64(content[head:], i)
+			hs := sha256.New()
+			hs.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+			hs.Write(content[head:])
+			d := digest.NewDigestFromBytes(digest.SHA256, hs.Sum(nil))
+			loc := benchDo(b, h, http.MethodPost, "/v2/bench/app/blobs/uploads/", nil, http.StatusAccepted).Header().Get("Location")
+			for off := 0; off < len(content); off += chunk {
+				end := min(off+chunk, len(content))
+				loc = benchDo(b, h, http.MethodPatch, loc, content[off:end], http.StatusAccepted,
+					"Content-Type", "application/octet-stream",
+					"Content-Range", strconv.Itoa(off)+"-"+strconv.Itoa(end-1)).Header().Get("Location")
+			}
+			sep := "?"
+			if strings.Contains(loc, "?") {
+				sep = "&"
+			}
+			benchDo(b, h, http.MethodPut, loc+sep+"digest="+d.String(), nil, http.StatusCreated)
 		}
 	})
 }

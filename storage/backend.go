@@ -49,11 +49,19 @@ type backend interface {
 	// returns nil every file is durable.
 	writeInOrder(ctx context.Context, groups ...[]smallFile) error
 	// appendAt writes r to the upload data at p from offset size, hashing
-	// what it writes into h, and makes it durable; final marks the last
-	// write, after which the data is committed. It returns the bytes
+	// what it writes into h; final marks the last write, after which the
+	// data is committed. The data is durable when it returns after a final
+	// write, or after any where syncsChunks says so. It returns the bytes
 	// written; on an error the data stays as it was and h is to be
 	// discarded.
 	appendAt(ctx context.Context, p string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error)
+	// syncsChunks reports whether appendAt makes every write durable.
+	// Where it does not, the session's state is saved with replace and
+	// records what a crash can cut it back to (see recoverUpload).
+	syncsChunks() bool
+	// replace stores content as the small file at p atomically but not
+	// durably: after a crash p may hold older content or be cut short.
+	replace(ctx context.Context, p string, content []byte) error
 	// shortOf reports whether the upload data at p is known to hold fewer
 	// than size bytes (missing counts). A driver whose unfinished writes
 	// are invisible (an S3 multipart upload) cannot tell, and says no.

@@ -145,6 +145,14 @@ func (b driverFiles) appendAt(ctx context.Context, p string, size int64, h hash.
 	return n, nil
 }
 
+// syncsChunks: a driver's writes are as durable as it makes them, and a
+// driver cannot tell whether a file is shorter than the state (shortOf).
+func (b driverFiles) syncsChunks() bool { return true }
+
+func (b driverFiles) replace(ctx context.Context, p string, content []byte) error {
+	return b.write(ctx, p, content)
+}
+
 // shortOf cannot tell: an unfinished write may be invisible until it is
 // committed.
 func (b driverFiles) shortOf(context.Context, string, int64) bool { return false }

@@ -196,7 +196,9 @@ func makeBlobBuckets(dir string) error {
 // appendAt writes at offset size of the session's file. Bytes past size
 // (left by a write that was never acknowledged) are cut off first, and
 // again if this write fails, so the file always matches the saved state.
-func (b fsFiles) appendAt(_ context.Context, p string, size int64, h hash.Hash, r io.Reader, _ bool) (int64, error) {
+// Only the final write is fsynced (see recoverUpload); every write starts
+// the disk writing as the data arrives (see writeback).
+func (b fsFiles) appendAt(_ context.Context, p string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error) {
 	lp := b.local(p)
 	if err := os.MkdirAll(filepath.Dir(lp), 0o755); err != nil {
 		return 0, err
@@ -205,15 +207,18 @@ func (b fsFiles) appendAt(_ context.Context, p string, size int64, h hash.Hash, 
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
 	if err := f.Truncate(size); err != nil {
+		f.Close()
 		return 0, err
 	}
 	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		f.Close()
 		return 0, err
 	}
-	n, err := copyHashing(&writebackWriter{f: f, off: size}, h, r)
-	if err == nil {
+	wb := newWriteback(f, size)
+	defer wb.finish() // closes f
+	n, err := copyHashing(writebackWriter{wb}, h, r)
+	if err == nil && final {
 		err = f.Sync()
 	}
 	if err != nil {
@@ -223,20 +228,106 @@ func (b fsFiles) appendAt(_ context.Context, p string, size int64, h hash.Hash, 
 	return n, nil
 }
 
-// writebackWriter writes to f from off on, starting the disk write of
-// each piece as soon as it is in the page cache (see startWriteback): the
-// disk then works while the rest of the upload arrives, instead of all at
-// the final fsync.
-type writebackWriter struct {
-	f   *os.File
-	off int64
+// syncsChunks: intermediate chunks are not fsynced (see recoverUpload).
+func (b fsFiles) syncsChunks() bool { return false }
+
+// replace writes content under a temporary name and renames it over p,
+// without an fsync.
+func (b fsFiles) replace(_ context.Context, p string, content []byte) error {
+	if !validPath(p) {
+		return errInvalidPath
+	}
+	dst := b.local(p)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := tempPath(dst)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	b.cache.invalidate()
+	return nil
 }
 
-func (w *writebackWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+// writeback starts the disk write of a file's new bytes soon after they
+// are in the page cache (see startWriteback), so that the disk works while
+// the rest of an upload arrives instead of all at the final fsync. It does
+// so from a goroutine of its own: under a disk backlog sync_file_range
+// blocks while it submits, and must then hold up neither the receiving
+// nor the hashing. Bytes written meanwhile are started together.
+type writeback struct {
+	f    *os.File
+	mu   sync.Mutex
+	end  int64 // the file is written up to here
+	done bool
+	wake chan struct{}
+}
+
+// newWriteback follows writes to f from offset from on; finish closes f.
+func newWriteback(f *os.File, from int64) *writeback {
+	w := &writeback{f: f, end: from, wake: make(chan struct{}, 1)}
+	go w.run(from)
+	return w
+}
+
+func (w *writeback) run(started int64) {
+	for range w.wake {
+		w.mu.Lock()
+		end, done := w.end, w.done
+		w.mu.Unlock()
+		if end > started {
+			startWriteback(w.f, started, end-started)
+			started = end
+		}
+		if done {
+			w.f.Close()
+			return
+		}
+	}
+}
+
+func (w *writeback) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default: // a wake-up is pending: it will see these bytes too
+	}
+}
+
+// wrote records n more bytes written.
+func (w *writeback) wrote(n int64) {
+	w.mu.Lock()
+	w.end += n
+	w.mu.Unlock()
+	w.notify()
+}
+
+// finish starts what is left and closes the file, without waiting.
+func (w *writeback) finish() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+	w.notify()
+}
+
+// writebackWriter writes to the file of a writeback and tells it.
+type writebackWriter struct{ w *writeback }
+
+func (ww writebackWriter) Write(p []byte) (int, error) {
+	n, err := ww.w.f.Write(p)
 	if n > 0 {
-		startWriteback(w.f, w.off, int64(n))
-		w.off += int64(n)
+		ww.w.wrote(int64(n))
 	}
 	return n, err
 }

@@ -94,7 +94,10 @@ func (f *fsck) upload(ctx context.Context, id string) error {
 	switch {
 	case st.Size > 0 && !hasData:
 		f.leftover(FsckLeftoverCommitted, dir, "the data was moved into the blob store by a finished upload", f.remove(ctx, dir))
-	case dataSize < st.Size:
+	case dataSize < st.Size && st.Boot == "":
+		// (Where chunks are not fsynced, a crash may take some: the
+		// session goes back to what survived when next used; see
+		// recoverUpload.)
 		f.problem(FsckUploadCorrupt, uploadDataPath(id), fmt.Sprintf("%d bytes, the session acknowledged %d", dataSize, st.Size), f.remove(ctx, dir))
 	case time.Since(st.UpdatedAt) > f.s.uploadExpiry:
 		f.leftover(FsckLeftoverUploadIdle, dir, "idle since "+st.UpdatedAt.Format(time.RFC3339), f.remove(ctx, dir))

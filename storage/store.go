@@ -55,8 +55,10 @@ type Store struct {
 	files        backend
 	uploadExpiry time.Duration
 	uploadLocks  sync.Map // upload id -> *sync.Mutex
-	onTagMoved   func(TagMove)
-	manifests    *manifestCache
+	// boot names this boot of the system (see recoverUpload).
+	boot       string
+	onTagMoved func(TagMove)
+	manifests  *manifestCache
 
 	// gcRunning keeps one collection per store at a time in this process;
 	// it does not lock the store: requests go on.
@@ -75,7 +77,7 @@ func New(driver storagedriver.StorageDriver, opts Options) *Store {
 	if opts.UploadExpiry <= 0 {
 		opts.UploadExpiry = 24 * time.Hour
 	}
-	s := &Store{driver: driver, files: driverFiles{driver}, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes)}
+	s := &Store{driver: driver, files: driverFiles{driver}, uploadExpiry: opts.UploadExpiry, onTagMoved: opts.OnTagMoved, manifests: newManifestCache(opts.ManifestCacheBytes), boot: bootID()}
 	s.gcGrace.Store(-1)
 	return s
 }

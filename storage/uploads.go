@@ -30,6 +30,19 @@ type uploadState struct {
 	HashState []byte    `json:"hashState"`
 	StartedAt time.Time `json:"startedAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	// Boot, set where chunks are not fsynced (see backend.syncsChunks),
+	// is the boot of the system that wrote the data: after another boot
+	// the data may have lost any part of them (see recoverUpload).
+	Boot string `json:"boot,omitempty"`
+	// Marks are earlier chunk ends, oldest first, that a crash can cut the
+	// session back to.
+	Marks []uploadMark `json:"marks,omitempty"`
+}
+
+// uploadMark is the session's size and hash state at the end of a chunk.
+type uploadMark struct {
+	Size      int64  `json:"size"`
+	HashState []byte `json:"hashState"`
 }
 
 // NewUpload opens an upload session for repo.
@@ -75,10 +88,13 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 	if offset >= 0 && offset != st.Size {
 		return st.upload(id), ErrUploadOutOfOrder
 	}
+	if !s.files.syncsChunks() {
+		st.mark()
+	}
 	if err := s.appendData(ctx, id, st, r, false); err != nil {
 		return st.upload(id), err
 	}
-	if err := s.saveUploadState(ctx, id, st); err != nil {
+	if err := s.saveChunkState(ctx, id, st); err != nil {
 		return nil, err
 	}
 	return st.upload(id), nil

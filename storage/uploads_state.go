@@ -25,10 +25,18 @@ func (s *Store) loadUploadState(ctx context.Context, repo, id string) (*uploadSt
 	}
 	var st uploadState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("upload %s: corrupt state: %w", id, err)
+		// Chunks' states are not fsynced (saveChunkState): a power loss
+		// can leave one cut or empty. The client starts again.
+		return nil, ErrUploadUnknown
 	}
 	if st.Repo != repo || time.Since(st.UpdatedAt) > s.uploadExpiry {
 		return nil, ErrUploadUnknown
+	}
+	if st.Boot != "" {
+		if err := s.recoverUpload(ctx, id, &st); err != nil {
+			return nil, err
+		}
+		return &st, nil
 	}
 	// Durability: a session whose data holds fewer bytes than it
 	// acknowledged cannot be continued. This is what a crash leaves between
@@ -48,6 +56,21 @@ func (s *Store) saveUploadState(ctx context.Context, id string, st *uploadState)
 		return err
 	}
 	return s.putContent(ctx, uploadStatePath(id), b)
+}
+
+// saveChunkState saves the state after an intermediate chunk. Where the
+// chunk's data was not fsynced, neither is the state (see recoverUpload).
+func (s *Store) saveChunkState(ctx context.Context, id string, st *uploadState) error {
+	if s.files.syncsChunks() {
+		return s.saveUploadState(ctx, id, st)
+	}
+	st.Boot = s.boot
+	st.UpdatedAt = time.Now().UTC()
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.files.replace(ctx, uploadStatePath(id), b)
 }
 
 func saveHash(st *uploadState, h hash.Hash) error {
