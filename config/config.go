@@ -60,6 +60,8 @@ type Config struct {
 	Builds    []Build    `yaml:"builds"`
 	Retention Retention  `yaml:"retention"`
 
+	Notifications Notifications `yaml:"notifications"`
+
 	// Source says where the configuration came from: a file path or
 	// "embedded default". It is not part of the file.
 	Source string `yaml:"-"`
@@ -208,6 +210,9 @@ var durationKeys = []string{
 	"buildhook.timeout",
 	"buildhook.records.max_age",
 	"retention.interval",
+	"notifications.timeout",
+	"notifications.min_backoff",
+	"notifications.max_backoff",
 }
 
 // decode strictly decodes YAML over cfg: unknown keys are errors, so typos
@@ -234,6 +239,7 @@ func decode(data []byte, cfg *Config) error {
 	}
 	cfg.applyBuildDefaults()
 	cfg.applyProxyDefaults()
+	cfg.applyNotificationDefaults()
 	return nil
 }
 
@@ -383,6 +389,7 @@ func (c *Config) Validate() error {
 	c.validateProxy(bad)
 	c.validateCache(bad)
 	c.validateRetention(bad)
+	c.validateNotifications(bad)
 	return errors.Join(errs...)
 }
 
