@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kiln/config"
+	"kiln/notify"
 	"kiln/storage"
 )
 
@@ -22,6 +23,7 @@ type Proxy struct {
 	blobFetches atomic.Int64              // blob GETs sent upstream
 	mismatches  atomic.Int64              // upstream content whose bytes did not match its digest
 	observe     func(kind, result string) // see SetCacheObserver
+	notify      *notify.Notifier          // see SetNotifier
 
 	// now is the clock tag ages are measured on (time.Now; tests move it
 	// on instead of sleeping). The store dates tags on the wall clock.
