@@ -202,11 +202,11 @@ func (n *Notifier) loop(ctx context.Context, q *queue) {
 			}
 		}
 		for attempt := 0; ; attempt++ {
-			err := n.deliver(ctx, q, e)
+			sent, err := n.deliver(ctx, q, e)
 			if ctx.Err() != nil {
 				return
 			}
-			if n.opts.OnDelivery != nil {
+			if sent && n.opts.OnDelivery != nil {
 				n.opts.OnDelivery(q.Name, err == nil)
 			}
 			if err == nil {
@@ -248,12 +248,18 @@ func (n *Notifier) delivered(ctx context.Context, id string) {
 	}
 }
 
-// deliver sends e to q once; nil on a 2xx.
-func (n *Notifier) deliver(ctx context.Context, q *queue, e *Event) error {
+// deliver sends e to q once; nil on a 2xx. sent is false, and err nil,
+// for an event q's format cannot say: it is skipped.
+func (n *Notifier) deliver(ctx context.Context, q *queue, e *Event) (sent bool, err error) {
 	body, contentType, ok, err := encode(q.Format, e, n.opts.Source)
 	if err != nil || !ok {
-		return err
+		return false, err
 	}
+	return true, n.post(ctx, q, e, body, contentType)
+}
+
+// post sends body to q.
+func (n *Notifier) post(ctx context.Context, q *queue, e *Event, body []byte, contentType string) error {
 	ctx, cancel := context.WithTimeout(ctx, q.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.URL, bytes.NewReader(body))

@@ -224,3 +224,28 @@ func TestBackoffBounds(t *testing.T) {
 		t.Errorf("backoff(200) = %v (overflow?)", got)
 	}
 }
+
+// An endpoint in distribution's format is sent pushes and deletes; what
+// the format cannot say is skipped, not retried, and not counted.
+func TestDistributionEndpointSkipsBuilds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := storage.NewInMemory(storage.Options{})
+		rec := new(receiver)
+		var attempts int
+		n, err := New(t.Context(), store, []Endpoint{{Name: "keel", URL: "http://keel/", Format: Distribution}},
+			Options{Client: &http.Client{Transport: rec}, OnDelivery: func(string, bool) { attempts++ }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Publish(t.Context(), Event{Type: BuildFailed, Rule: "app"})
+		n.Publish(t.Context(), Event{Type: Push, Repo: "app", Tag: "v1", Digest: "sha256:aa"})
+		go n.Run(t.Context())
+		synctest.Wait()
+		if len(rec.got) != 1 || rec.got[0].Header.Get("Content-Type") != "application/vnd.docker.distribution.events.v1+json" || attempts != 1 {
+			t.Fatalf("%d requests, %d attempts counted; want the push alone", len(rec.got), attempts)
+		}
+		if n.Pending() != 0 {
+			t.Errorf("%d events pending", n.Pending())
+		}
+	})
+}
