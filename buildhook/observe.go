@@ -24,3 +24,19 @@ func sinceStarted(r *Record, end time.Time) time.Duration {
 	}
 	return end.Sub(*r.Started)
 }
+
+// StatusChange is a build queued, started or ended: its record as saved,
+// and the tags its rule moves (which a success has moved to Record.Result).
+type StatusChange struct {
+	Record Record
+	Tags   []build.ImageRef
+}
+
+// statusChanged tells ServiceOptions.OnStatus, if set, of r (nil: the
+// record could not be read, and there is nothing to tell).
+func (s *Service) statusChanged(job *build.Job, r *Record) {
+	if s.opts.OnStatus == nil || r == nil {
+		return
+	}
+	s.opts.OnStatus(StatusChange{Record: *r, Tags: job.Rule.Tags})
+}

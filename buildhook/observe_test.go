@@ -47,7 +47,19 @@ func TestOnBuildDoneHearsEveryResult(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var done []doneBuild
+	statuses := map[string][]string{} // rule -> statuses in order
+	var okTags []string
 	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2,
+		OnStatus: func(c StatusChange) {
+			mu.Lock()
+			statuses[c.Record.Rule] = append(statuses[c.Record.Rule], c.Record.Status)
+			if c.Record.Rule == "ok" && c.Record.Status == StatusSucceeded && c.Record.Result != "" {
+				for _, t := range c.Tags {
+					okTags = append(okTags, t.String())
+				}
+			}
+			mu.Unlock()
+		},
 		OnBuildDone: func(rule, result string, ran time.Duration) {
 			mu.Lock()
 			done = append(done, doneBuild{rule, result, ran})
@@ -76,6 +88,16 @@ func TestOnBuildDoneHearsEveryResult(t *testing.T) {
 	}
 	if len(done) != 2 || got["ok"].result != StatusSucceeded || got["bad"].result != StatusFailed {
 		t.Fatalf("OnBuildDone heard %+v, want ok succeeded and bad failed", done)
+	}
+	// OnStatus heard each build queued, start and end, in that order.
+	if got := strings.Join(statuses["ok"], ","); got != "queued,running,succeeded" {
+		t.Errorf("OnStatus heard ok %s", got)
+	}
+	if got := strings.Join(statuses["bad"], ","); got != "queued,running,failed" {
+		t.Errorf("OnStatus heard bad %s", got)
+	}
+	if len(okTags) != 1 || !strings.HasSuffix(okTags[0], "ok:v1") {
+		t.Errorf("the success moved %v, want ok:v1", okTags)
 	}
 	for _, d := range done {
 		if d.ran <= 0 {

@@ -52,6 +52,9 @@ type ServiceOptions struct {
 	// left queued); ran is how long it ran, zero if it never started. It
 	// feeds metrics without buildhook depending on them.
 	OnBuildDone func(rule, result string, ran time.Duration)
+	// OnStatus, when set, is told of every build that is queued, starts
+	// or ends (webhooks listen here), synchronously.
+	OnStatus func(StatusChange)
 }
 
 // Service runs build-on-push: it turns tag moves into queued builds, runs
@@ -270,19 +273,23 @@ func (s *Service) queued(job *build.Job) {
 	if err := s.records.Save(context.Background(), r); err != nil {
 		s.log.Error("saving build record", "build", job.ID, "err", err)
 	}
+	s.statusChanged(job, r)
 }
 
-func (s *Service) update(id string, f func(*Record)) {
+// update changes the record of build id and returns it, nil if it could
+// not be read.
+func (s *Service) update(id string, f func(*Record)) *Record {
 	ctx := context.Background()
 	r, err := s.records.Get(ctx, id)
 	if err != nil {
 		s.log.Error("reading build record", "build", id, "err", err)
-		return
+		return nil
 	}
 	f(r)
 	if err := s.records.Save(ctx, r); err != nil {
 		s.log.Error("saving build record", "build", id, "err", err)
 	}
+	return r
 }
 
 func (s *Service) done(job *build.Job, err error) {
@@ -304,7 +311,7 @@ func (s *Service) done(job *build.Job, err error) {
 	case err != nil:
 		result = StatusFailed
 	}
-	s.update(job.ID, func(r *Record) {
+	r := s.update(job.ID, func(r *Record) {
 		r.Finished = &now
 		r.Status = result
 		if err != nil {
@@ -313,6 +320,7 @@ func (s *Service) done(job *build.Job, err error) {
 		ran = sinceStarted(r, now)
 	})
 	s.buildDone(job, result, ran)
+	s.statusChanged(job, r)
 	switch result {
 	case StatusFailed:
 		s.log.Warn("build failed", "build", job.ID, "rule", job.Rule.Name, "err", err)
@@ -331,7 +339,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 	job.Self = s.opts.Self
 	job.Staging = build.ImageRef{Repo: job.Rule.Tags[0].Repo, Tag: "kiln-build-" + job.ID}
 	started := time.Now().UTC()
-	s.update(job.ID, func(r *Record) { r.Status, r.Started = StatusRunning, &started })
+	s.statusChanged(job, s.update(job.ID, func(r *Record) { r.Status, r.Started = StatusRunning, &started }))
 	log := s.records.OpenLog(ctx, job.ID)
 	defer s.records.CloseLog(context.WithoutCancel(ctx), job.ID)
 

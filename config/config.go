@@ -61,6 +61,8 @@ type Config struct {
 	Retention Retention  `yaml:"retention"`
 	Cluster   Cluster    `yaml:"cluster"`
 
+	Notifications Notifications `yaml:"notifications"`
+
 	// Source says where the configuration came from: a file path or
 	// "embedded default". It is not part of the file.
 	Source string `yaml:"-"`
@@ -210,6 +212,9 @@ var durationKeys = []string{
 	"buildhook.records.max_age",
 	"retention.interval",
 	"cluster.heartbeat",
+	"notifications.timeout",
+	"notifications.min_backoff",
+	"notifications.max_backoff",
 }
 
 // decode strictly decodes YAML over cfg: unknown keys are errors, so typos
@@ -236,6 +241,7 @@ func decode(data []byte, cfg *Config) error {
 	}
 	cfg.applyBuildDefaults()
 	cfg.applyProxyDefaults()
+	cfg.applyNotificationDefaults()
 	return nil
 }
 
@@ -389,6 +395,7 @@ func (c *Config) Validate() error {
 	c.validateCache(bad)
 	c.validateRetention(bad)
 	c.validateCluster(bad)
+	c.validateNotifications(bad)
 	return errors.Join(errs...)
 }
 

@@ -73,12 +73,13 @@ func TestLoad(t *testing.T) {
 		Registry: Registry{Hostnames: []string{}},
 		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2, Limits: BuildLimits{Memory: 2 << 30, Pids: 1024, Spool: 4 << 30},
 			Records: BuildRecords{Keep: 20, MaxAge: 168 * time.Hour}},
-		Builds:    []Build{},
-		Proxy:     []Upstream{},
-		Cache:     Cache{CheckInterval: 10 * time.Minute},
-		Retention: Retention{Policies: []RetentionPolicy{}},
-		Cluster:   Cluster{Heartbeat: 10 * time.Second},
-		Source:    DefaultSource,
+		Builds:        []Build{},
+		Proxy:         []Upstream{},
+		Cache:         Cache{CheckInterval: 10 * time.Minute},
+		Retention:     Retention{Policies: []RetentionPolicy{}},
+		Cluster:       Cluster{Heartbeat: 10 * time.Second},
+		Notifications: Notifications{Timeout: 10 * time.Second, MinBackoff: time.Second, MaxBackoff: 5 * time.Minute, Endpoints: []Endpoint{}},
+		Source:        DefaultSource,
 	}
 	if !reflect.DeepEqual(*def, want) {
 		t.Fatalf("default config\n got %+v\nwant %+v", *def, want)

@@ -7,37 +7,53 @@ import (
 )
 
 // resolveSecrets fills each upstream's password from its password_file or
-// password_env, so the secret itself need not be in the config file. The
+// password_env, and each webhook's secret from its secret_file or
+// secret_env, so the secret itself need not be in the config file. The
 // errors name the key, never the secret.
 func (c *Config) resolveSecrets(lookup func(string) (string, bool)) error {
 	for i := range c.Proxy {
 		u := &c.Proxy[i]
-		key := fmt.Sprintf("proxy[%d]", i)
-		sources := 0
-		for _, set := range []bool{u.Password != "", u.PasswordFile != "", u.PasswordEnv != ""} {
-			if set {
-				sources++
-			}
+		if err := resolveSecret(fmt.Sprintf("proxy[%d]", i), "password", &u.Password, u.PasswordFile, u.PasswordEnv, lookup); err != nil {
+			return err
 		}
-		if sources > 1 {
-			return fmt.Errorf("%s: set one of password, password_file and password_env", key)
+	}
+	for i := range c.Notifications.Endpoints {
+		e := &c.Notifications.Endpoints[i]
+		if err := resolveSecret(fmt.Sprintf("notifications.endpoints[%d]", i), "secret", &e.Secret, e.SecretFile, e.SecretEnv, lookup); err != nil {
+			return err
 		}
-		switch {
-		case u.PasswordFile != "":
-			b, err := os.ReadFile(u.PasswordFile)
-			if err != nil {
-				return fmt.Errorf("%s.password_file: %w", key, err)
-			}
-			// Secrets written with echo or by an editor end in a newline
-			// that is not part of the password.
-			u.Password = strings.TrimRight(string(b), "\r\n")
-		case u.PasswordEnv != "":
-			v, ok := lookup(u.PasswordEnv)
-			if !ok || v == "" {
-				return fmt.Errorf("%s.password_env: $%s is not set", key, u.PasswordEnv)
-			}
-			u.Password = v
+	}
+	return nil
+}
+
+// resolveSecret sets *value, the field called name under key, from file or
+// from the environment variable env, whichever is set (at most one of the
+// three may be).
+func resolveSecret(key, name string, value *string, file, env string, lookup func(string) (string, bool)) error {
+	sources := 0
+	for _, set := range []bool{*value != "", file != "", env != ""} {
+		if set {
+			sources++
 		}
+	}
+	if sources > 1 {
+		return fmt.Errorf("%s: set one of %s, %[2]s_file and %[2]s_env", key, name)
+	}
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("%s.%s_file: %w", key, name, err)
+		}
+		// Secrets written with echo or by an editor end in a newline
+		// that is not part of the secret.
+		*value = strings.TrimRight(string(b), "\r\n")
+	case env != "":
+		v, ok := lookup(env)
+		if !ok || v == "" {
+			return fmt.Errorf("%s.%s_env: $%s is not set", key, name, env)
+		}
+		*value = v
 	}
 	return nil
 }

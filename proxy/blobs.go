@@ -140,8 +140,8 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 		}
 		p.log.InfoContext(ctx, "cached from upstream", "upstream", u.cfg.Name, "repo", repo, "digest", d, "bytes", n)
 		done(nil)
-		if p.filled != nil {
-			p.filled(repo, n)
+		if p.blobStored != nil {
+			p.blobStored(repo, n)
 		}
 		return nil
 	}

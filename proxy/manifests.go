@@ -257,6 +257,7 @@ func (p *Proxy) storeManifest(ctx context.Context, u *upstream, repo, ref, tag s
 		return err
 	}
 	p.log.InfoContext(ctx, "cached from upstream", "upstream", u.cfg.Name, "repo", repo, "ref", ref, "digest", m.Digest)
+	p.filled(ctx, u, repo, tag, m)
 	return nil
 }
 

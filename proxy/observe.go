@@ -34,7 +34,7 @@ func (p *Proxy) SetCacheObserver(f func(kind, result string)) { p.observe = f }
 
 // SetFillObserver sets f to hear of every blob the cache stored, once it
 // is stored (the cache's budget listens here). Call it before serving.
-func (p *Proxy) SetFillObserver(f func(repo string, bytes int64)) { p.filled = f }
+func (p *Proxy) SetFillObserver(f func(repo string, bytes int64)) { p.blobStored = f }
 
 // BlobHit counts a GET of a blob the store held, which the registry served
 // itself, as a hit when repo is one the cache serves.

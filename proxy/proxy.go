@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kiln/config"
+	"kiln/notify"
 	"kiln/storage"
 )
 
@@ -22,7 +23,8 @@ type Proxy struct {
 	blobFetches atomic.Int64                   // blob GETs sent upstream
 	mismatches  atomic.Int64                   // upstream content whose bytes did not match its digest
 	observe     func(kind, result string)      // see SetCacheObserver
-	filled      func(repo string, bytes int64) // see SetFillObserver
+	blobStored  func(repo string, bytes int64) // see SetFillObserver
+	notify      *notify.Notifier               // see SetNotifier
 
 	// now is the clock tag ages are measured on (time.Now; tests move it
 	// on instead of sleeping). The store dates tags on the wall clock.

@@ -12,6 +12,7 @@ import (
 
 	"kiln/blobs"
 	"kiln/distspec"
+	"kiln/notify"
 	"kiln/storage"
 )
 
@@ -150,6 +151,9 @@ func (a *api) putManifest(w http.ResponseWriter, r *http.Request, name, refArg s
 	if err := a.store.PutManifest(r.Context(), name, m, parsed, tags...); err != nil {
 		return a.internal(r, err)
 	}
+	if err := a.publish(r, pushEvents(name, m, tags)...); err != nil {
+		return err
+	}
 	hdr := w.Header()
 	if ref.digest != "" {
 		for _, t := range tags {
@@ -246,6 +250,9 @@ func (a *api) deleteManifest(w http.ResponseWriter, r *http.Request, name, refAr
 		if err := a.opts.Upstream.CopyDeleted(r.Context(), name); err != nil {
 			return a.internal(r, err)
 		}
+	}
+	if err := a.publish(r, notify.Event{Type: notify.Delete, Repo: name, Tag: ref.tag, Digest: string(ref.digest)}); err != nil {
+		return err
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)

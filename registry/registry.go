@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"kiln/notify"
 	"kiln/storage"
 )
 
@@ -36,6 +37,8 @@ type Options struct {
 	// Pulls, when set, hears of every manifest a client reads (GET or
 	// HEAD): what eviction and retention call used.
 	Pulls *storage.PullLog
+	// Notify, when set, gets every push and delete before it is answered.
+	Notify *notify.Notifier
 	// Logger receives errors the client cannot see; nil means slog.Default().
 	Logger *slog.Logger
 }

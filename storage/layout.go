@@ -24,6 +24,7 @@ import (
 //	/builds/<id>/record                                a build's record (JSON), see Store.PutBuildRecord
 //	/builds/<id>/log                                   the build's log
 //	/autorebase/<repo>/_tags/<tag>                     an image adopted for automatic rebasing (JSON)
+//	/events/<id>                                       an event not yet delivered to every webhook (the outbox); ids sort in order
 //	/trash/<alg>/<hex>                                 a blob a GC sweep took out, until it is sure nothing claimed it
 //	/trash/_repositories/<name>/...                    repository files a sweep took out (links, referrer entries)
 //	/trash/_clock                                      a probe whose modification time is the store's clock (S3)
@@ -38,6 +39,7 @@ const (
 	uploadsRoot    = "/uploads"
 	buildsRoot     = "/builds"
 	adoptionsRoot  = "/autorebase"
+	eventsRoot     = "/events"
 	trashRoot      = "/trash"
 	quarantineRoot = "/quarantine"
 )
@@ -94,6 +96,18 @@ func uploadStatePath(id string) string { return path.Join(uploadsRoot, id, "stat
 func buildPath(id string) string       { return path.Join(buildsRoot, id) }
 func buildRecordPath(id string) string { return path.Join(buildsRoot, id, "record") }
 func buildLogPath(id string) string    { return path.Join(buildsRoot, id, "log") }
+
+func eventPath(id string) string { return path.Join(eventsRoot, id) }
+
+// parseEventPath returns the id of an outbox entry /events/<id>; false for
+// anything else (such as a PutContent temporary file).
+func parseEventPath(p string) (string, bool) {
+	id, ok := strings.CutPrefix(p, eventsRoot+"/")
+	if !ok || !validEventID(id) {
+		return "", false
+	}
+	return id, true
+}
 
 func adoptionPath(repo, tag string) string { return path.Join(adoptionsRoot, repo, tagsDir, tag) }
 

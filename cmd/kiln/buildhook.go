@@ -22,7 +22,7 @@ import (
 // is the bound listen address: builders reach kiln through it; workDir is
 // this kiln's private working directory. onBuildDone hears every build
 // that ends (metrics); access is how builders log in to and trust kiln.
-func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, moves *buildhook.TagMoves, addr, workDir string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), access build.SelfAccess) (*buildhook.Service, error) {
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, moves *buildhook.TagMoves, addr, workDir string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), onStatus func(buildhook.StatusChange), access build.SelfAccess) (*buildhook.Service, error) {
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)
@@ -47,6 +47,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Retention:   buildhook.Retention{Keep: cfg.Buildhook.Records.Keep, MaxAge: cfg.Buildhook.Records.MaxAge},
 		Logger:      logger,
 		OnBuildDone: onBuildDone,
+		OnStatus:    onStatus,
 		Self:        access, // auth and TLS: builders push to kiln itself
 	})
 	if err != nil {

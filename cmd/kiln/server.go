@@ -74,6 +74,14 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 	registerProxyMetrics(m, mirror)
+	hooks, err := newNotifier(ctx, cfg, store, m, ln.Addr().String(), logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if mirror != nil {
+		mirror.SetNotifier(hooks)
+	}
 	registerStoreMetrics(m, store)
 	pulls := storage.NewPullLog(store)
 	api := registry.New(store, registry.Options{
@@ -81,6 +89,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
 		RedirectBlobs: cfg.Storage.Redirect,
 		Upstream:      upstream,
+		Notify:        hooks,
 		Logger:        logger,
 
 		MaxManifestSize:      cfg.Limits.MaxManifestSize,
@@ -96,7 +105,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
 	buildCtx, stopBuilds := context.WithCancel(ctx)
 	defer stopBuilds()
-	builds, err := startBuildhook(buildCtx, cfg, store, moves, ln.Addr().String(), work.Path, logger, m.BuildDone, sec.self)
+	builds, err := startBuildhook(buildCtx, cfg, store, moves, ln.Addr().String(), work.Path, logger, m.BuildDone, buildEvents(hooks, logger), sec.self)
 	if err != nil {
 		ln.Close()
 		return err
@@ -139,6 +148,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	wg.Go(func() { gcLoop(purgeCtx, store, cfg.Storage.GC, logger, observeGC) })
 	wg.Go(func() { pullFlushLoop(purgeCtx, pulls, logger) })
 	wg.Go(func() { cache.loop(purgeCtx) })
+	wg.Go(func() { hooks.Run(purgeCtx) })
 	wg.Go(func() { retentionLoop(purgeCtx, retain, cfg.Retention, logger, observeRetention) })
 	defer wg.Wait()
 	defer stopPurge()
