@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -88,18 +87,8 @@ func TestServeAuthTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	ready, done := make(chan string, 1), make(chan error, 1)
 	var logs syncBuffer
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("runServe: %v", err)
-	}
-	stop := sync.OnceFunc(func() { cancel(); <-done })
-	defer stop()
+	addr, stop := startServe(t, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
 
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	client := &http.Client{Transport: tr}

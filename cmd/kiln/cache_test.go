@@ -88,16 +88,7 @@ func TestCacheCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("runServe: %v", err)
-	}
+	addr, stop := startServe(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	server := "http://" + addr
 	pull := func(repo string) {
 		t.Helper()
@@ -206,10 +197,7 @@ func TestCacheCommands(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop() // the log is complete once kiln has stopped
 	if !strings.Contains(logs.String(), "cache: evicting") || !strings.Contains(logs.String(), "trigger=fill") || !strings.Contains(logs.String(), "trigger=cache") {
 		t.Errorf("the log does not tell the eviction and its collection:\n%s", logs.String())
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,29 +47,6 @@ func clusterDSN(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dsn
-}
-
-// startInstance runs a kiln on cfg until the returned stop, which waits
-// for it to end.
-func startInstance(t *testing.T, cfg *config.Config) (addr string, stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.DiscardHandler), ready) }()
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("runServe: %v", err)
-	}
-	stop = sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runServe: %v", err)
-		}
-	})
-	t.Cleanup(stop)
-	return addr, stop
 }
 
 // anonymousPullConfig is a kiln with alice in its htpasswd file and
@@ -139,8 +115,8 @@ func TestClusterTokensAndStatus(t *testing.T) {
 	t.Parallel()
 	dsn := clusterDSN(t)
 	htpasswd := writeHtpasswd(t, "alice", "secret")
-	addrA, stopA := startInstance(t, anonymousPullConfig(t, htpasswd, dsn))
-	addrB, _ := startInstance(t, anonymousPullConfig(t, htpasswd, dsn))
+	addrA, stopA := startServe(t, anonymousPullConfig(t, htpasswd, dsn), slog.New(slog.DiscardHandler))
+	addrB, _ := startServe(t, anonymousPullConfig(t, htpasswd, dsn), slog.New(slog.DiscardHandler))
 
 	for _, user := range []struct{ name, password string }{{"", ""}, {"alice", "secret"}} {
 		if got := bearerStatus(t, addrB, fetchToken(t, addrA, user.name, user.password)); got != 200 {
@@ -183,8 +159,8 @@ func TestClusterTokensAndStatus(t *testing.T) {
 func TestTokensWithoutClusterStayLocal(t *testing.T) {
 	t.Parallel()
 	htpasswd := writeHtpasswd(t, "alice", "secret")
-	addrA, _ := startInstance(t, anonymousPullConfig(t, htpasswd, ""))
-	addrB, _ := startInstance(t, anonymousPullConfig(t, htpasswd, ""))
+	addrA, _ := startServe(t, anonymousPullConfig(t, htpasswd, ""), slog.New(slog.DiscardHandler))
+	addrB, _ := startServe(t, anonymousPullConfig(t, htpasswd, ""), slog.New(slog.DiscardHandler))
 	if got := bearerStatus(t, addrB, fetchToken(t, addrA, "", "")); got != 401 {
 		t.Errorf("B answered A's token with %d, want 401", got)
 	}

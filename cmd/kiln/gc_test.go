@@ -112,17 +112,7 @@ func TestAdminGCEndpointAndLoop(t *testing.T) {
 	cfg.Storage.GC.Grace = 0
 	orphan := seedStore(t, cfg.Storage.Filesystem.Root)
 	var logs syncBuffer
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("runServe: %v", err)
-	}
+	addr, stop := startServe(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	gc := "http://" + addr + "/kiln/v1/gc"
 	post := func(url string) (int, map[string]any) {
 		t.Helper()
@@ -160,10 +150,7 @@ func TestAdminGCEndpointAndLoop(t *testing.T) {
 	if resp, err := http.Get("http://" + addr + "/kiln/v1/builds"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("build API: %v %v", resp.Status, err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop() // the log is complete once kiln has stopped
 	if out := logs.String(); !strings.Contains(out, "gc: marked 1 manifests, 3 blobs; swept 0 manifests, 1 blobs, 1.0 KiB") || !strings.Contains(out, "trigger=api") {
 		t.Errorf("logs lack the collection:\n%s", out)
 	}
@@ -176,26 +163,18 @@ func TestGCLoop(t *testing.T) {
 	orphan := seedStore(t, cfg.Storage.Filesystem.Root)
 	blob := filepath.Join(cfg.Storage.Filesystem.Root, "blobs", "sha256", orphan.Encoded()[:2], orphan.Encoded())
 	var logs syncBuffer
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
-	<-ready
+	_, stop := startServe(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	// The blob leaves its place (for the trash) before the collection
 	// ends: wait for the collection's last line, then look.
-	wait, stop := context.WithTimeout(ctx, 30*time.Second)
-	defer stop()
+	wait, cancelWait := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancelWait()
 	if !logs.waitFor(wait, "swept 0 manifests, 1 blobs") {
 		t.Errorf("no scheduled collection swept the orphan:\n%s", logs.String())
 	}
 	if fileExists(blob) {
 		t.Error("the scheduled collection did not sweep the orphan")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop() // the log is complete once kiln has stopped
 	out := logs.String()
 	for _, want := range []string{"garbage collection scheduled", "trigger=schedule", "gc: mark: ", "swept 0 manifests, 1 blobs"} {
 		if !strings.Contains(out, want) {

@@ -127,6 +127,30 @@ func testConfig(t *testing.T) *config.Config {
 	return cfg
 }
 
+// startServe runs kiln on cfg, logging to logger, until the returned
+// stop (also called at the end of the test), which waits for it to end
+// and fails t if it ended with an error.
+func startServe(t *testing.T, cfg *config.Config, logger *slog.Logger) (addr string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, logger, ready) }()
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("runServe: %v", err)
+	}
+	stop = sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runServe: %v", err)
+		}
+	})
+	t.Cleanup(stop)
+	return addr, stop
+}
+
 func TestRunServe(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)

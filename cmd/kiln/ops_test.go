@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,23 +12,14 @@ import (
 func TestOpsEndpoints(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
 	var logs syncBuffer
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
 	defer func() {
 		if t.Failed() {
 			t.Log(logs.String())
 		}
 	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("runServe: %v", err)
-	}
-	defer func() { cancel(); <-done }()
+	addr, stop := startServe(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer stop()
 	get := func(path string) (int, string, http.Header) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {

@@ -79,16 +79,7 @@ func TestRetentionRunCommand(t *testing.T) {
 	}
 
 	var logs syncBuffer
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("runServe: %v", err)
-	}
+	addr, stop := startServe(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	server := "http://" + addr
 	kiln := func(args ...string) string {
 		t.Helper()
@@ -161,10 +152,7 @@ func TestRetentionRunCommand(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop() // the log is complete once kiln has stopped
 	logged := logs.String()
 	for _, want := range []string{"retention: would delete", "msg=\"retention: deleted\" kind=tag repository=team/app tag=v1", "trigger=api dry_run=false", "tags=2"} {
 		if !strings.Contains(logged, want) {
@@ -181,20 +169,13 @@ func TestRetentionLoop(t *testing.T) {
 	seedTags(t, cfg.Storage.Filesystem.Root, "team/app", map[string]time.Time{"old": now.Add(-time.Hour), "new": now})
 	cfg.Retention = config.Retention{Interval: 50 * time.Millisecond, Policies: []config.RetentionPolicy{{Repositories: "**", KeepLast: 1}}}
 	var logs syncBuffer
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), ready) }()
-	<-ready
-	wait, stop := context.WithTimeout(ctx, 30*time.Second)
-	defer stop()
+	_, stop := startServe(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	wait, cancelWait := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancelWait()
 	if !logs.waitFor(wait, "deleted 1 tags") {
 		t.Errorf("no scheduled run deleted the old tag:\n%s", logs.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop() // the log is complete once kiln has stopped
 	out := logs.String()
 	for _, want := range []string{"retention scheduled", "trigger=schedule", "repository=team/app tag=old"} {
 		if !strings.Contains(out, want) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,16 +26,7 @@ func serveWithLogin(t *testing.T, anonymous string) string {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- runServe(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("runServe: %v", err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
+	addr, _ := startServe(t, cfg, slog.New(slog.DiscardHandler))
 	return "http://" + addr
 }
 
