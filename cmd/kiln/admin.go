@@ -45,20 +45,27 @@ func adminHandler(store *storage.Store, cfg *config.Config, logger *slog.Logger,
 		}
 		opts := storage.GCOptions{DryRun: dryRun, Grace: cfg.Storage.GC.Grace, DeleteUntagged: cfg.Storage.GC.DeleteUntagged}
 		report, err := runGC(r.Context(), store, opts, logger, "api", observe)
-		switch {
-		case errors.Is(err, storage.ErrGCRunning):
-			adminError(w, http.StatusConflict, err.Error())
-			return
-		case err != nil:
-			adminError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(report)
+		adminReply(w, report, err, storage.ErrGCRunning)
 	})
+}
+
+// adminReply answers an admin action with its report (JSON), or 409 when
+// err is busy (another run of the action is going on), or 500 for any
+// other error.
+func adminReply(w http.ResponseWriter, report any, err, busy error) {
+	switch {
+	case busy != nil && errors.Is(err, busy):
+		adminError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		adminError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(report)
 }
 
 // dryRunParam reads ?dry_run=; false (after answering 400) when it is not

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -243,14 +242,9 @@ func (k *cacheKeeper) handler() http.Handler {
 			adminError(w, http.StatusMethodNotAllowed, "use GET or POST")
 			return
 		}
-		if err != nil {
-			if errors.Is(err, context.Canceled) {
-				return
-			}
-			adminError(w, http.StatusInternalServerError, err.Error())
-			return
+		if errors.Is(err, context.Canceled) {
+			return // the client is gone
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(v)
+		adminReply(w, v, err, nil)
 	})
 }

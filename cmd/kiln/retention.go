@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -125,18 +124,6 @@ func retentionHandler(runner *retention.Runner, logger *slog.Logger, observe ret
 			return
 		}
 		report, err := runRetention(r.Context(), runner, dryRun, logger, "api", observe)
-		switch {
-		case errors.Is(err, retention.ErrRunning):
-			adminError(w, http.StatusConflict, err.Error())
-			return
-		case err != nil:
-			adminError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(report)
+		adminReply(w, report, err, retention.ErrRunning)
 	})
 }
