@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -20,21 +19,16 @@ import (
 
 // newBuildsCmd is `kiln builds`: the build API of a running kiln.
 func newBuildsCmd() *cobra.Command {
-	var sf serverFlags
+	var af apiFlags
 	var server string // resolved before each subcommand runs
 	cmd := &cobra.Command{
 		Use:   "builds",
 		Short: "List, inspect and trigger the builds of a running kiln",
 	}
-	sf.register(cmd.PersistentFlags())
-	username := os.Getenv("KILN_USERNAME")
-	cmd.PersistentFlags().StringVar(&username, "username", username, "log in as `user` ($KILN_USERNAME; the password comes from $KILN_PASSWORD)")
+	af.register(cmd.PersistentFlags())
 	var client *http.Client
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) (err error) {
-		if server, err = sf.url(); err != nil {
-			return err
-		}
-		client, err = apiClient(server, username)
+		server, client, err = af.connect()
 		return err
 	}
 	api := func(path string) string { return strings.TrimSuffix(server, "/") + "/kiln/v1" + path }
@@ -205,7 +199,17 @@ For an index, its linux/amd64 image (else its first) is compared.`,
 }
 
 func getJSON(client *http.Client, u string, v any) error {
-	resp, err := client.Get(u)
+	return doJSON(client, http.MethodGet, u, v)
+}
+
+// doJSON sends a bodiless request to the kiln API and decodes its JSON
+// answer into v; an answer other than 200 is an error saying why.
+func doJSON(client *http.Client, method, u string, v any) error {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -15,36 +13,18 @@ import (
 
 // newCacheCmd is `kiln cache`: the pull-through cache of a running kiln.
 func newCacheCmd() *cobra.Command {
-	var sf serverFlags
+	var af apiFlags
 	cmd := &cobra.Command{
 		Use:   "cache",
 		Short: "Show and bound the pull-through cache of a running kiln",
 	}
-	sf.register(cmd.PersistentFlags())
-	username := os.Getenv("KILN_USERNAME")
-	cmd.PersistentFlags().StringVar(&username, "username", username, "log in as `user` ($KILN_USERNAME; the password comes from $KILN_PASSWORD)")
+	af.register(cmd.PersistentFlags())
 	call := func(method, query string, v any) error {
-		server, err := sf.url()
+		server, client, err := af.connect()
 		if err != nil {
 			return err
 		}
-		client, err := apiClient(server, username)
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequest(method, strings.TrimSuffix(server, "/")+adminCachePath+query, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return apiFailure(resp)
-		}
-		return json.NewDecoder(resp.Body).Decode(v)
+		return doJSON(client, method, strings.TrimSuffix(server, "/")+adminCachePath+query, v)
 	}
 	usage := &cobra.Command{
 		Use:   "usage",

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/url"
-	"os"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -14,21 +13,16 @@ import (
 // kiln holds, through the registry API (pages followed by
 // go-containerregistry).
 func newReposCmd() []*cobra.Command {
-	var sf serverFlags
-	username := os.Getenv("KILN_USERNAME")
+	var af apiFlags
 	// registryOptions resolves the server and how to reach it.
 	registryOptions := func() (string, []name.Option, []remote.Option, error) {
-		server, err := sf.url()
+		server, client, err := af.connect()
 		if err != nil {
 			return "", nil, nil, err
 		}
 		u, err := url.Parse(server)
 		if err != nil || u.Host == "" {
 			return "", nil, nil, fmt.Errorf("server %q is not a URL", server)
-		}
-		client, err := apiClient(server, username)
-		if err != nil {
-			return "", nil, nil, err
 		}
 		var nopts []name.Option
 		if u.Scheme == "http" {
@@ -37,8 +31,7 @@ func newReposCmd() []*cobra.Command {
 		return u.Host, nopts, []remote.Option{remote.WithTransport(client.Transport)}, nil
 	}
 	flags := func(c *cobra.Command) {
-		sf.register(c.Flags())
-		c.Flags().StringVar(&username, "username", username, "log in as `user` ($KILN_USERNAME; the password comes from $KILN_PASSWORD)")
+		af.register(c.Flags())
 	}
 
 	repos := &cobra.Command{Use: "repos", Short: "The repositories of a running kiln"}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,14 +15,12 @@ import (
 // newRetentionCmd is `kiln retention`: the retention policies of a
 // running kiln.
 func newRetentionCmd() *cobra.Command {
-	var sf serverFlags
+	var af apiFlags
 	cmd := &cobra.Command{
 		Use:   "retention",
 		Short: "Run the retention policies of a running kiln",
 	}
-	sf.register(cmd.PersistentFlags())
-	username := os.Getenv("KILN_USERNAME")
-	cmd.PersistentFlags().StringVar(&username, "username", username, "log in as `user` ($KILN_USERNAME; the password comes from $KILN_PASSWORD)")
+	af.register(cmd.PersistentFlags())
 	var dryRun, asJSON bool
 	run := &cobra.Command{
 		Use:   "run",
@@ -34,11 +31,7 @@ manifest is listed with its reason, then a summary; tags build rules produce
 or build on are never deleted. The server logs the same.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			server, err := sf.url()
-			if err != nil {
-				return err
-			}
-			client, err := apiClient(server, username)
+			server, client, err := af.connect()
 			if err != nil {
 				return err
 			}
@@ -46,17 +39,9 @@ or build on are never deleted. The server logs the same.`,
 			if dryRun {
 				u += "?dry_run=1"
 			}
-			resp, err := client.Post(u, "application/json", nil)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return apiFailure(resp)
-			}
 			var report retention.Report
-			if err := json.NewDecoder(resp.Body).Decode(&report); err != nil {
-				return fmt.Errorf("reading the report: %w", err)
+			if err := doJSON(client, http.MethodPost, u, &report); err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -22,6 +23,26 @@ type serverFlags struct {
 func (f *serverFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.server, "server", "", "kiln `URL` (default $"+envServer+", else http.addr and TLS of the config)")
 	fl.StringVar(&f.config, "config", "", "config `file` to find the server in when no URL is given (default ./config.yml if present)")
+}
+
+// apiFlags say which kiln an API command talks to, and who it logs in as.
+type apiFlags struct {
+	serverFlags
+	username string // --username, else $KILN_USERNAME
+}
+
+func (f *apiFlags) register(fl *pflag.FlagSet) {
+	f.serverFlags.register(fl)
+	fl.StringVar(&f.username, "username", os.Getenv("KILN_USERNAME"), "log in as `user` ($KILN_USERNAME; the password comes from $KILN_PASSWORD)")
+}
+
+// connect resolves the server and the client that logs in to it.
+func (f *apiFlags) connect() (server string, client *http.Client, err error) {
+	if server, err = f.url(); err != nil {
+		return "", nil, err
+	}
+	client, err = apiClient(server, f.username)
+	return server, client, err
 }
 
 // url resolves the server: --server, then $KILN_SERVER, then the address
