@@ -119,33 +119,42 @@ func BenchmarkManifestPut(b *testing.B) {
 	})
 }
 
+// freshBlobs returns a buffer of size bytes and next, which makes it a blob
+// never pushed before (its last 8 bytes are a counter) and returns its
+// digest from a saved hash state, so a loop measures the server's hashing,
+// not the client's.
+func freshBlobs(b *testing.B, size int) (content []byte, next func() digest.Digest) {
+	content = make([]byte, size)
+	for i := range content {
+		content[i] = byte(i * 7)
+	}
+	head := len(content) - 8
+	hs := sha256.New()
+	hs.Write(content[:head])
+	state, err := hs.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := uint64(0)
+	return content, func() digest.Digest {
+		n++
+		binary.LittleEndian.PutUint64(content[head:], n)
+		hs := sha256.New()
+		hs.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+		hs.Write(content[head:])
+		return digest.NewDigestFromBytes(digest.SHA256, hs.Sum(nil))
+	}
+}
+
 // BenchmarkBlobPush is a monolithic blob upload (POST ?digest= with the
-// whole blob): receive, hash, verify, store. Each blob is new: its last 8
-// bytes are a counter, and its digest comes from a saved hash state, so
-// the loop measures the server's hashing, not the client's.
+// whole blob): receive, hash, verify, store. Each blob is new (freshBlobs).
 func BenchmarkBlobPush(b *testing.B) {
 	benchStores(b, func(b *testing.B, h http.Handler) {
-		content := make([]byte, 8<<20)
-		for i := range content {
-			content[i] = byte(i * 7)
-		}
-		head := len(content) - 8
-		hs := sha256.New()
-		hs.Write(content[:head])
-		state, err := hs.(encoding.BinaryMarshaler).MarshalBinary()
-		if err != nil {
-			b.Fatal(err)
-		}
+		content, next := freshBlobs(b, 8<<20)
 		b.SetBytes(int64(len(content)))
 		b.ReportAllocs()
-		i := uint64(0)
 		for b.Loop() {
-			i++
-			binary.LittleEndian.PutUint64(content[head:], i)
-			hs := sha256.New()
-			hs.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
-			hs.Write(content[head:])
-			d := digest.NewDigestFromBytes(digest.SHA256, hs.Sum(nil))
+			d := next()
 			benchDo(b, h, http.MethodPost, "/v2/bench/app/blobs/uploads/?digest="+d.String(), content, http.StatusCreated)
 		}
 	})
@@ -157,27 +166,11 @@ func BenchmarkBlobPush(b *testing.B) {
 func BenchmarkBlobPushChunked(b *testing.B) {
 	const chunk = 8 << 20
 	benchStores(b, func(b *testing.B, h http.Handler) {
-		content := make([]byte, 64<<20)
-		for i := range content {
-			content[i] = byte(i * 7)
-		}
-		head := len(content) - 8
-		hs := sha256.New()
-		hs.Write(content[:head])
-		state, err := hs.(encoding.BinaryMarshaler).MarshalBinary()
-		if err != nil {
-			b.Fatal(err)
-		}
+		content, next := freshBlobs(b, 64<<20)
 		b.SetBytes(int64(len(content)))
 		b.ReportAllocs()
-		i := uint64(0)
 		for b.Loop() {
-			i++
-			binary.LittleEndian.PutUint64(content[head:], i)
-			hs := sha256.New()
-			hs.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
-			hs.Write(content[head:])
-			d := digest.NewDigestFromBytes(digest.SHA256, hs.Sum(nil))
+			d := next()
 			loc := benchDo(b, h, http.MethodPost, "/v2/bench/app/blobs/uploads/", nil, http.StatusAccepted).Header().Get("Location")
 			for off := 0; off < len(content); off += chunk {
 				end := min(off+chunk, len(content))
