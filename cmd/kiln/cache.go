@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +50,9 @@ type cacheKeeper struct {
 	// fills hears that the cache stored something (see filled); make it
 	// with room for one.
 	fills chan struct{}
+	// filledTotal counts the bytes the cache stored; with the last measure
+	// it estimates the cache's size between walks of the store.
+	filledTotal atomic.Int64
 
 	running sync.Mutex // one eviction at a time
 	mu      sync.Mutex
@@ -57,6 +61,10 @@ type cacheKeeper struct {
 	// shows for statusMaxAge rather than walk the store at every view.
 	measured   *cacheStatus
 	measuredAt time.Time
+	// size is the cache's own bytes at the last measure (sizeKnown is false
+	// before one), and filledAt filledTotal when that measure started.
+	size, filledAt int64
+	sizeKnown      bool
 }
 
 // statusMaxAge is how long the web page shows a measure of the cache.
@@ -98,10 +106,12 @@ func (k *cacheKeeper) limits() (budget, minFree, free int64) {
 
 // status measures the cache.
 func (k *cacheKeeper) status(ctx context.Context) (*cacheStatus, error) {
+	filledAt := k.filledTotal.Load()
 	usage, err := k.store.CacheUsage(ctx, k.pulls)
 	if err != nil {
 		return nil, err
 	}
+	k.sized(usage.Bytes, filledAt)
 	budget, minFree, free := k.limits()
 	st := &cacheStatus{CacheUsage: usage, Budget: budget, MinFree: minFree, Free: free}
 	if k.cfg.MaxUnused > 0 {
@@ -141,10 +151,14 @@ func (k *cacheKeeper) evict(ctx context.Context, trigger string, dryRun bool, re
 	budget, _, _ := k.limits()
 	log := k.logger.With(slog.String("trigger", trigger), slog.Bool("dry_run", dryRun))
 	started := k.now()
+	filledAt := k.filledTotal.Load()
 	r, err := k.store.Evict(ctx, k.pulls, storage.EvictOptions{MaxSize: budget, MaxUnused: k.cfg.MaxUnused, Reclaim: reclaim, Now: started, DryRun: dryRun})
 	if err != nil {
 		log.Error("cache eviction failed", slog.Any("err", err))
 		return r, err
+	}
+	if !dryRun {
+		k.sized(r.After.Bytes, filledAt)
 	}
 	var freed int64
 	for _, e := range r.Evicted {
@@ -169,10 +183,31 @@ func (k *cacheKeeper) evict(ctx context.Context, trigger string, dryRun bool, re
 	return r, nil
 }
 
+// sized records a measure of the cache: bytes, in a walk of the store
+// that started when filledTotal was filledAt.
+func (k *cacheKeeper) sized(bytes, filledAt int64) {
+	k.mu.Lock()
+	k.size, k.filledAt, k.sizeKnown = bytes, filledAt, true
+	k.mu.Unlock()
+}
+
+// overBudget reports whether the cache may be over budget: the last
+// measure plus what was filled since (a blob filled during that measure's
+// walk counts twice, which only makes the next walk come sooner). Before
+// any measure it may be.
+func (k *cacheKeeper) overBudget(budget int64) bool {
+	k.mu.Lock()
+	size, filledAt, known := k.size, k.filledAt, k.sizeKnown
+	k.mu.Unlock()
+	return !known || size+k.filledTotal.Load()-filledAt > budget
+}
+
 // filled is the cache's fill observer: with a budget, an eviction follows
 // soon, so the cache goes over it by what arrives meanwhile, not by what
-// arrives until the next check.
+// arrives until the next check. A fill that leaves the cache within its
+// budget, by the estimate, costs no walk of the store.
 func (k *cacheKeeper) filled(repo string, bytes int64) {
+	k.filledTotal.Add(bytes)
 	select {
 	case k.fills <- struct{}{}:
 	default: // one is pending already
@@ -201,7 +236,7 @@ func (k *cacheKeeper) loop(ctx context.Context) {
 		case <-check.C:
 			k.evict(ctx, "schedule", false, 0)
 		case <-k.fills:
-			if budget == 0 {
+			if budget == 0 || !k.overBudget(budget) {
 				continue
 			}
 			if wait := fillSpacing - time.Since(lastFill); wait > 0 {

@@ -274,3 +274,42 @@ func TestCacheKeeperFreesSpaceFirst(t *testing.T) {
 		}
 	})
 }
+
+// Fills that keep the cache within its budget, by the last measure and
+// what was filled since, start no eviction (no walk of the store); one
+// that takes it over does.
+func TestCacheFillsWithinBudgetCostNoWalk(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		k := &cacheKeeper{
+			store: storage.NewInMemory(storage.Options{}), logger: slog.New(slog.NewTextHandler(&logs, nil)), now: time.Now,
+			cfg:   config.Cache{MaxSize: config.Size{Bytes: 1 << 20}, CheckInterval: time.Hour},
+			gc:    config.GC{Grace: time.Hour}, fills: make(chan struct{}, 1),
+		}
+		ctx, stop := context.WithCancel(t.Context())
+		defer stop()
+		go k.loop(ctx)
+		// Before any measure a fill may have taken the cache over: it is
+		// measured.
+		k.filled("up.test/a", 100)
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "trigger=fill"); n != 1 {
+			t.Fatalf("%d evictions after the first fill, want 1 (nothing measured yet):\n%s", n, logs.String())
+		}
+		for range 10 {
+			k.filled("up.test/a", 50<<10) // 500 KiB in all: within 1 MiB
+			time.Sleep(time.Second)
+			synctest.Wait()
+		}
+		if n := strings.Count(logs.String(), "trigger=fill"); n != 1 {
+			t.Errorf("fills within the budget started %d more evictions", n-1)
+		}
+		k.filled("up.test/a", 600<<10) // now over, by the estimate
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "trigger=fill"); n != 2 {
+			t.Errorf("a fill over the budget started %d evictions, want 1", n-1)
+		}
+	})
+}
