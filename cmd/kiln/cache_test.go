@@ -284,8 +284,8 @@ func TestCacheFillsWithinBudgetCostNoWalk(t *testing.T) {
 		var logs syncBuffer
 		k := &cacheKeeper{
 			store: storage.NewInMemory(storage.Options{}), logger: slog.New(slog.NewTextHandler(&logs, nil)), now: time.Now,
-			cfg:   config.Cache{MaxSize: config.Size{Bytes: 1 << 20}, CheckInterval: time.Hour},
-			gc:    config.GC{Grace: time.Hour}, fills: make(chan struct{}, 1),
+			cfg: config.Cache{MaxSize: config.Size{Bytes: 1 << 20}, CheckInterval: time.Hour},
+			gc:  config.GC{Grace: time.Hour}, fills: make(chan struct{}, 1),
 		}
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
