@@ -25,8 +25,9 @@ type cacheStatus struct {
 
 // TestCacheStaysWithinBudget runs kiln on a 48 MiB tmpfs with a 12 MiB
 // cache budget and pulls ten 3 MiB mirrored images (30 MiB) through it
-// while pushes and native builds go on. The cache never exceeds its budget
-// by more than the image or two arriving, ends within it,
+// while pushes and native builds go on. After each pull the eviction that
+// follows the fills brings the cache back within its budget (the scheduled
+// check is a minute away), it ends within it,
 // no push ever meets a full disk, every pushed and built image verifies,
 // and an evicted image pulls again from the upstream. fsck finds nothing.
 func TestCacheStaysWithinBudget(t *testing.T) {
@@ -82,7 +83,7 @@ proxy:
     url: %s
 cache:
   max_size: %d
-  check_interval: 1s
+  check_interval: 1m
   min_free: 8MiB
 buildhook:
   work_dir: ./work
@@ -148,6 +149,13 @@ builds:
 			t.Fatalf("pulling mirrored image %d: %s %v", i, d, err)
 		}
 		peak = max(peak, status().Bytes)
+		// The fills that took the cache over its budget are followed by an
+		// eviction, not by the next check a minute later: wait for it, for
+		// less than that minute.
+		waitFor(t, 30*time.Second, fmt.Sprintf("the cache back within its budget after pull %d", i), func() (bool, string) {
+			st := status()
+			return st.Bytes <= budget, fmt.Sprintf("%+v", st)
+		})
 	}
 	wg.Wait()
 	close(pushErrs)
@@ -155,8 +163,8 @@ builds:
 		t.Errorf("a push during the pulls failed: %v", err)
 	}
 
-	// The schedule runs every second; one more run now makes the end
-	// state certain, then the cache is within its budget.
+	// One more run now makes the end state certain (the pushes and builds
+	// went on meanwhile), then the cache is within its budget.
 	resp, body := doHTTP(t, "POST", "http://"+addr+"/kiln/v1/cache", nil, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /kiln/v1/cache: %s %s", resp.Status, body)
@@ -166,11 +174,7 @@ builds:
 	if end.Bytes > budget || end.Budget != budget || end.Images == 0 || end.Images >= images {
 		t.Errorf("cache at the end: %+v, want within %d bytes and some images evicted", end, budget)
 	}
-	// Each fill is followed by an eviction (at most 4 a second): the cache
-	// goes over its budget by what arrives meanwhile, about an image.
-	if peak > budget+2*(3<<20) {
-		t.Errorf("the cache reached %d bytes with a budget of %d: eviction does not follow the fills", peak, budget)
-	}
+
 
 	// Built and pushed images verify; the build ran on the last base.
 	waitFor(t, 3*time.Minute, "the app build on the last base", func() (bool, string) {
