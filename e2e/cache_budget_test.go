@@ -175,7 +175,6 @@ builds:
 		t.Errorf("cache at the end: %+v, want within %d bytes and some images evicted", end, budget)
 	}
 
-
 	// Built and pushed images verify; the build ran on the last base.
 	waitFor(t, 3*time.Minute, "the app build on the last base", func() (bool, string) {
 		resp, body := doHTTP(t, "GET", "http://"+addr+"/kiln/v1/builds?rule=app&limit=1", nil, nil)
