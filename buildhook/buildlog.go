@@ -103,6 +103,9 @@ func (rs *Records) FollowLog(ctx context.Context, id string, w io.Writer, follow
 	rs.mu.Lock()
 	l := rs.live[id]
 	rs.mu.Unlock()
+	if l == nil && follow {
+		return rs.followStored(ctx, id, w)
+	}
 	if l == nil {
 		b, err := rs.store.BuildLog(ctx, id)
 		if err != nil {
@@ -136,6 +139,47 @@ func (rs *Records) FollowLog(ctx context.Context, id string, w io.Writer, follow
 		case <-changed:
 		case <-ctx.Done():
 			return nil
+		}
+	}
+}
+
+// followStored follows the log of a build this process does not run: it
+// is queued, or runs on another instance of a cluster, which copies its
+// log to the store every flushInterval. The log is read from there as
+// often until the record says the build ended. The record is read before
+// the log: its runner stores the whole log before it ends the record.
+func (rs *Records) followStored(ctx context.Context, id string, w io.Writer) error {
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	offset := 0
+	for {
+		r, err := rs.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		b, err := rs.store.BuildLog(ctx, id)
+		if err != nil && !errors.Is(err, storage.ErrBuildUnknown) {
+			return err
+		}
+		if len(b) < offset {
+			offset = 0 // run again from the start (handed to another instance)
+		}
+		if len(b) > offset {
+			if _, err := w.Write(b[offset:]); err != nil {
+				return err
+			}
+			if f, ok := w.(interface{ Flush() }); ok {
+				f.Flush()
+			}
+			offset = len(b)
+		}
+		if r.Done() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
 }

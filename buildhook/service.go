@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/opencontainers/go-digest"
 
 	"kiln/buildhook/build"
@@ -55,6 +56,18 @@ type ServiceOptions struct {
 	// OnStatus, when set, is told of every build that is queued, starts
 	// or ends (webhooks listen here), synchronously.
 	OnStatus func(StatusChange)
+	// Shared, when set, keeps the build queue and the build records in
+	// the database the instances of a cluster share (see SharedQueue);
+	// logs stay in Store.
+	Shared *SharedOptions
+}
+
+// SharedOptions put a Service's queue and records in a cluster's database.
+type SharedOptions struct {
+	Pool     *pgxpool.Pool
+	Instance string // this instance's name in the cluster
+	// Lease and Renew: see SharedQueueOptions.
+	Lease, Renew time.Duration
 }
 
 // Service runs build-on-push: it turns tag moves into queued builds, runs
@@ -62,7 +75,7 @@ type ServiceOptions struct {
 type Service struct {
 	opts     ServiceOptions
 	graph    *Graph // the configured rules; the queue's graph adds adopted images'
-	queue    *Queue
+	queue    jobQueue
 	auto     *autoRebase // nil unless ServiceOptions.AutoRebase
 	records  *Records
 	builders map[string]build.Builder
@@ -88,19 +101,27 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	s := &Service{
 		opts:     opts,
 		graph:    g,
-		records:  NewRecords(opts.Store),
 		builders: opts.Builders,
 		log:      opts.Logger,
 	}
 	if s.builders == nil {
 		s.builders = defaultBuilders(opts.Hosts, opts.Upstreams, opts.Limits, opts.WorkDir)
 	}
-	s.queue = NewQueue(g, opts.Concurrency, opts.Window, newBuildID, QueueHooks{
-		Queued:  s.queued,
-		Updated: s.queued,
-		Run:     s.run,
-		Done:    s.done,
-	})
+	if sh := opts.Shared; sh != nil {
+		s.records = newRecords(sharedRecords{pool: sh.Pool, logs: opts.Store})
+		s.queue = NewSharedQueue(g, SharedQueueOptions{
+			Pool: sh.Pool, Instance: sh.Instance, Concurrency: opts.Concurrency, Window: opts.Window,
+			Lease: sh.Lease, Renew: sh.Renew, NewRecord: s.newRecord, Ended: s.ended, Logger: opts.Logger,
+		}, QueueHooks{Queued: s.announce, Updated: s.announce, Run: s.run, Done: s.done})
+	} else {
+		s.records = NewRecords(opts.Store)
+		s.queue = NewQueue(g, opts.Concurrency, opts.Window, newBuildID, QueueHooks{
+			Queued:  s.queued,
+			Updated: s.queued,
+			Run:     s.run,
+			Done:    s.done,
+		})
+	}
 	if opts.AutoRebase {
 		s.auto = newAutoRebase(s)
 	}
@@ -155,9 +176,15 @@ const maxRestarts = 2
 // starts the queue. Builds stop when ctx ends; Wait waits for them.
 func (s *Service) Start(ctx context.Context) error {
 	native.RemoveDeadSpools(s.log)
-	recs, err := s.records.List(ctx)
-	if err != nil {
-		return err
+	var recs []*Record
+	if s.opts.Shared == nil {
+		// In a cluster, builds another instance left are taken over when
+		// their claims run out (see SharedQueue), never at a start: the
+		// instance that runs them may be alive.
+		var err error
+		if recs, err = s.records.List(ctx); err != nil {
+			return err
+		}
 	}
 	if s.auto != nil {
 		if err := s.auto.load(ctx); err != nil {
@@ -261,18 +288,44 @@ func (s *Service) WaitIdle(ctx context.Context) error {
 }
 
 func (s *Service) queued(job *build.Job) {
-	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC(),
-		Restarts: job.Trigger.Restarts}
+	r := s.newRecord(job)
 	if old, err := s.records.Get(context.Background(), job.ID); err == nil {
 		r.Queued = old.Queued
-	}
-	if job.Trigger.Ref.Repo != "" {
-		r.TriggerRef = job.Trigger.Ref.String()
-		r.TriggerDigest = job.Trigger.Digest
 	}
 	if err := s.records.Save(context.Background(), r); err != nil {
 		s.log.Error("saving build record", "build", job.ID, "err", err)
 	}
+	s.statusChanged(job, r)
+}
+
+// newRecord is the record of a job just queued.
+func (s *Service) newRecord(job *build.Job) *Record {
+	r := &Record{ID: job.ID, Rule: job.Rule.Name, Reason: job.Trigger.Reason, Status: StatusQueued, Queued: time.Now().UTC(),
+		Restarts: job.Trigger.Restarts}
+	if job.Trigger.Ref.Repo != "" {
+		r.TriggerRef = job.Trigger.Ref.String()
+		r.TriggerDigest = job.Trigger.Digest
+	}
+	return r
+}
+
+// announce tells of a job the shared queue saved with its record.
+func (s *Service) announce(job *build.Job) {
+	if s.opts.OnStatus == nil {
+		return
+	}
+	r, err := s.records.Get(context.Background(), job.ID)
+	if err != nil {
+		s.log.Error("reading build record", "build", job.ID, "err", err)
+		return
+	}
+	s.statusChanged(job, r)
+}
+
+// ended tells of a build the shared queue ended (its instance's claim ran
+// out).
+func (s *Service) ended(job *build.Job, r *Record) {
+	s.buildDone(job, r.Status, 0)
 	s.statusChanged(job, r)
 }
 

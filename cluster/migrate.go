@@ -23,6 +23,23 @@ var migrations = []string{
 		key     bytea NOT NULL,
 		created timestamptz NOT NULL DEFAULT now()
 	);`,
+	// The build queue and build records (buildhook's shared queue): one
+	// row per build, its record the JSON kiln shows. state is the queue's:
+	// queued, running (on instance, until lease unless renewed), done.
+	`CREATE TABLE builds (
+		id       text PRIMARY KEY,
+		rule     text NOT NULL,
+		state    text NOT NULL CHECK (state IN ('queued', 'running', 'done')),
+		seq      bigserial NOT NULL,
+		ready_at timestamptz NOT NULL,
+		trigger  jsonb NOT NULL,
+		instance text,
+		lease    timestamptz,
+		record   jsonb NOT NULL
+	);
+	CREATE UNIQUE INDEX builds_one_queued_per_rule ON builds (rule) WHERE state = 'queued';
+	CREATE UNIQUE INDEX builds_one_running_per_rule ON builds (rule) WHERE state = 'running';
+	CREATE INDEX builds_active ON builds (seq) WHERE state <> 'done';`,
 }
 
 // migrateLock is the advisory lock key that serialises migrations across

@@ -17,6 +17,9 @@ type Cluster struct {
 	Postgres     string        `yaml:"postgres"`
 	PostgresFile string        `yaml:"postgres_file"`
 	Heartbeat    time.Duration `yaml:"heartbeat"` // how often an instance records that it is alive
+	// Lease is how long a claim on a running build lasts unless renewed
+	// (every Heartbeat): once it runs out, another instance takes over.
+	Lease time.Duration `yaml:"lease"`
 }
 
 // Enabled reports whether this instance is part of a cluster.
@@ -48,6 +51,10 @@ func (c *Config) resolvePostgres() error {
 func (c *Config) validateCluster(bad func(key, format string, args ...any)) {
 	cl := c.Cluster
 	positive(bad, "cluster.heartbeat", cl.Heartbeat)
+	if cl.Lease < 2*cl.Heartbeat {
+		// One late heartbeat must not hand a live build to another instance.
+		bad("cluster.lease", "%v is less than twice cluster.heartbeat (%v)", cl.Lease, cl.Heartbeat)
+	}
 	if !cl.Enabled() {
 		return
 	}

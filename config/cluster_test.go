@@ -48,11 +48,12 @@ func TestClusterPostgres(t *testing.T) {
 	}
 
 	for name, tc := range map[string]struct{ body, want string }{
-		"both":          {"cluster: {postgres: '" + dsn + "', postgres_file: " + secret + "}\n", "one of postgres and postgres_file"},
-		"missing file":  {"cluster: {postgres_file: " + filepath.Join(dir, "nope") + "}\n", "cluster.postgres_file"},
-		"wrong scheme":  {"cluster: {postgres: 'mysql://kiln:s3cret@db/kiln'}\n", "cluster.postgres"},
-		"not a DSN":     {"cluster: {postgres: 's3cret'}\n", "cluster.postgres"},
-		"zero interval": {"cluster: {heartbeat: 0s}\n", "cluster.heartbeat"},
+		"both":                       {"cluster: {postgres: '" + dsn + "', postgres_file: " + secret + "}\n", "one of postgres and postgres_file"},
+		"missing file":               {"cluster: {postgres_file: " + filepath.Join(dir, "nope") + "}\n", "cluster.postgres_file"},
+		"wrong scheme":               {"cluster: {postgres: 'mysql://kiln:s3cret@db/kiln'}\n", "cluster.postgres"},
+		"not a DSN":                  {"cluster: {postgres: 's3cret'}\n", "cluster.postgres"},
+		"zero interval":              {"cluster: {heartbeat: 0s}\n", "cluster.heartbeat"},
+		"lease under two heartbeats": {"cluster: {heartbeat: 10s, lease: 15s}\n", "cluster.lease"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := load(t, tc.body)

@@ -212,6 +212,7 @@ var durationKeys = []string{
 	"buildhook.records.max_age",
 	"retention.interval",
 	"cluster.heartbeat",
+	"cluster.lease",
 	"notifications.timeout",
 	"notifications.min_backoff",
 	"notifications.max_backoff",

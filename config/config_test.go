@@ -77,7 +77,7 @@ func TestLoad(t *testing.T) {
 		Proxy:         []Upstream{},
 		Cache:         Cache{CheckInterval: 10 * time.Minute},
 		Retention:     Retention{Policies: []RetentionPolicy{}},
-		Cluster:       Cluster{Heartbeat: 10 * time.Second},
+		Cluster:       Cluster{Heartbeat: 10 * time.Second, Lease: 30 * time.Second},
 		Notifications: Notifications{Timeout: 10 * time.Second, MinBackoff: time.Second, MaxBackoff: 5 * time.Minute, Endpoints: []Endpoint{}},
 		Source:        DefaultSource,
 	}

@@ -21,8 +21,9 @@ import (
 // the service attaches to moves, the listener store was built with. addr
 // is the bound listen address: builders reach kiln through it; workDir is
 // this kiln's private working directory. onBuildDone hears every build
-// that ends (metrics); access is how builders log in to and trust kiln.
-func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, moves *buildhook.TagMoves, addr, workDir string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), onStatus func(buildhook.StatusChange), access build.SelfAccess) (*buildhook.Service, error) {
+// that ends (metrics); access is how builders log in to and trust kiln;
+// shared, in a cluster, puts the queue and records in its database.
+func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Store, moves *buildhook.TagMoves, addr, workDir string, logger *slog.Logger, onBuildDone func(rule, result string, ran time.Duration), onStatus func(buildhook.StatusChange), access build.SelfAccess, shared *buildhook.SharedOptions) (*buildhook.Service, error) {
 	self := loopbackAddr(addr)
 	hosts := buildhook.RegistryHosts(addr, cfg.Registry.Hostnames)
 	hosts = append(hosts, self)
@@ -49,6 +50,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		OnBuildDone: onBuildDone,
 		OnStatus:    onStatus,
 		Self:        access, // auth and TLS: builders push to kiln itself
+		Shared:      shared, // nil without a cluster
 	})
 	if err != nil {
 		return nil, err

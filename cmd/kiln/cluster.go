@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"kiln/buildhook"
 	"kiln/cluster"
 	"kiln/config"
 )
@@ -70,6 +71,15 @@ func (n *clusterNode) close() {
 		}
 	}
 	n.db.Close()
+}
+
+// builds puts the build queue and records in the cluster's database;
+// nil without a cluster.
+func (n *clusterNode) builds(cfg *config.Config) *buildhook.SharedOptions {
+	if n == nil {
+		return nil
+	}
+	return &buildhook.SharedOptions{Pool: n.db.Pool(), Instance: n.member.ID(), Renew: cfg.Cluster.Heartbeat, Lease: cfg.Cluster.Lease}
 }
 
 // key is the shared token key; nil without a cluster.

@@ -105,7 +105,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	// Builds stop with ctx, before the HTTP drain: they push to kiln itself.
 	buildCtx, stopBuilds := context.WithCancel(ctx)
 	defer stopBuilds()
-	builds, err := startBuildhook(buildCtx, cfg, store, moves, ln.Addr().String(), work.Path, logger, m.BuildDone, buildEvents(hooks, logger), sec.self)
+	builds, err := startBuildhook(buildCtx, cfg, store, moves, ln.Addr().String(), work.Path, logger, m.BuildDone, buildEvents(hooks, logger), sec.self, node.builds(cfg))
 	if err != nil {
 		ln.Close()
 		return err

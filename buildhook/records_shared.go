@@ -1,0 +1,68 @@
+package buildhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"kiln/storage"
+)
+
+// sharedRecords keeps build records in the builds table, beside the
+// shared queue's state (see SharedQueue), and build logs in the store.
+type sharedRecords struct {
+	pool *pgxpool.Pool
+	logs *storage.Store
+}
+
+// errBuildEnded refuses a record change to a build already ended: its
+// instance lost its claim and another one ended it (see takeOver).
+var errBuildEnded = errors.New("build already ended by another instance (this one's claim on it ran out)")
+
+func (s sharedRecords) PutBuildRecord(ctx context.Context, id string, record []byte) error {
+	tag, err := s.pool.Exec(ctx, "UPDATE builds SET record = $2 WHERE id = $1 AND state <> 'done'", id, string(record))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("build %s: %w", id, errBuildEnded)
+	}
+	return nil
+}
+
+func (s sharedRecords) BuildRecord(ctx context.Context, id string) ([]byte, error) {
+	var b []byte
+	err := s.pool.QueryRow(ctx, "SELECT record FROM builds WHERE id = $1", id).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, storage.ErrBuildUnknown
+	}
+	return b, err
+}
+
+func (s sharedRecords) BuildIDs(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, "SELECT id FROM builds")
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func (s sharedRecords) PutBuildLog(ctx context.Context, id string, log []byte) error {
+	return s.logs.PutBuildLog(ctx, id, log)
+}
+
+func (s sharedRecords) BuildLog(ctx context.Context, id string) ([]byte, error) {
+	return s.logs.BuildLog(ctx, id)
+}
+
+// DeleteBuild removes a finished build's record and log; a build still
+// queued or running is not removed.
+func (s sharedRecords) DeleteBuild(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, "DELETE FROM builds WHERE id = $1 AND state = 'done'", id); err != nil {
+		return err
+	}
+	return s.logs.DeleteBuild(ctx, id)
+}

@@ -1,0 +1,356 @@
+package buildhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/opencontainers/go-digest"
+
+	"kiln/buildhook/build"
+)
+
+// SharedQueue is the build queue of kiln instances that share one
+// PostgreSQL database (cluster.postgres). It keeps Queue's rules — at most
+// one running and one queued job per rule, a newer trigger replacing the
+// queued one's, the window, trigger order, each level of a cascade built
+// once — in the builds table, so that any instance takes a trigger and
+// exactly one instance runs each job.
+//
+// A running job is leased to its instance, which renews the lease while
+// the job runs. When a lease runs out (its instance was killed, or lost the
+// database), whichever instance notices first ends the job and queues it
+// again. Queue and claim changes are serialised by one transaction-scoped
+// advisory lock: they are a few per build, and one lock keeps the
+// coalescing and cascade checks simple and exact.
+type SharedQueue struct {
+	opts  SharedQueueOptions
+	hooks QueueHooks
+
+	kick chan struct{} // wakes the dispatcher; buffered 1
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	g        *Graph
+	running  int // jobs this instance runs
+	queued   int // queued jobs cluster-wide, at the last look
+	others   int // jobs other instances run, at the last look
+	started  bool
+	stopped  bool
+	idle     chan struct{} // closed while the last look found nothing to do
+	idleDone bool
+}
+
+// SharedQueueOptions configure a SharedQueue.
+type SharedQueueOptions struct {
+	Pool        *pgxpool.Pool
+	Instance    string // this instance's name (cluster.Member's ID)
+	Concurrency int    // jobs this instance runs at once
+	Window      time.Duration
+	// Lease is how long a claim on a running job lasts unless renewed;
+	// Renew is how often this instance renews its claims and looks for
+	// claims that ran out. Lease should be several Renews.
+	Lease, Renew time.Duration
+	NewID        func() string
+	// NewRecord is the record a job is queued with, written in the same
+	// transaction as the job: no instance can start a job without one.
+	NewRecord func(*build.Job) *Record
+	// Ended, when set, is told of a record the queue itself ended (a
+	// job whose instance stopped renewing its claim), after the commit.
+	Ended  func(*build.Job, *Record)
+	Logger *slog.Logger
+}
+
+// sharedQueueLock is the advisory lock key that serialises changes to the
+// queue ("kilq" in ASCII).
+const sharedQueueLock = 0x6b696c71
+
+// notifyChannel is where every queue change is announced, so that idle
+// instances look at once instead of at their next Renew.
+const notifyChannel = "kiln_builds"
+
+// NewSharedQueue returns a queue over g's rules kept in opts.Pool's
+// database. hooks are Queue's; Queued and Updated are told after the
+// job's commit (its record is already saved), Run and Done on the
+// instance that runs it.
+func NewSharedQueue(g *Graph, opts SharedQueueOptions, hooks QueueHooks) *SharedQueue {
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	if opts.Window < 0 {
+		opts.Window = 0
+	}
+	if opts.Renew <= 0 {
+		opts.Renew = 10 * time.Second
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 3 * opts.Renew
+	}
+	if opts.NewID == nil {
+		opts.NewID = newBuildID
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	idle := make(chan struct{})
+	close(idle)
+	return &SharedQueue{opts: opts, hooks: hooks, g: g, kick: make(chan struct{}, 1), idle: idle, idleDone: true}
+}
+
+// TagMoved queues the rules built on ref, as Queue.TagMoved does, in one
+// transaction: when it returns the jobs are in the database, where any
+// instance may run them. It waits for the database, never for a build.
+func (q *SharedQueue) TagMoved(ref build.ImageRef, d digest.Digest) {
+	q.mu.Lock()
+	g := q.g
+	stopped := q.stopped
+	q.mu.Unlock()
+	deps := g.dependents[ref]
+	if len(deps) == 0 || stopped {
+		return
+	}
+	affected := make([]bool, len(g.rules))
+	for _, i := range deps {
+		affected[i] = true
+	}
+	for _, i := range g.closure(g.children, deps) {
+		affected[i] = true
+	}
+	t := build.Trigger{Ref: ref, Digest: d, Reason: "push"}
+	var rules []*build.Rule
+	for _, i := range deps {
+		if slices.ContainsFunc(g.upstream[i], func(u int) bool { return affected[u] }) {
+			continue // triggered when that upstream rule pushes
+		}
+		rules = append(rules, g.rules[i])
+	}
+	if _, err := q.enqueue(context.Background(), rules, t); err != nil {
+		q.opts.Logger.Error("queueing builds", "trigger", ref.String(), "err", err)
+	}
+}
+
+// Trigger queues a build of the named rule, or updates the trigger of its
+// queued job, and returns the job.
+func (q *SharedQueue) Trigger(rule string, t build.Trigger) (*build.Job, error) {
+	if t.Reason == "" {
+		t.Reason = "manual"
+	}
+	q.mu.Lock()
+	r := q.g.Rule(rule)
+	stopped := q.stopped
+	q.mu.Unlock()
+	if r == nil {
+		return nil, fmt.Errorf("unknown build rule %q", rule)
+	}
+	if stopped {
+		return nil, ErrQueueStopped
+	}
+	jobs, err := q.enqueue(context.Background(), []*build.Rule{r}, t)
+	if err != nil {
+		return nil, err
+	}
+	return jobs[0], nil
+}
+
+// Graph returns the queue's current graph.
+func (q *SharedQueue) Graph() *Graph {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.g
+}
+
+// SetGraph replaces the queue's graph. Queued jobs name their rule: they
+// build the version of it their instance's graph holds when they start.
+func (q *SharedQueue) SetGraph(g *Graph) {
+	q.mu.Lock()
+	q.g = g
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *SharedQueue) signal() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Start starts the dispatcher, which claims jobs this instance may run,
+// renews its claims and takes over jobs whose claims ran out. Jobs run
+// with ctx; once it ends no job starts here, and jobs cut off by it go back
+// to the queue for another instance. Start is a no-op the second time.
+func (q *SharedQueue) Start(ctx context.Context) {
+	q.mu.Lock()
+	if q.started {
+		q.mu.Unlock()
+		return
+	}
+	q.started = true
+	q.wg.Add(2)
+	q.mu.Unlock()
+	go q.listen(ctx)
+	go q.loop(ctx)
+}
+
+// Wait returns when the dispatcher has stopped and every build this
+// instance ran has returned and been handed back or ended.
+func (q *SharedQueue) Wait() { q.wg.Wait() }
+
+// Idle returns a channel closed while, at the dispatcher's last look,
+// nothing was queued or running anywhere in the cluster.
+func (q *SharedQueue) Idle() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.idle
+}
+
+// WaitIdle waits until nothing is queued or running, or ctx ends.
+func (q *SharedQueue) WaitIdle(ctx context.Context) error {
+	select {
+	case <-q.Idle():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Counts returns the jobs queued in the cluster and running anywhere, at
+// the dispatcher's last look (and this instance's, which it knows now).
+func (q *SharedQueue) Counts() (queued, running int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued, q.others + q.running
+}
+
+// busy marks the queue as not idle (a job was queued here). q.mu is held.
+func (q *SharedQueue) busy() {
+	if q.idleDone {
+		q.idle = make(chan struct{})
+		q.idleDone = false
+	}
+}
+
+// lookedAt records what the last look found. q.mu is held.
+func (q *SharedQueue) lookedAt(queued, others int) {
+	q.queued, q.others = queued, others
+	if queued > 0 || others > 0 || q.running > 0 {
+		q.busy()
+	} else if !q.idleDone {
+		close(q.idle)
+		q.idleDone = true
+	}
+}
+
+// loop claims jobs when woken (a change here or announced by another
+// instance, a window ending) and renews claims every Renew.
+func (q *SharedQueue) loop(ctx context.Context) {
+	defer q.wg.Done()
+	renew := time.NewTicker(q.opts.Renew)
+	defer renew.Stop()
+	window := time.NewTimer(time.Hour)
+	window.Stop()
+	for {
+		if ctx.Err() != nil {
+			q.mu.Lock()
+			q.stopped = true
+			q.mu.Unlock()
+			return
+		}
+		wait, err := q.claim(ctx)
+		if err != nil && ctx.Err() == nil {
+			q.opts.Logger.Warn("build queue: claiming builds", "err", err)
+		}
+		if wait > 0 {
+			window.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+		case <-q.kick:
+		case <-window.C:
+		case <-renew.C:
+			q.renewAndTakeOver(ctx)
+		}
+		window.Stop()
+	}
+}
+
+// run runs one claimed job, then ends it in the database or, when ctx
+// ended first (a shutdown), hands it back to the queue.
+func (q *SharedQueue) run(ctx context.Context, job *build.Job) {
+	defer q.wg.Done()
+	err := q.callRun(ctx, job)
+	if q.hooks.Done != nil {
+		q.hooks.Done(job, err)
+	}
+	// The row must change even when ctx is gone: that is the shutdown.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var ferr error
+	if err != nil && ctx.Err() != nil {
+		ferr = q.handBack(dctx, job)
+	} else {
+		ferr = q.finish(dctx, job)
+	}
+	if ferr != nil {
+		// Its claim will run out and another instance will end it.
+		q.opts.Logger.Error("build queue: ending a build", "build", job.ID, "err", ferr)
+	}
+	q.mu.Lock()
+	q.running--
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *SharedQueue) callRun(ctx context.Context, job *build.Job) (err error) {
+	if q.hooks.Run == nil {
+		return errors.New("build queue has no Run hook")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("build panicked: %v", r)
+		}
+	}()
+	return q.hooks.Run(ctx, job)
+}
+
+// listen wakes the dispatcher on every change another instance announces.
+// A lost connection is retried; meanwhile Renew's ticks still look.
+func (q *SharedQueue) listen(ctx context.Context) {
+	defer q.wg.Done()
+	for ctx.Err() == nil {
+		err := q.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		q.opts.Logger.Warn("build queue: listening for changes", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(q.opts.Renew):
+		}
+	}
+}
+
+func (q *SharedQueue) listenOnce(ctx context.Context) error {
+	pooled, err := q.opts.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A LISTENing session is not one to give back to the pool.
+	conn := pooled.Hijack()
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	q.signal() // changes before LISTEN were not heard
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		q.signal()
+	}
+}
