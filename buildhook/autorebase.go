@@ -210,10 +210,18 @@ func (a *autoRebase) load(ctx context.Context) error {
 			return err
 		}
 	}
+	old := a.adopted
 	a.adopted = set
 	a.s.queue.SetGraph(g)
 	for _, ad := range set {
-		a.log.Info("autorebase: adopted image", "image", ad.Image, "base", ad.Base)
+		if was, ok := old[ad.Image]; !ok || was.Base != ad.Base {
+			a.log.Info("autorebase: adopted image", "image", ad.Image, "base", ad.Base)
+		}
+	}
+	for img, was := range old {
+		if _, ok := set[img]; !ok {
+			a.log.Info("autorebase: image no longer adopted", "image", img, "base", was.Base, "why", "dropped by another instance")
+		}
 	}
 	return nil
 }
@@ -293,7 +301,27 @@ func (a *autoRebase) adopt(ctx context.Context, image, base build.ImageRef) erro
 	a.adopted = set
 	a.s.queue.SetGraph(g)
 	a.log.Info("autorebase: adopted image", "image", image, "base", base)
+	a.announce(ctx)
 	return nil
+}
+
+// announce tells the other instances of a cluster that the adoptions
+// changed (see SharedQueue.AnnounceAdoptions).
+func (a *autoRebase) announce(ctx context.Context) {
+	if q, ok := a.s.queue.(*SharedQueue); ok {
+		if err := q.AnnounceAdoptions(ctx); err != nil {
+			a.log.Warn("autorebase: telling the other instances of an adoption", "err", err)
+		}
+	}
+}
+
+// reload reads the adoptions again after another instance changed them.
+func (a *autoRebase) reload() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.load(ctx); err != nil {
+		a.log.Warn("autorebase: reading the adoptions another instance changed", "err", err)
+	}
 }
 
 // unadopt forgets image, if it was adopted.
@@ -318,6 +346,7 @@ func (a *autoRebase) unadopt(ctx context.Context, image build.ImageRef, why stri
 	a.adopted = set
 	a.s.queue.SetGraph(g)
 	a.log.Info("autorebase: image no longer adopted", "image", image, "base", old.Base, "why", why)
+	a.announce(ctx)
 }
 
 // list returns the adopted images, by image.

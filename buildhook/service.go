@@ -111,7 +111,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 		s.records = newRecords(sharedRecords{pool: sh.Pool, logs: opts.Store})
 		s.queue = NewSharedQueue(g, SharedQueueOptions{
 			Pool: sh.Pool, Instance: sh.Instance, Concurrency: opts.Concurrency, Window: opts.Window,
-			Lease: sh.Lease, Renew: sh.Renew, NewRecord: s.newRecord, Ended: s.ended, Logger: opts.Logger,
+			Lease: sh.Lease, Renew: sh.Renew, NewRecord: s.newRecord, Ended: s.ended, AdoptionsChanged: s.adoptionsChanged, Logger: opts.Logger,
 		}, QueueHooks{Queued: s.announce, Updated: s.announce, Run: s.run, Done: s.done})
 	} else {
 		s.records = NewRecords(opts.Store)
@@ -320,6 +320,14 @@ func (s *Service) announce(job *build.Job) {
 		return
 	}
 	s.statusChanged(job, r)
+}
+
+// adoptionsChanged reads the adopted images again (another instance of
+// the cluster changed them).
+func (s *Service) adoptionsChanged() {
+	if s.auto != nil {
+		s.auto.reload()
+	}
 }
 
 // ended tells of a build the shared queue ended (its instance's claim ran

@@ -62,8 +62,11 @@ type SharedQueueOptions struct {
 	NewRecord func(*build.Job) *Record
 	// Ended, when set, is told of a record the queue itself ended (a
 	// job whose instance stopped renewing its claim), after the commit.
-	Ended  func(*build.Job, *Record)
-	Logger *slog.Logger
+	Ended func(*build.Job, *Record)
+	// AdoptionsChanged, when set, is told that another instance adopted
+	// an image or dropped one (see AnnounceAdoptions).
+	AdoptionsChanged func()
+	Logger           *slog.Logger
 }
 
 // sharedQueueLock is the advisory lock key that serialises changes to the
@@ -73,6 +76,11 @@ const sharedQueueLock = 0x6b696c71
 // notifyChannel is where every queue change is announced, so that idle
 // instances look at once instead of at their next Renew.
 const notifyChannel = "kiln_builds"
+
+// adoptionsChannel is where a change to the adopted images is announced:
+// the rules they add must be in every instance's graph, as any instance
+// may take the push of their base.
+const adoptionsChannel = "kiln_adoptions"
 
 // NewSharedQueue returns a queue over g's rules kept in opts.Pool's
 // database. hooks are Queue's; Queued and Updated are told after the
@@ -343,14 +351,28 @@ func (q *SharedQueue) listenOnce(ctx context.Context) error {
 	// A LISTENing session is not one to give back to the pool.
 	conn := pooled.Hijack()
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel+"; LISTEN "+adoptionsChannel); err != nil {
 		return err
 	}
 	q.signal() // changes before LISTEN were not heard
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
+		}
+		if n.Channel == adoptionsChannel {
+			if q.opts.AdoptionsChanged != nil { // this instance's own too: reading them again is harmless
+				q.opts.AdoptionsChanged()
+			}
+			continue
 		}
 		q.signal()
 	}
+}
+
+// AnnounceAdoptions tells the other instances that the adopted images
+// changed, so that they read them again.
+func (q *SharedQueue) AnnounceAdoptions(ctx context.Context) error {
+	_, err := q.opts.Pool.Exec(ctx, "SELECT pg_notify($1, '')", adoptionsChannel)
+	return err
 }
