@@ -49,7 +49,7 @@ func (p *testPostgres) stop() {
 // newDatabase returns the pool of a new database with kiln's schema,
 // closed when t ends. A server that cannot start fails the test; only
 // KILN_E2E=0 outside CI skips it.
-func newDatabase(t *testing.T) *pgxpool.Pool {
+func newDatabase(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	if !isCI() && os.Getenv("KILN_E2E") == "0" {
 		t.Skip("KILN_E2E=0: PostgreSQL tests skipped on request (ignored when CI=true)")

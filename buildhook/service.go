@@ -448,6 +448,10 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err
 	}
+	if err := s.stillClaimed(ctx, job); err != nil {
+		fmt.Fprintf(log, "error: %v\n", err)
+		return err
+	}
 	fmt.Fprintf(log, "built %s; adding provenance and tagging\n", result)
 	final, err := Finalize(ctx, job, baseDigest, inputs, log)
 	if err != nil {
@@ -456,6 +460,15 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 	}
 	s.update(job.ID, func(r *Record) { r.Result = final })
 	fmt.Fprintf(log, "done: %s in %s\n", final, time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// stillClaimed checks, in a cluster, that no other instance took the
+// build over (this one's claim ran out) before it moves the rule's tags.
+func (s *Service) stillClaimed(ctx context.Context, job *build.Job) error {
+	if q, ok := s.queue.(*SharedQueue); ok {
+		return q.StillClaimed(ctx, job.ID)
+	}
 	return nil
 }
 

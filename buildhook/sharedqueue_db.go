@@ -277,3 +277,15 @@ func (q *SharedQueue) end(ctx context.Context, tx pgx.Tx, id string, f func(*Rec
 	_, err := tx.Exec(ctx, "UPDATE builds SET state = 'done', instance = NULL, lease = NULL, record = $2 WHERE id = $1", id, &r)
 	return &r, err
 }
+
+// StillClaimed returns errBuildEnded unless this instance still runs job
+// id: another instance takes a build over when its claim runs out, and
+// the one cut off must then not move the rule's tags.
+func (q *SharedQueue) StillClaimed(ctx context.Context, id string) error {
+	var mine bool
+	err := q.opts.Pool.QueryRow(ctx, "SELECT coalesce(instance = $2 AND state = 'running', false) FROM builds WHERE id = $1", id, q.opts.Instance).Scan(&mine)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && !mine {
+		return fmt.Errorf("build %s: %w", id, errBuildEnded)
+	}
+	return err
+}

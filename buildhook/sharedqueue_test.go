@@ -169,7 +169,11 @@ func TestSharedQueueTakesOverAfterClaimRunsOut(t *testing.T) {
 		!strings.Contains(old.Error, "run again as build "+resumed.ID) {
 		t.Errorf("old record: %s, %q", old.Status, old.Error)
 	}
-	// The dead instance comes back to life: it may not rewrite history.
+	// The dead instance comes back to life: it may neither move the
+	// rule's tags nor rewrite history.
+	if err := dead.q.StillClaimed(context.Background(), first.ID); !errors.Is(err, errBuildEnded) {
+		t.Errorf("the old instance asks whether it still runs the build: %v, want errBuildEnded", err)
+	}
 	err := records.PutBuildRecord(context.Background(), first.ID, []byte(`{"id":"`+first.ID+`","status":"succeeded"}`))
 	if !errors.Is(err, errBuildEnded) {
 		t.Errorf("a late record write from the old instance: %v, want errBuildEnded", err)
