@@ -44,6 +44,9 @@ type Record struct {
 	Started  *time.Time    `json:"started,omitempty"`
 	Finished *time.Time    `json:"finished,omitempty"`
 	Attempts int           `json:"attempts,omitempty"`
+	// Instance is, in a cluster, the instance that ran the build (its
+	// last run, when another instance took it over).
+	Instance string `json:"instance,omitempty"`
 	// Restarts counts the times kiln stopped without finishing this build
 	// (killed, crashed) before this record; the next start resumes it
 	// once, never after a second time.

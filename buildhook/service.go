@@ -400,7 +400,12 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 	job.Self = s.opts.Self
 	job.Staging = build.ImageRef{Repo: job.Rule.Tags[0].Repo, Tag: "kiln-build-" + job.ID}
 	started := time.Now().UTC()
-	s.statusChanged(job, s.update(job.ID, func(r *Record) { r.Status, r.Started = StatusRunning, &started }))
+	s.statusChanged(job, s.update(job.ID, func(r *Record) {
+		r.Status, r.Started = StatusRunning, &started
+		if s.opts.Shared != nil {
+			r.Instance = s.opts.Shared.Instance
+		}
+	}))
 	log := s.records.OpenLog(ctx, job.ID)
 	defer s.records.CloseLog(context.WithoutCancel(ctx), job.ID)
 

@@ -107,9 +107,9 @@ func TestSharedServiceRestartLeavesOthersBuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 1 || recs[0].ID != id || recs[0].Status != StatusFailed || !strings.Contains(recs[0].Error, "gate builder") {
+	if len(recs) != 1 || recs[0].ID != id || recs[0].Status != StatusFailed || !strings.Contains(recs[0].Error, "gate builder") || recs[0].Instance != "a" {
 		for _, r := range recs {
-			t.Logf("record %s %s %s %q", r.ID, r.Reason, r.Status, r.Error)
+			t.Logf("record %s %s %s on %q: %q", r.ID, r.Reason, r.Status, r.Instance, r.Error)
 		}
 		t.Fatalf("%d records, want the one build a ran", len(recs))
 	}
