@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# compare.sh: kiln against Debian's docker-registry (CNCF Distribution 2.8)
-# on loopback, same machine, equivalent settings (filesystem stores in the
-# same temporary filesystem, delete enabled, logging off or at warn), measured
-# with `kiln bench` alternately for ROUNDS rounds (fresh servers and stores
-# each round, the order swapped every round); prints the medians.
+# compare.sh: kiln against CNCF Distribution 2.8 (Debian's docker-registry)
+# and 3.x (built from the Go module proxy) on loopback, same machine,
+# equivalent settings (filesystem stores in the same temporary filesystem,
+# delete enabled, logging off or at warn), measured with `kiln bench` for
+# ROUNDS rounds (fresh servers and stores each round, the order rotated
+# every round), in two disk regimes:
+#   fresh    the disk quiet: sync and a pause before each server starts;
+#   backlog  right after another writer: BACKLOG_MIB MiB written (no
+#            fsync) just before each server starts, still being flushed
+#            while it is measured.
+# Prints the medians as Markdown tables, one per regime.
 #
 #   bench/compare.sh [kiln bench flags...]      e.g. --blob-size 64MiB
 #
-# Environment: ROUNDS (3), KILN_PORT (15000), DIST_PORT (15001),
-# DIST (/usr/bin/docker-registry), TMPDIR (where the stores live),
-# KEEP=1 keeps the work directory (JSON of every run, server logs).
+# Environment: ROUNDS (3), REGIMES ("fresh backlog"), BACKLOG_MIB (1024),
+# KILN_PORT (15000), DIST_PORT (15001), DIST3_PORT (15002),
+# DIST (/usr/bin/docker-registry), DIST3_VERSION (v3.1.2), TMPDIR (where
+# the stores live), KEEP=1 keeps the work directory (JSON of every run,
+# server logs).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
+REGIMES=${REGIMES:-fresh backlog}
+BACKLOG_MIB=${BACKLOG_MIB:-1024}
 KILN_PORT=${KILN_PORT:-15000}
 DIST_PORT=${DIST_PORT:-15001}
+DIST3_PORT=${DIST3_PORT:-15002}
 DIST=${DIST:-/usr/bin/docker-registry}
+DIST3_VERSION=${DIST3_VERSION:-v3.1.2}
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ ! -x $DIST ]]; then
@@ -37,6 +49,9 @@ cleanup() {
 trap cleanup EXIT
 
 (cd "$root" && go build -o "$work/kiln" ./cmd/kiln)
+# Distribution 3 from the Go module proxy, outside kiln's module.
+(cd "$work" && GOBIN="$work" GOFLAGS=-mod=mod go install "github.com/distribution/distribution/v3/cmd/registry@$DIST3_VERSION")
+DIST3="$work/registry"
 
 # start NAME ROUND: writes the config, starts the server, sets pid and url.
 start() {
@@ -60,6 +75,27 @@ start() {
 		"$work/kiln" serve --config "$work/kiln.yml" 2>>"$work/kiln.log" &
 		pid=$!
 		url=http://127.0.0.1:$KILN_PORT
+		;;
+	distribution3)
+		cat >"$work/dist3.yml" <<-YAML
+			version: 0.1
+			log:
+			  level: error
+			  accesslog:
+			    disabled: true
+			storage:
+			  filesystem:
+			    rootdirectory: $data
+			  delete:
+			    enabled: true
+			  cache:
+			    blobdescriptor: inmemory
+			http:
+			  addr: 127.0.0.1:$DIST3_PORT
+		YAML
+		OTEL_TRACES_EXPORTER=none "$DIST3" serve "$work/dist3.yml" 2>>"$work/dist3.log" &
+		pid=$!
+		url=http://127.0.0.1:$DIST3_PORT
 		;;
 	distribution)
 		cat >"$work/dist.yml" <<-YAML
@@ -101,35 +137,63 @@ stop() {
 	sync
 }
 
-echo "kiln bench $*; $ROUNDS rounds; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(go version | cut -d' ' -f3); $(date -u +%Y-%m-%dT%H:%MZ)" >&2
-for round in $(seq "$ROUNDS"); do
-	order="kiln distribution"
-	((round % 2 == 0)) && order="distribution kiln"
-	for name in $order; do
-		echo "round $round: $name" >&2
-		start "$name" "$round"
-		"$work/kiln" bench "$url" --pid "$pid" --json "$@" >"$work/$name-$round.json" 2>>"$work/bench.log"
-		stop
+# settle REGIME: the disk as the regime wants it before a server starts.
+settle() {
+	case $1 in
+	fresh)
+		sync
+		sleep 2
+		;;
+	backlog)
+		# Another process's writes, not yet on the disk.
+		dd if=/dev/zero of="$work/backlog" bs=1M count="$BACKLOG_MIB" status=none
+		rm -f "$work/backlog"
+		;;
+	esac
+}
+
+echo "kiln bench $*; $ROUNDS rounds; regimes: $REGIMES; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(go version | cut -d' ' -f3); $(date -u +%Y-%m-%dT%H:%MZ)" >&2
+names=(kiln distribution distribution3)
+for regime in $REGIMES; do
+	for round in $(seq "$ROUNDS"); do
+		for k in 0 1 2; do
+			name=${names[$(((round + k) % 3))]}
+			echo "$regime, round $round: $name" >&2
+			settle "$regime"
+			start "$name" "$round"
+			"$work/kiln" bench "$url" --pid "$pid" --json "$@" >"$work/$regime-$name-$round.json" 2>>"$work/bench.log"
+			stop
+		done
 	done
 done
 
-# The medians, as a Markdown table.
-jq -rs --argjson rounds "$ROUNDS" '
+# The medians, as a Markdown table per regime. The last column is how many
+# times better kiln is than the better of the two distributions: its rate
+# over theirs, or their time over its (above 1×: kiln is ahead).
+for regime in $REGIMES; do
+	echo
+	echo "### disk: $regime"
+	echo
+	jq -rs --argjson rounds "$ROUNDS" '
 	def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
 	def fmt: if . == null then "–" elif . >= 100 then (. | round | tostring)
 		elif . >= 10 then ((. * 10 | round) / 10 | tostring) else ((. * 100 | round) / 100 | tostring) end;
-	(map(select(.who == "kiln")) | .[0].r.metrics | map({key, name})) as $rows
+	def med($who; $key): [.[] | select(.who == $who) | .r.metrics[] | select(.key == $key) | .value] | median;
+	(map(select(.who == "kiln")) | .[0].r.metrics | map({key, name, higher: .higher_is_better})) as $rows
 	| (map(.who as $w | (.r.notes // [])[] | "\($w): \(.)") | unique) as $notes
-	| "| figure | kiln | distribution 2.8 | ratio kiln/distribution |",
-	  "|---|---:|---:|---:|",
+	| "| figure | kiln | distribution 2.8 | distribution 3 | kiln vs the best of them |",
+	  "|---|---:|---:|---:|---:|",
 	  ($rows[] as $row
-	   | ([.[] | select(.who == "kiln") | .r.metrics[] | select(.key == $row.key) | .value] | median) as $k
-	   | ([.[] | select(.who == "distribution") | .r.metrics[] | select(.key == $row.key) | .value] | median) as $d
-	   | "| \($row.name) | \($k | fmt) | \($d | fmt) | \(if ($row.key | startswith("client_") | not) and $k != null and $d != null and $d != 0 then ($k / $d * 100 | round / 100 | tostring) + "×" else "–" end) |"),
+	   | med("kiln"; $row.key) as $k | med("distribution"; $row.key) as $d | med("distribution3"; $row.key) as $d3
+	   | ([$d, $d3] | map(select(. != null and . != 0))) as $anchors
+	   | (if ($anchors | length) == 0 then null elif $row.higher then ($anchors | max) else ($anchors | min) end) as $best
+	   | (if $k == null or $k == 0 or $best == null then null elif $row.higher then $k / $best else $best / $k end) as $x
+	   | "| \($row.name) | \($k | fmt) | \($d | fmt) | \($d3 | fmt) | \(if ($row.key | startswith("client_") | not) and $x != null then ($x * 100 | round / 100 | tostring) + "×" else "–" end) |"),
 	  "",
-	  "Medians of \($rounds) alternating rounds; digests verified: kiln \(map(select(.who == "kiln") | .r.verified) | add), distribution \(map(select(.who == "distribution") | .r.verified) | add).",
+	  "Medians of \($rounds) rounds, order rotated; digests verified: kiln \(map(select(.who == "kiln") | .r.verified) | add), distribution 2.8 \(map(select(.who == "distribution") | .r.verified) | add), distribution 3 \(map(select(.who == "distribution3") | .r.verified) | add).",
 	  ($notes[] | "note, " + .)
-' < <(for f in "$work"/kiln-*.json "$work"/distribution-*.json; do
-	who=$(basename "$f" | sed 's/-[0-9]*\.json$//')
-	jq -c --arg who "$who" '{who: $who, r: .}' "$f"
-done)
+	' < <(for f in "$work/$regime"-*.json; do
+		who=$(basename "$f" .json | sed -e "s/^$regime-//" -e 's/-[0-9]*$//')
+		jq -c --arg who "$who" '{who: $who, r: .}' "$f"
+	done)
+done
