@@ -66,7 +66,7 @@ func (db *DB) Lead(ctx context.Context, task string, opts LeadOptions, run func(
 			log.Info("cluster: leading")
 			notify(opts.changed, true)
 			err := hold(ctx, conn, ticks, run)
-			closeConn(conn)
+			release(conn, key)
 			notify(opts.changed, false)
 			if ctx.Err() != nil {
 				log.Info("cluster: gave up the lead")
@@ -170,6 +170,18 @@ func ping(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("checking the connection: %w", err)
 	}
 	return nil
+}
+
+// release unlocks key before ending conn's session: the server releases
+// the locks of a closed session only once its backend has exited, after
+// the close returned, and the next leader should not wait for that.
+func release(conn *pgx.Conn, key int64) {
+	if !conn.IsClosed() {
+		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+		conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", key)
+		cancel()
+	}
+	closeConn(conn)
 }
 
 // closeConn ends conn's session, which releases its locks.
