@@ -156,3 +156,19 @@ func TestLeadLostWhenSessionKilled(t *testing.T) {
 	b.takesOver(t)
 	a.follows(t)
 }
+
+// Leaders names each led task's holder, and only led tasks. (The key of
+// "retention" is negative, that of "watch" positive.)
+func TestLeadersNamesHolders(t *testing.T) {
+	dsn := newDatabase(t)
+	db := open(t, dsn)
+	contend(t, db, "a", "watch").leads(t)
+	contend(t, open(t, dsn), "b", "retention").leads(t)
+	got, err := db.Leaders(context.Background(), []string{"watch", "gc", "retention"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["watch"] != "a" || got["retention"] != "b" {
+		t.Errorf("leaders %v, want watch: a, retention: b", got)
+	}
+}

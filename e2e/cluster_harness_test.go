@@ -217,3 +217,29 @@ func (c *kilnCluster) stopAll() {
 		}
 	}
 }
+
+// InstanceID is instance i's current process's name in the cluster, as
+// it logged when it joined.
+func (c *kilnCluster) InstanceID(i int) string {
+	c.t.Helper()
+	for _, l := range c.Lines(i, "joined the cluster") {
+		if _, id, ok := strings.Cut(l, "instance="); ok {
+			id, _, _ = strings.Cut(id, " ")
+			return strings.Trim(id, `"`)
+		}
+	}
+	c.t.Fatalf("kiln %d did not log joining the cluster", i)
+	return ""
+}
+
+// Status runs `kiln cluster status` on instance i's config and returns
+// its output.
+func (c *kilnCluster) Status(i int) string {
+	c.t.Helper()
+	bin, err := buildKiln()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	env := []string{"KILN_S3_ACCESS_KEY=" + c.S3.AccessKey, "KILN_S3_SECRET_KEY=" + c.S3.SecretKey}
+	return mustRun(c.t, cmdOpts{Dir: c.dirs[i], Env: env, Timeout: time.Minute}, bin, "cluster", "status", "--config", "config.yml")
+}

@@ -182,6 +182,18 @@ builds:
 	}
 	leader := ls[0]
 	t.Logf("instance %d leads upstream watching", leader)
+	// kiln cluster status says so too.
+	statusLeads := func(i int) bool {
+		for l := range strings.Lines(c.Status(i)) {
+			if strings.HasPrefix(l, c.InstanceID(leader)+" ") {
+				return strings.Contains(l, "upstream-watch")
+			}
+		}
+		return false
+	}
+	if !statusLeads((leader + 1) % 3) {
+		t.Errorf("kiln cluster status does not show instance %d leading upstream-watch", leader)
+	}
 
 	killed := time.Now()
 	c.Kill(leader)
@@ -192,10 +204,14 @@ builds:
 		return ok, "none yet"
 	})
 	t.Logf("takeover: the first HEAD came %s after SIGKILL of the leader", took.Sub(killed).Round(time.Millisecond))
-	if ls := leaders(leader); len(ls) != 1 {
+	ls = leaders(leader)
+	if len(ls) != 1 {
 		t.Fatalf("after the kill, instances %v lead upstream watching, want one", ls)
-	} else {
-		t.Logf("instance %d took over", ls[0])
+	}
+	t.Logf("instance %d took over", ls[0])
+	leader = ls[0]
+	if !statusLeads(leader) {
+		t.Errorf("kiln cluster status does not show instance %d leading upstream-watch", leader)
 	}
 	count("two instances after the kill")
 }
