@@ -27,3 +27,14 @@ func (db *DB) Instances(ctx context.Context) ([]Instance, error) {
 		return i, err
 	})
 }
+
+// Forget removes the rows of instances whose last heartbeat is before
+// silentSince (killed ones: a clean stop removes its own row) and returns
+// their IDs.
+func (db *DB) Forget(ctx context.Context, silentSince time.Time) ([]string, error) {
+	rows, err := db.pool.Query(ctx, "DELETE FROM instances WHERE heartbeat < $1 RETURNING id", silentSince)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -214,9 +214,29 @@ func (k *cacheKeeper) filled(repo string, bytes int64) {
 	}
 }
 
-// loop bounds the cache until ctx is done. The first scheduled eviction
-// is one interval after start, as with garbage collection; free space is
-// watched from the start.
+// checkLoop evicts from the cache every check interval until ctx is
+// done, the first one interval after start, as with garbage collection.
+// In a cluster only one instance runs it.
+func (k *cacheKeeper) checkLoop(ctx context.Context) {
+	if !k.cfg.Enabled() {
+		return
+	}
+	check := time.NewTicker(k.cfg.CheckInterval)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+			k.evict(ctx, "schedule", false, 0)
+		}
+	}
+}
+
+// loop bounds the cache as it fills until ctx is done: an eviction soon
+// after fills that may take it over budget, and at once when the store's
+// free space is short (watched from the start). Every instance runs it:
+// its own fills are what it hears of.
 func (k *cacheKeeper) loop(ctx context.Context) {
 	if !k.cfg.Enabled() {
 		return
@@ -224,8 +244,6 @@ func (k *cacheKeeper) loop(ctx context.Context) {
 	budget, minFree, _ := k.limits()
 	k.logger.Info("cache bounded", slog.Int64("max_size", budget), slog.Duration("max_unused", k.cfg.MaxUnused),
 		slog.Int64("min_free", minFree), slog.Duration("check_interval", k.cfg.CheckInterval))
-	check := time.NewTicker(k.cfg.CheckInterval)
-	defer check.Stop()
 	space := time.NewTicker(freeSpaceInterval)
 	defer space.Stop()
 	var lastFill time.Time
@@ -233,8 +251,6 @@ func (k *cacheKeeper) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-check.C:
-			k.evict(ctx, "schedule", false, 0)
 		case <-k.fills:
 			if budget == 0 || !k.overBudget(budget) {
 				continue

@@ -313,3 +313,32 @@ func TestCacheFillsWithinBudgetCostNoWalk(t *testing.T) {
 		}
 	})
 }
+
+// The scheduled check is checkLoop's, which a cluster runs on one
+// instance: it evicts every check interval; loop, which every instance
+// runs, does not.
+func TestCacheScheduledCheckIsCheckLoops(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		k := &cacheKeeper{
+			store: storage.NewInMemory(storage.Options{}), logger: slog.New(slog.NewTextHandler(&logs, nil)), now: time.Now,
+			cfg: config.Cache{MaxSize: config.Size{Bytes: 1 << 20}, CheckInterval: time.Hour},
+			gc:  config.GC{Grace: time.Hour}, fills: make(chan struct{}, 1),
+		}
+		ctx, stop := context.WithCancel(t.Context())
+		defer stop()
+		go k.loop(ctx)
+		time.Sleep(2*time.Hour + time.Minute)
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "trigger=schedule"); n != 0 {
+			t.Fatalf("loop ran %d scheduled evictions, want none:\n%s", n, logs.String())
+		}
+		go k.checkLoop(ctx)
+		time.Sleep(2*time.Hour + time.Minute)
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "trigger=schedule"); n != 2 {
+			t.Errorf("checkLoop ran %d scheduled evictions in two intervals, want 2:\n%s", n, logs.String())
+		}
+	})
+}

@@ -22,7 +22,10 @@ type clusterNode struct {
 	db       *cluster.DB
 	member   *cluster.Member
 	tokenKey []byte // shared by every instance
-	logger   *slog.Logger
+	// heartbeat is cluster.heartbeat: also how often a follower tries to
+	// take a task's lead and a leader checks its hold.
+	heartbeat time.Duration
+	logger    *slog.Logger
 }
 
 // openCluster connects to cluster.postgres, migrating its schema, and
@@ -40,7 +43,7 @@ func openCluster(ctx context.Context, cfg *config.Config, logger *slog.Logger) (
 		db.Close()
 		return nil, err
 	}
-	return &clusterNode{db: db, tokenKey: key, logger: logger}, nil
+	return &clusterNode{db: db, tokenKey: key, heartbeat: cfg.Cluster.Heartbeat, logger: logger}, nil
 }
 
 // join registers this instance, listening on listenAddr, with a heartbeat.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,12 +28,15 @@ func newClusterStatusCmd() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "List the instances and their last heartbeats",
+		Short: "List the instances, their last heartbeats and the tasks each leads",
 		Long: `List the kiln instances registered in cluster.postgres, with when each
-started and when it last recorded that it is alive. An instance removes
-itself when it stops cleanly; one silent for three heartbeat intervals
-(cluster.heartbeat) is shown as stale: it was killed or cannot reach the
-database.
+started, when it last recorded that it is alive, and which cluster-wide
+tasks it leads (upstream-watch, gc, retention, cache-check, housekeeping:
+each runs on its leader only). An instance removes itself when it stops
+cleanly; one silent for three heartbeat intervals (cluster.heartbeat) is
+shown as stale: it was killed or cannot reach the database. The leader of
+housekeeping removes instances silent for ten intervals (at least a
+minute).
 
 The database is found like serve finds it (--config, ./config.yml).`,
 		Args: cobra.NoArgs,
@@ -53,29 +57,49 @@ The database is found like serve finds it (--config, ./config.yml).`,
 			if err != nil {
 				return err
 			}
-			return printInstances(cmd.OutOrStdout(), instances, time.Now(), 3*cfg.Cluster.Heartbeat)
+			leaders, err := db.Leaders(cmd.Context(), leaderTasks)
+			if err != nil {
+				return err
+			}
+			return printInstances(cmd.OutOrStdout(), instances, leadsByInstance(leaders), time.Now(), 3*cfg.Cluster.Heartbeat)
 		},
 	}
 	cmd.Flags().StringVar(&f.config, "config", "", "config `file` (default ./config.yml if present, else built-in defaults)")
 	return cmd
 }
 
-// printInstances writes one line per instance; a heartbeat older than
-// stale is marked.
-func printInstances(w io.Writer, instances []cluster.Instance, now time.Time, stale time.Duration) error {
+// leadsByInstance turns task → leader into leader → its tasks, in
+// leaderTasks' order.
+func leadsByInstance(leaders map[string]string) map[string][]string {
+	leads := map[string][]string{}
+	for _, task := range leaderTasks {
+		if holder, ok := leaders[task]; ok {
+			leads[holder] = append(leads[holder], task)
+		}
+	}
+	return leads
+}
+
+// printInstances writes one line per instance with the tasks it leads; a
+// heartbeat older than stale is marked.
+func printInstances(w io.Writer, instances []cluster.Instance, leads map[string][]string, now time.Time, stale time.Duration) error {
 	if len(instances) == 0 {
 		_, err := fmt.Fprintln(w, "no instances")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tADDRESS\tSTARTED\tHEARTBEAT")
+	fmt.Fprintln(tw, "INSTANCE\tADDRESS\tSTARTED\tHEARTBEAT\tLEADS")
 	for _, i := range instances {
 		age := now.Sub(i.Heartbeat).Round(time.Second)
 		beat := fmt.Sprintf("%s ago", max(age, 0))
 		if age > stale {
 			beat += " (stale)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.ID, i.Addr, i.Started.UTC().Format(time.RFC3339), beat)
+		led := "-"
+		if tasks := leads[i.ID]; len(tasks) > 0 {
+			led = strings.Join(tasks, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ID, i.Addr, i.Started.UTC().Format(time.RFC3339), beat, led)
 	}
 	return tw.Flush()
 }

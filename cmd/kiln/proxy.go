@@ -50,8 +50,9 @@ func upstreamNames(cfg *config.Config) []string {
 }
 
 // watchUpstreamBases polls the upstream tags build rules are FROM until ctx
-// ends, so a new upstream base rebuilds them.
-func watchUpstreamBases(ctx context.Context, p *proxy.Proxy, builds *buildhook.Service) {
+// ends, so a new upstream base rebuilds them; in a cluster only the leader
+// of upstream watching does, so each tag is polled once per interval.
+func watchUpstreamBases(ctx context.Context, node *clusterNode, p *proxy.Proxy, builds *buildhook.Service) {
 	if p == nil {
 		return
 	}
@@ -61,7 +62,5 @@ func watchUpstreamBases(ctx context.Context, p *proxy.Proxy, builds *buildhook.S
 			tags = append(tags, proxy.WatchedTag{Repo: b.Repo, Tag: b.Tag})
 		}
 	}
-	if len(tags) > 0 {
-		p.Watch(ctx, tags)
-	}
+	node.lead(ctx, taskUpstreamWatch, len(tags) > 0, func(ctx context.Context) { p.Watch(ctx, tags) })
 }

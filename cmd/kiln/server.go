@@ -123,7 +123,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	}
 	retain := newRetention(cfg.Retention, store, pulls, builds, logger)
 	observeRetention := retentionMetrics(m)
-	go watchUpstreamBases(buildCtx, mirror, builds)
+	go watchUpstreamBases(buildCtx, node, mirror, builds)
 	srv := &http.Server{
 		// Stall goes outermost: it relies on the wrappers inside passing
 		// ReadFrom through, so blob GETs keep sendfile.
@@ -145,11 +145,20 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { purgeLoop(purgeCtx, store, cfg.Storage.Uploads.PurgeInterval, logger) })
-	wg.Go(func() { gcLoop(purgeCtx, store, cfg.Storage.GC, logger, observeGC) })
+	// In a cluster the schedules run on their task's leader only.
+	wg.Go(func() {
+		node.lead(purgeCtx, taskGC, cfg.Storage.GC.Interval > 0, func(ctx context.Context) { gcLoop(ctx, store, cfg.Storage.GC, logger, observeGC) })
+	})
 	wg.Go(func() { pullFlushLoop(purgeCtx, pulls, logger) })
 	wg.Go(func() { cache.loop(purgeCtx) })
+	wg.Go(func() { node.lead(purgeCtx, taskCacheCheck, cfg.Cache.Enabled(), cache.checkLoop) })
 	wg.Go(func() { hooks.Run(purgeCtx) })
-	wg.Go(func() { retentionLoop(purgeCtx, retain, cfg.Retention, logger, observeRetention) })
+	wg.Go(func() {
+		node.lead(purgeCtx, taskRetention, cfg.Retention.Interval > 0 && len(cfg.Retention.Policies) > 0, func(ctx context.Context) {
+			retentionLoop(ctx, retain, cfg.Retention, logger, observeRetention)
+		})
+	})
+	wg.Go(func() { node.housekeep(purgeCtx) })
 	defer wg.Wait()
 	defer stopPurge()
 
