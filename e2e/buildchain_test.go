@@ -21,9 +21,11 @@ import (
 
 // buildRecord is what /kiln/v1/builds lists.
 type buildRecord struct {
-	ID, Rule, Status, Builder, Error, Result string
-	TriggerDigest                            string     `json:"triggerDigest"`
-	Finished                                 *time.Time `json:"finished"`
+	ID, Rule, Status, Builder, Error, Result, Reason string
+	Instance                                         string     `json:"instance"`
+	TriggerDigest                                    string     `json:"triggerDigest"`
+	Started                                          *time.Time `json:"started"`
+	Finished                                         *time.Time `json:"finished"`
 }
 
 // buildKilnEnv is a kiln started with build rules for the example chain,

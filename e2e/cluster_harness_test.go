@@ -16,7 +16,8 @@ import (
 type clusterOptions struct {
 	Instances int
 	// Heartbeat is cluster.heartbeat, also how often an instance tries to
-	// take the lead of a cluster-wide task; default 1s.
+	// take the lead of a cluster-wide task and renews its claims on the
+	// builds it runs; default 1s. cluster.lease is three of them.
 	Heartbeat time.Duration
 	// Extra returns YAML appended to instance i's config file: top-level
 	// sections (proxy:, builds:, buildhook:, ...). dir is the instance's
@@ -120,7 +121,8 @@ storage:
 cluster:
   postgres: %q
   heartbeat: %s
-`, c.S3.Endpoint, c.S3.Region, c.S3.Bucket, c.root, c.DSN, c.opts.Heartbeat)
+  lease: %s
+`, c.S3.Endpoint, c.S3.Region, c.S3.Bucket, c.root, c.DSN, c.opts.Heartbeat, 3*c.opts.Heartbeat)
 	if c.opts.Extra != nil {
 		cfg += c.opts.Extra(i, c.dirs[i])
 	}

@@ -28,10 +28,10 @@ func newClusterStatusCmd() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "List the instances, their last heartbeats and the tasks each leads",
+		Short: "List the instances, their last heartbeats, the builds each runs and the tasks each leads",
 		Long: `List the kiln instances registered in cluster.postgres, with when each
-started, when it last recorded that it is alive, and which cluster-wide
-tasks it leads (upstream-watch, gc, retention, cache-check, housekeeping:
+started, when it last recorded that it is alive, the builds it runs (and
+how many wait in the queue), and which cluster-wide tasks it leads (upstream-watch, gc, retention, cache-check, housekeeping:
 each runs on its leader only). An instance removes itself when it stops
 cleanly; one silent for three heartbeat intervals (cluster.heartbeat) is
 shown as stale: it was killed or cannot reach the database. The leader of
@@ -61,7 +61,15 @@ The database is found like serve finds it (--config, ./config.yml).`,
 			if err != nil {
 				return err
 			}
-			return printInstances(cmd.OutOrStdout(), instances, leadsByInstance(leaders), time.Now(), 3*cfg.Cluster.Heartbeat)
+			running, queued, err := db.RunningBuilds(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := printInstances(cmd.OutOrStdout(), instances, runsByInstance(running), leadsByInstance(leaders), time.Now(), 3*cfg.Cluster.Heartbeat); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d builds queued\n", queued)
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&f.config, "config", "", "config `file` (default ./config.yml if present, else built-in defaults)")
@@ -80,15 +88,24 @@ func leadsByInstance(leaders map[string]string) map[string][]string {
 	return leads
 }
 
-// printInstances writes one line per instance with the tasks it leads; a
-// heartbeat older than stale is marked.
-func printInstances(w io.Writer, instances []cluster.Instance, leads map[string][]string, now time.Time, stale time.Duration) error {
+// runsByInstance lists each instance's running builds as "ID (rule)".
+func runsByInstance(running []cluster.RunningBuild) map[string][]string {
+	runs := map[string][]string{}
+	for _, b := range running {
+		runs[b.Instance] = append(runs[b.Instance], b.ID+" ("+b.Rule+")")
+	}
+	return runs
+}
+
+// printInstances writes one line per instance with the builds it runs and
+// the tasks it leads; a heartbeat older than stale is marked.
+func printInstances(w io.Writer, instances []cluster.Instance, runs, leads map[string][]string, now time.Time, stale time.Duration) error {
 	if len(instances) == 0 {
 		_, err := fmt.Fprintln(w, "no instances")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tADDRESS\tSTARTED\tHEARTBEAT\tLEADS")
+	fmt.Fprintln(tw, "INSTANCE\tADDRESS\tSTARTED\tHEARTBEAT\tBUILDS\tLEADS")
 	for _, i := range instances {
 		age := now.Sub(i.Heartbeat).Round(time.Second)
 		beat := fmt.Sprintf("%s ago", max(age, 0))
@@ -99,7 +116,11 @@ func printInstances(w io.Writer, instances []cluster.Instance, leads map[string]
 		if tasks := leads[i.ID]; len(tasks) > 0 {
 			led = strings.Join(tasks, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ID, i.Addr, i.Started.UTC().Format(time.RFC3339), beat, led)
+		builds := "-"
+		if rs := runs[i.ID]; len(rs) > 0 {
+			builds = strings.Join(rs, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Addr, i.Started.UTC().Format(time.RFC3339), beat, builds, led)
 	}
 	return tw.Flush()
 }

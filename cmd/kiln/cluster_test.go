@@ -182,7 +182,8 @@ func TestClusterStatusWithoutCluster(t *testing.T) {
 	}
 }
 
-// An instance silent for longer than stale is marked so.
+// An instance silent for longer than stale is marked so; each shows the
+// builds it runs and the tasks it leads.
 func TestPrintInstancesMarksStaleAndShowsLeads(t *testing.T) {
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	var out bytes.Buffer
@@ -190,12 +191,12 @@ func TestPrintInstancesMarksStaleAndShowsLeads(t *testing.T) {
 	err := printInstances(&out, []cluster.Instance{
 		{ID: "fresh", Addr: "a:5000", Started: now.Add(-time.Hour), Heartbeat: now.Add(-5 * time.Second)},
 		{ID: "silent", Addr: "b:5000", Started: now.Add(-time.Hour), Heartbeat: now.Add(-time.Minute)},
-	}, leads, now, 30*time.Second)
+	}, runsByInstance([]cluster.RunningBuild{{ID: "B1", Rule: "app", Instance: "fresh"}, {ID: "B2", Rule: "tests", Instance: "fresh"}}), leads, now, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[1], "fresh") || strings.Contains(lines[1], "stale") || !strings.HasSuffix(lines[1], " upstream-watch,gc") ||
+	if len(lines) != 3 || !strings.Contains(lines[1], "fresh") || strings.Contains(lines[1], "stale") || !strings.HasSuffix(lines[1], " B1 (app),B2 (tests)  upstream-watch,gc") ||
 		!strings.Contains(lines[2], "silent") || !strings.Contains(lines[2], "1m0s ago (stale)") || !strings.HasSuffix(lines[2], " -") {
 		t.Errorf("status:\n%s", out.String())
 	}
