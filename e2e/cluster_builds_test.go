@@ -155,7 +155,9 @@ func writeContext(t *testing.T, dir, context, dockerfile, file, content string) 
 	}
 }
 
-func hostOf(url string) string { return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://") }
+func hostOf(url string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+}
 
 func pushImage(t *testing.T, url, repoRef string, img v1.Image) {
 	t.Helper()
