@@ -11,4 +11,8 @@
 // store's listener (TagMoves) → Queue → Service.run → a build.Builder,
 // which pushes to a staging tag over HTTP → Finalize, which tags it →
 // Records. buildhook reaches the store only through storage.Store methods.
+//
+// In a cluster (cluster.postgres) SharedQueue stands in for Queue, with the
+// same rules kept in the database's builds table, which also holds the
+// records; logs stay in the store.
 package buildhook

@@ -1,4 +1,4 @@
-// Package cluster is what several kiln instances sharing one store share besides it: a PostgreSQL database (schema, instance heartbeats, the token signing key) and its connection pool.
+// Package cluster is what several kiln instances sharing one store share besides it: a PostgreSQL database (schema, instance heartbeats, leadership of cluster-wide tasks, the token signing key) and its connection pool.
 package cluster
 
 import (
