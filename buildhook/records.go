@@ -80,6 +80,12 @@ type recordStore interface {
 	DeleteBuild(ctx context.Context, id string) error
 }
 
+// recordFinder is a recordStore that selects records itself, in one
+// query (the builds table of a cluster).
+type recordFinder interface {
+	FindRecords(ctx context.Context, q Query) ([]*Record, bool, error)
+}
+
 // NewRecords returns the records kept in store.
 func NewRecords(store *storage.Store) *Records {
 	return newRecords(store)
@@ -163,6 +169,9 @@ type Query struct {
 // follow. Only records of unfinished builds are read from the store each
 // time; a finished one is read once.
 func (rs *Records) Find(ctx context.Context, q Query) (recs []*Record, more bool, err error) {
+	if f, ok := rs.store.(recordFinder); ok {
+		return f.FindRecords(ctx, q)
+	}
 	ids, err := rs.sortedIDs(ctx)
 	if err != nil {
 		return nil, false, err

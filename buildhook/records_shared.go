@@ -66,3 +66,31 @@ func (s sharedRecords) DeleteBuild(ctx context.Context, id string) error {
 	}
 	return s.logs.DeleteBuild(ctx, id)
 }
+
+// FindRecords selects records as Records.Find does, newest first, in one
+// query.
+func (s sharedRecords) FindRecords(ctx context.Context, q Query) ([]*Record, bool, error) {
+	var limit *int
+	if q.Limit > 0 {
+		n := q.Limit + 1 // one more says whether more follow
+		limit = &n
+	}
+	rows, err := s.pool.Query(ctx, `SELECT record FROM builds
+		WHERE ($1 = '' OR rule = $1) AND ($2 = '' OR record->>'status' = $2) AND ($3 = '' OR id < $3)
+		ORDER BY id DESC LIMIT $4`, q.Rule, q.Status, q.Before, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	recs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Record, error) {
+		var rec Record
+		err := r.Scan(&rec)
+		return &rec, err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if q.Limit > 0 && len(recs) > q.Limit {
+		return recs[:q.Limit], true, nil
+	}
+	return recs, false, nil
+}
