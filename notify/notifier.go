@@ -201,31 +201,39 @@ func (n *Notifier) loop(ctx context.Context, q *queue) {
 				return
 			}
 		}
-		for attempt := 0; ; attempt++ {
-			sent, err := n.deliver(ctx, q, e)
-			if ctx.Err() != nil {
-				return
-			}
-			if sent && n.opts.OnDelivery != nil {
-				n.opts.OnDelivery(q.Name, err == nil)
-			}
-			if err == nil {
-				break
-			}
-			wait := q.backoff(attempt)
-			n.opts.Logger.Warn("webhook delivery failed", slog.String("endpoint", q.Name), slog.String("event", e.ID), slog.Int("attempt", attempt+1), slog.Duration("retry_in", wait), slog.Any("error", err))
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return
-			}
+		if !n.send(ctx, q, e) {
+			return
 		}
 		q.mu.Lock()
 		q.events = q.events[1:]
 		q.mu.Unlock()
 		n.delivered(ctx, e.ID)
+	}
+}
+
+// send delivers e to q, retrying with backoff until it gets a 2xx (or
+// q's format skips e); false if ctx ended first.
+func (n *Notifier) send(ctx context.Context, q *queue, e *Event) bool {
+	for attempt := 0; ; attempt++ {
+		sent, err := n.deliver(ctx, q, e)
+		if ctx.Err() != nil {
+			return false
+		}
+		if sent && n.opts.OnDelivery != nil {
+			n.opts.OnDelivery(q.Name, err == nil)
+		}
+		if err == nil {
+			return true
+		}
+		wait := q.backoff(attempt)
+		n.opts.Logger.Warn("webhook delivery failed", slog.String("endpoint", q.Name), slog.String("event", e.ID), slog.Int("attempt", attempt+1), slog.Duration("retry_in", wait), slog.Any("error", err))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
 	}
 }
 
