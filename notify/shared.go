@@ -34,8 +34,9 @@ const pendingTimeout = 5 * time.Second
 // publish order, by one instance at a time (the leader of
 // "webhook:"+name), from where the previous leader left off. Every
 // instance must be configured with the same endpoints: an event is
-// deleted once all of them have had it.
-func NewShared(ctx context.Context, c Cluster, endpoints []Endpoint, opts Options) (*Notifier, error) {
+// deleted once all of them have had it. What outbox (the store's, nil:
+// none) still holds from a single-process run moves to the shared outbox.
+func NewShared(ctx context.Context, c Cluster, outbox Outbox, endpoints []Endpoint, opts Options) (*Notifier, error) {
 	n := prepare(endpoints, opts)
 	if c.Lead.Interval <= 0 {
 		c.Lead.Interval = DefaultLeadInterval
@@ -54,6 +55,15 @@ func NewShared(ctx context.Context, c Cluster, endpoints []Endpoint, opts Option
 	}
 	if err := n.shared.ensureCursors(ctx, names); err != nil {
 		return nil, fmt.Errorf("webhooks: the shared outbox: %w", err)
+	}
+	if outbox != nil {
+		moved, err := n.importOutbox(ctx, outbox)
+		if err != nil {
+			return nil, err
+		}
+		if moved > 0 {
+			n.opts.Logger.Info("webhook events moved from the store's outbox to the cluster's", slog.Int("events", moved))
+		}
 	}
 	return n, nil
 }

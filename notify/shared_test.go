@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kiln/cluster"
+	"kiln/storage"
 )
 
 // receipt is one request a hook got: from which instance, which event
@@ -92,8 +93,14 @@ type instance struct {
 
 func startInstance(t *testing.T, dsn, name string, endpoints ...Endpoint) *instance {
 	t.Helper()
+	return startOnStore(t, dsn, name, nil, endpoints...)
+}
+
+// startOnStore starts an instance whose store's outbox is outbox.
+func startOnStore(t *testing.T, dsn, name string, outbox Outbox, endpoints ...Endpoint) *instance {
+	t.Helper()
 	db := openDB(t, dsn)
-	n, err := NewShared(t.Context(), Cluster{DB: db, Lead: cluster.LeadOptions{Interval: 100 * time.Millisecond, Holder: name}},
+	n, err := NewShared(t.Context(), Cluster{DB: db, Lead: cluster.LeadOptions{Interval: 100 * time.Millisecond, Holder: name}}, outbox,
 		endpoints, Options{Client: &http.Client{Transport: tagged(name)}})
 	if err != nil {
 		t.Fatal(err)
@@ -257,5 +264,31 @@ func TestSharedOutboxWaitsForEveryEndpoint(t *testing.T) {
 	})
 	if p := a.Pending(); p != 3 {
 		t.Errorf("%d events held, want 3", p)
+	}
+}
+
+// What a single-process kiln left in the store's outbox moves to the
+// shared outbox when it starts in a cluster: delivered once, in order,
+// before what the cluster publishes, and no longer in the store.
+func TestSharedOutboxTakesOverTheStores(t *testing.T) {
+	store := storage.NewInMemory(storage.Options{})
+	single := newNotifier(t, store, new(receiver), Endpoint{URL: "http://hook/"})
+	for i := range 3 {
+		if err := single.Publish(t.Context(), Event{Type: Push, Repo: "app", Tag: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// It stops before delivering them.
+	dsn := newDatabase(t)
+	h := newHook(t)
+	a := startOnStore(t, dsn, "a", store, hookEndpoint(h.URL))
+	b := startOnStore(t, dsn, "b", store, hookEndpoint(h.URL))
+	publishAlternately(t, 0, a, b)
+	got := h.until(t, "end")
+	if want := wantTags(3); !slices.Equal(tags(got), want) || len(got) != len(want) {
+		t.Fatalf("the hook got %v, want %v once each", tags(got), want)
+	}
+	if left, err := store.Events(t.Context()); err != nil || len(left) != 0 {
+		t.Errorf("the store's outbox holds %d events (%v), want none", len(left), err)
 	}
 }

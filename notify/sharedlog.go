@@ -16,11 +16,14 @@ const eventsChannel = "kiln_events"
 // appendLock serialises appends: each takes its id and commits under it,
 // so ids commit in order and a cursor never passes an id that a slower
 // transaction commits later.
-var appendLock = func() int64 {
+var appendLock = lockKey("kiln events append")
+
+// lockKey is name's advisory lock key, the same in every instance.
+func lockKey(name string) int64 {
 	h := fnv.New64a()
-	h.Write([]byte("kiln events append"))
+	h.Write([]byte(name))
 	return int64(h.Sum64())
-}()
+}
 
 // sharedLog is the cluster's outbox in PostgreSQL (tables events and
 // webhook_cursors): events in publish order, and for each endpoint the
@@ -35,15 +38,17 @@ type storedEvent struct {
 	content []byte
 }
 
-// append writes content as the newest event and wakes the deliverers.
-func (l *sharedLog) append(ctx context.Context, content []byte) (int64, error) {
-	var id int64
-	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+// append writes contents as the newest events, in one transaction, and
+// wakes the deliverers; id is the last one's.
+func (l *sharedLog) append(ctx context.Context, contents ...[]byte) (id int64, err error) {
+	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", appendLock); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, "INSERT INTO events (content) VALUES ($1) RETURNING id", string(content)).Scan(&id); err != nil {
-			return err
+		for _, content := range contents {
+			if err := tx.QueryRow(ctx, "INSERT INTO events (content) VALUES ($1) RETURNING id", string(content)).Scan(&id); err != nil {
+				return err
+			}
 		}
 		// Sent at the commit, so a woken deliverer finds the event.
 		_, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", eventsChannel)

@@ -40,7 +40,7 @@ func newNotifier(ctx context.Context, cfg *config.Config, store *storage.Store, 
 	opts := notify.Options{Source: eventSource(cfg, addr), Logger: logger, OnDelivery: record}
 	var err error
 	if node != nil {
-		n, err = notify.NewShared(ctx, node.webhooks(), endpoints, opts)
+		n, err = notify.NewShared(ctx, node.webhooks(), store, endpoints, opts)
 	} else {
 		n, err = notify.New(ctx, store, endpoints, opts)
 	}
