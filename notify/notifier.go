@@ -43,8 +43,8 @@ type Notifier struct {
 	opts      Options
 	// shared, when set, is the cluster's outbox: events go there instead
 	// of outbox and the queues, and Run delivers from it (shared.go).
-	shared *sharedLog
-	lead   Cluster
+	shared  *sharedLog
+	cluster Cluster
 
 	// publish keeps the outbox's order and the queues' order the same.
 	publish   sync.Mutex

@@ -44,7 +44,7 @@ func NewShared(ctx context.Context, c Cluster, outbox Outbox, endpoints []Endpoi
 	if c.Lead.Logger == nil {
 		c.Lead.Logger = n.opts.Logger
 	}
-	n.shared, n.lead = &sharedLog{pool: c.DB.Pool()}, c
+	n.shared, n.cluster = &sharedLog{pool: c.DB.Pool()}, c
 	names := n.names()
 	seen := map[string]bool{}
 	for _, name := range names {
@@ -108,7 +108,7 @@ func (n *Notifier) runShared(ctx context.Context) {
 	for _, q := range n.endpoints {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			n.lead.DB.Lead(ctx, "webhook:"+q.Name, n.lead.Lead, func(ctx context.Context) { n.follow(ctx, q) })
+			n.cluster.DB.Lead(ctx, "webhook:"+q.Name, n.cluster.Lead, func(ctx context.Context) { n.follow(ctx, q) })
 		}()
 	}
 	for range n.endpoints {
@@ -120,7 +120,7 @@ func (n *Notifier) runShared(ctx context.Context) {
 // after each, until ctx ends; when caught up it waits for a wake-up or the
 // next poll.
 func (n *Notifier) follow(ctx context.Context, q *queue) {
-	poll := time.NewTicker(n.lead.Lead.Interval)
+	poll := time.NewTicker(n.cluster.Lead.Interval)
 	defer poll.Stop()
 	for {
 		caughtUp, err := n.catchUp(ctx, q)
@@ -180,7 +180,7 @@ func (n *Notifier) listen(ctx context.Context) {
 			return
 		}
 		n.opts.Logger.Warn("webhook: listening for events", slog.Any("error", err))
-		t := time.NewTimer(n.lead.Lead.Interval)
+		t := time.NewTimer(n.cluster.Lead.Interval)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -191,7 +191,7 @@ func (n *Notifier) listen(ctx context.Context) {
 }
 
 func (n *Notifier) listenOnce(ctx context.Context) error {
-	pc, err := n.lead.DB.Pool().Acquire(ctx)
+	pc, err := n.cluster.DB.Pool().Acquire(ctx)
 	if err != nil {
 		return err
 	}
