@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"kiln/cluster"
@@ -103,17 +104,14 @@ func (n *Notifier) pendingShared() int {
 // runShared delivers, until ctx ends, to each endpoint this instance
 // leads, listening for new events meanwhile.
 func (n *Notifier) runShared(ctx context.Context) {
-	go n.listen(ctx)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { n.listen(ctx) })
 	for _, q := range n.endpoints {
-		go func() {
-			defer func() { done <- struct{}{} }()
+		wg.Go(func() {
 			n.cluster.DB.Lead(ctx, "webhook:"+q.Name, n.cluster.Lead, func(ctx context.Context) { n.follow(ctx, q) })
-		}()
+		})
 	}
-	for range n.endpoints {
-		<-done
-	}
+	wg.Wait()
 }
 
 // follow delivers q's events from its cursor on, advancing the cursor
