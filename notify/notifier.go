@@ -41,6 +41,10 @@ type Notifier struct {
 	outbox    Outbox
 	endpoints []*queue
 	opts      Options
+	// shared, when set, is the cluster's outbox: events go there instead
+	// of outbox and the queues, and Run delivers from it (shared.go).
+	shared  *sharedLog
+	cluster Cluster
 
 	// publish keeps the outbox's order and the queues' order the same.
 	publish   sync.Mutex
@@ -59,23 +63,8 @@ type queue struct {
 // New returns a Notifier for endpoints, with what the outbox already holds
 // (a previous run's undelivered events) queued first.
 func New(ctx context.Context, outbox Outbox, endpoints []Endpoint, opts Options) (*Notifier, error) {
-	if opts.Client == nil {
-		opts.Client = &http.Client{}
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	n := &Notifier{outbox: outbox, opts: opts, remaining: map[string]int{}}
-	for i, ep := range endpoints {
-		ep.applyDefaults()
-		if ep.Name == "" {
-			ep.Name = strconv.Itoa(i)
-		}
-		n.endpoints = append(n.endpoints, &queue{Endpoint: ep, wake: make(chan struct{}, 1)})
-	}
+	n := prepare(endpoints, opts)
+	n.outbox = outbox
 	stored, err := outbox.Events(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the event outbox: %w", err)
@@ -83,7 +72,7 @@ func New(ctx context.Context, outbox Outbox, endpoints []Endpoint, opts Options)
 	for _, se := range stored {
 		e := new(Event)
 		if err := json.Unmarshal(se.Content, e); err != nil {
-			opts.Logger.Warn("dropping an unreadable event from the outbox", slog.String("id", se.ID), slog.Any("error", err))
+			n.opts.Logger.Warn("dropping an unreadable event from the outbox", slog.String("id", se.ID), slog.Any("error", err))
 			e = nil
 		} else {
 			e.ID = se.ID
@@ -96,6 +85,29 @@ func New(ctx context.Context, outbox Outbox, endpoints []Endpoint, opts Options)
 		}
 	}
 	return n, nil
+}
+
+// prepare returns a Notifier for endpoints, with opts' defaults filled in
+// and an empty queue for each.
+func prepare(endpoints []Endpoint, opts Options) *Notifier {
+	if opts.Client == nil {
+		opts.Client = &http.Client{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	n := &Notifier{opts: opts, remaining: map[string]int{}}
+	for i, ep := range endpoints {
+		ep.applyDefaults()
+		if ep.Name == "" {
+			ep.Name = strconv.Itoa(i)
+		}
+		n.endpoints = append(n.endpoints, &queue{Endpoint: ep, wake: make(chan struct{}, 1)})
+	}
+	return n
 }
 
 // Publish writes e to the outbox, durably, and queues it for delivery. It
@@ -111,6 +123,9 @@ func (n *Notifier) Publish(ctx context.Context, e Event) error {
 	content, err := json.Marshal(&e)
 	if err != nil {
 		return err
+	}
+	if n.shared != nil {
+		return n.publishShared(ctx, e.Type, content)
 	}
 	n.publish.Lock()
 	defer n.publish.Unlock()
@@ -161,10 +176,14 @@ func (n *Notifier) enqueue(e *Event) bool {
 	return true
 }
 
-// Pending is how many events wait for at least one endpoint.
+// Pending is how many events wait for at least one endpoint (in a
+// cluster: how many the shared outbox holds).
 func (n *Notifier) Pending() int {
 	if n == nil {
 		return 0
+	}
+	if n.shared != nil {
+		return n.pendingShared()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -176,6 +195,10 @@ func (n *Notifier) Pending() int {
 // until it gets a 2xx (so a repository's events arrive in order).
 func (n *Notifier) Run(ctx context.Context) {
 	if n == nil {
+		return
+	}
+	if n.shared != nil {
+		n.runShared(ctx)
 		return
 	}
 	var wg sync.WaitGroup
@@ -201,31 +224,39 @@ func (n *Notifier) loop(ctx context.Context, q *queue) {
 				return
 			}
 		}
-		for attempt := 0; ; attempt++ {
-			sent, err := n.deliver(ctx, q, e)
-			if ctx.Err() != nil {
-				return
-			}
-			if sent && n.opts.OnDelivery != nil {
-				n.opts.OnDelivery(q.Name, err == nil)
-			}
-			if err == nil {
-				break
-			}
-			wait := q.backoff(attempt)
-			n.opts.Logger.Warn("webhook delivery failed", slog.String("endpoint", q.Name), slog.String("event", e.ID), slog.Int("attempt", attempt+1), slog.Duration("retry_in", wait), slog.Any("error", err))
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return
-			}
+		if !n.send(ctx, q, e) {
+			return
 		}
 		q.mu.Lock()
 		q.events = q.events[1:]
 		q.mu.Unlock()
 		n.delivered(ctx, e.ID)
+	}
+}
+
+// send delivers e to q, retrying with backoff until it gets a 2xx (or
+// q's format skips e); false if ctx ended first.
+func (n *Notifier) send(ctx context.Context, q *queue, e *Event) bool {
+	for attempt := 0; ; attempt++ {
+		sent, err := n.deliver(ctx, q, e)
+		if ctx.Err() != nil {
+			return false
+		}
+		if sent && n.opts.OnDelivery != nil {
+			n.opts.OnDelivery(q.Name, err == nil)
+		}
+		if err == nil {
+			return true
+		}
+		wait := q.backoff(attempt)
+		n.opts.Logger.Warn("webhook delivery failed", slog.String("endpoint", q.Name), slog.String("event", e.ID), slog.Int("attempt", attempt+1), slog.Duration("retry_in", wait), slog.Any("error", err))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"kiln/buildhook"
+	"kiln/cluster"
 	"kiln/config"
 	"kiln/metrics"
 	"kiln/notify"
@@ -15,8 +16,10 @@ import (
 )
 
 // newNotifier returns the webhooks of cfg (nil without endpoints), with
-// what the outbox held from a previous run queued first; Run delivers.
-func newNotifier(ctx context.Context, cfg *config.Config, store *storage.Store, m *metrics.Metrics, addr string, logger *slog.Logger) (*notify.Notifier, error) {
+// what the outbox held from a previous run queued first; Run delivers. In
+// a cluster (node not nil) the outbox is the cluster's database and each
+// endpoint is delivered by one instance at a time.
+func newNotifier(ctx context.Context, cfg *config.Config, store *storage.Store, node *clusterNode, m *metrics.Metrics, addr string, logger *slog.Logger) (*notify.Notifier, error) {
 	if len(cfg.Notifications.Endpoints) == 0 {
 		return nil, nil
 	}
@@ -34,14 +37,32 @@ func newNotifier(ctx context.Context, cfg *config.Config, store *storage.Store, 
 	}
 	var n *notify.Notifier
 	record := m.Webhooks(names, func() int { return n.Pending() })
-	n, err := notify.New(ctx, store, endpoints, notify.Options{Source: eventSource(cfg, addr), Logger: logger, OnDelivery: record})
+	opts := notify.Options{Source: eventSource(cfg, addr), Logger: logger, OnDelivery: record}
+	var err error
+	if node != nil {
+		n, err = notify.NewShared(ctx, node.webhooks(), store, endpoints, opts)
+	} else {
+		n, err = notify.New(ctx, store, endpoints, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if p := n.Pending(); p > 0 {
-		logger.Info("webhook events left from the last run", "pending", p)
+		logger.Info("webhook events waiting in the outbox", "pending", p)
 	}
 	return n, nil
+}
+
+// webhooks is how the webhooks share their outbox and delivery with the
+// cluster: a follower tries to take an endpoint's delivery every
+// heartbeat, which is also how often a leader polls for events it was not
+// woken for.
+func (n *clusterNode) webhooks() notify.Cluster {
+	var holder string
+	if n.member != nil {
+		holder = n.member.ID()
+	}
+	return notify.Cluster{DB: n.db, Lead: cluster.LeadOptions{Interval: n.heartbeat, Holder: holder, Logger: n.logger}}
 }
 
 // eventSource names this kiln in its events: its first configured

@@ -74,7 +74,7 @@ func runServe(ctx context.Context, cfg *config.Config, logger *slog.Logger, read
 		return err
 	}
 	registerProxyMetrics(m, mirror)
-	hooks, err := newNotifier(ctx, cfg, store, m, ln.Addr().String(), logger)
+	hooks, err := newNotifier(ctx, cfg, store, node, m, ln.Addr().String(), logger)
 	if err != nil {
 		ln.Close()
 		return err
