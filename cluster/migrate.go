@@ -40,6 +40,17 @@ var migrations = []string{
 	CREATE UNIQUE INDEX builds_one_queued_per_rule ON builds (rule) WHERE state = 'queued';
 	CREATE UNIQUE INDEX builds_one_running_per_rule ON builds (rule) WHERE state = 'running';
 	CREATE INDEX builds_active ON builds (seq) WHERE state <> 'done';`,
+	// The webhook outbox shared by the instances (package notify): events
+	// in publish order, and how far each endpoint has taken them.
+	`CREATE TABLE events (
+		id      bigserial PRIMARY KEY,
+		content jsonb NOT NULL,
+		created timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE TABLE webhook_cursors (
+		endpoint  text PRIMARY KEY,
+		delivered bigint NOT NULL DEFAULT 0
+	);`,
 }
 
 // migrateLock is the advisory lock key that serialises migrations across

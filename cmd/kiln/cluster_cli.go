@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,8 +33,8 @@ func newClusterStatusCmd() *cobra.Command {
 		Short: "List the instances, their last heartbeats, the builds each runs and the tasks each leads",
 		Long: `List the kiln instances registered in cluster.postgres, with when each
 started, when it last recorded that it is alive, the builds it runs (and
-how many wait in the queue), and which cluster-wide tasks it leads (upstream-watch, gc, retention, cache-check, housekeeping:
-each runs on its leader only). An instance removes itself when it stops
+how many wait in the queue), and which cluster-wide tasks it leads (upstream-watch, gc, retention, cache-check, housekeeping,
+webhook:NAME per endpoint: each runs on its leader only). An instance removes itself when it stops
 cleanly; one silent for three heartbeat intervals (cluster.heartbeat) is
 shown as stale: it was killed or cannot reach the database. The leader of
 housekeeping removes instances silent for ten intervals (at least a
@@ -57,7 +59,15 @@ The database is found like serve finds it (--config, ./config.yml).`,
 			if err != nil {
 				return err
 			}
-			leaders, err := db.Leaders(cmd.Context(), leaderTasks)
+			tasks := slices.Clone(leaderTasks)
+			for i, ep := range cfg.Notifications.Endpoints {
+				name := ep.Name
+				if name == "" {
+					name = strconv.Itoa(i) // as notify names it
+				}
+				tasks = append(tasks, "webhook:"+name)
+			}
+			leaders, err := db.Leaders(cmd.Context(), tasks)
 			if err != nil {
 				return err
 			}
@@ -65,7 +75,7 @@ The database is found like serve finds it (--config, ./config.yml).`,
 			if err != nil {
 				return err
 			}
-			if err := printInstances(cmd.OutOrStdout(), instances, runsByInstance(running), leadsByInstance(leaders), time.Now(), 3*cfg.Cluster.Heartbeat); err != nil {
+			if err := printInstances(cmd.OutOrStdout(), instances, runsByInstance(running), leadsByInstance(tasks, leaders), time.Now(), 3*cfg.Cluster.Heartbeat); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d builds queued\n", queued)
@@ -77,10 +87,10 @@ The database is found like serve finds it (--config, ./config.yml).`,
 }
 
 // leadsByInstance turns task → leader into leader → its tasks, in
-// leaderTasks' order.
-func leadsByInstance(leaders map[string]string) map[string][]string {
+// tasks' order.
+func leadsByInstance(tasks []string, leaders map[string]string) map[string][]string {
 	leads := map[string][]string{}
-	for _, task := range leaderTasks {
+	for _, task := range tasks {
 		if holder, ok := leaders[task]; ok {
 			leads[holder] = append(leads[holder], task)
 		}

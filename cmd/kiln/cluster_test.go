@@ -187,7 +187,7 @@ func TestClusterStatusWithoutCluster(t *testing.T) {
 func TestPrintInstancesMarksStaleAndShowsLeads(t *testing.T) {
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	var out bytes.Buffer
-	leads := leadsByInstance(map[string]string{taskGC: "fresh", taskUpstreamWatch: "fresh", "unknown": "silent"})
+	leads := leadsByInstance(leaderTasks, map[string]string{taskGC: "fresh", taskUpstreamWatch: "fresh", "unknown": "silent"})
 	err := printInstances(&out, []cluster.Instance{
 		{ID: "fresh", Addr: "a:5000", Started: now.Add(-time.Hour), Heartbeat: now.Add(-5 * time.Second)},
 		{ID: "silent", Addr: "b:5000", Started: now.Add(-time.Hour), Heartbeat: now.Add(-time.Minute)},
