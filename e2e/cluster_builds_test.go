@@ -57,13 +57,21 @@ func instanceIndex(t *testing.T, c *kilnCluster, id string, n int) int {
 // TestClusterBurstBuildsEachRuleOnce: three instances share the S3 server
 // and one PostgreSQL; 50 pushes of a base tag, spread over the three,
 // build each rule at most twice, never two at once, and the built tags
-// end on the last base.
+// end on the last base. The webhook receiver the three share gets each
+// push once, in push order.
 func TestClusterBurstBuildsEachRuleOnce(t *testing.T) {
 	const pushes = 50
+	const secret = "cluster-secret"
+	hooks := newHookReceiver(t, secret)
 	c := startCluster(t, clusterOptions{Instances: 3, Extra: func(i int, dir string) string {
 		writeContext(t, dir, "app", "FROM kiln.cluster:5000/base:1\nCOPY app.txt /app.txt\n", "app.txt", "app")
 		writeContext(t, dir, "tests", "FROM kiln.cluster:5000/app:v1\nCOPY tests.txt /tests.txt\n", "tests.txt", "tests")
-		return `registry:
+		return fmt.Sprintf(`notifications:
+  min_backoff: 50ms
+  max_backoff: 400ms
+  endpoints:
+    - {name: e2e, url: %q, secret: %q, timeout: 2s, events: [push]}
+`, hooks.srv.URL, secret) + `registry:
   hostnames: [kiln.cluster:5000]
 buildhook:
   window: 2s
@@ -92,11 +100,14 @@ builds:
 		bases = append(bases, img)
 	}
 	start := time.Now()
+	var want []hookExpect
 	for i, img := range bases {
 		tag, _ := name.NewTag(hostOf(c.URL(i%3))+"/base:1", name.Insecure)
 		if err := remote.Tag(tag, img); err != nil {
 			t.Fatal(err)
 		}
+		d, _ := img.Digest()
+		want = append(want, hookExpect{"push", "base", "1", d.String()})
 	}
 	t.Logf("%d tag moves over 3 instances in %s", pushes, time.Since(start).Round(time.Millisecond))
 	last, _ := bases[pushes-1].Digest()
@@ -126,6 +137,12 @@ builds:
 		if len(rs) < 1 || len(rs) > 2 {
 			t.Errorf("rule %s built %d times for one burst, want 1 or 2", rule, len(rs))
 		}
+	}
+	hooks.waitFor(t, want, time.Minute)
+	sent, dups, lost := hooks.report(t, want)
+	t.Logf("webhooks from three instances: %d deliveries, %d duplicates, %d of %d tag pushes lost or out of order", sent, dups, lost, pushes)
+	if dups != 0 || lost != 0 {
+		t.Errorf("webhooks: %d duplicates, %d lost or out of order", dups, lost)
 	}
 	if apps := ofRule(recs, "app"); len(apps) > 0 && apps[0].TriggerDigest != last.String() {
 		t.Errorf("app's last build was triggered by %s, want the last push %s", apps[0].TriggerDigest, last)
