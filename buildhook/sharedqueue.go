@@ -37,9 +37,10 @@ type SharedQueue struct {
 
 	mu       sync.Mutex
 	g        *Graph
-	running  int // jobs this instance runs
-	queued   int // queued jobs cluster-wide, at the last look
-	others   int // jobs other instances run, at the last look
+	running  int          // jobs this instance runs
+	unsent   []unsentMove // tag moves waiting for the database, oldest first
+	queued   int          // queued jobs cluster-wide, at the last look
+	others   int          // jobs other instances run, at the last look
 	started  bool
 	stopped  bool
 	idle     chan struct{} // closed while the last look found nothing to do
@@ -137,8 +138,50 @@ func (q *SharedQueue) TagMoved(ref build.ImageRef, d digest.Digest) {
 		}
 		rules = append(rules, g.rules[i])
 	}
+	q.mu.Lock()
+	behind := len(q.unsent) > 0
+	if behind { // after the moves still waiting, in order
+		q.unsent = append(q.unsent, unsentMove{rules, t})
+		q.busy()
+	}
+	q.mu.Unlock()
+	if behind {
+		return
+	}
 	if _, err := q.enqueue(context.Background(), rules, t); err != nil {
-		q.opts.Logger.Error("queueing builds", "trigger", ref.String(), "err", err)
+		q.opts.Logger.Error("queueing builds: the database did not take them; retrying until it does", "trigger", ref.String(), "err", err)
+		q.mu.Lock()
+		q.unsent = append(q.unsent, unsentMove{rules, t})
+		q.busy()
+		q.mu.Unlock()
+	}
+}
+
+// unsentMove is a tag move whose jobs the database did not take.
+type unsentMove struct {
+	rules   []*build.Rule
+	trigger build.Trigger
+}
+
+// sendUnsent queues the tag moves the database did not take, in order,
+// until one fails again: a push answered while the database was away
+// still builds once it is back.
+func (q *SharedQueue) sendUnsent(ctx context.Context) {
+	for {
+		q.mu.Lock()
+		if len(q.unsent) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		m := q.unsent[0]
+		q.mu.Unlock()
+		if _, err := q.enqueue(ctx, m.rules, m.trigger); err != nil {
+			return
+		}
+		q.mu.Lock()
+		q.unsent = q.unsent[1:]
+		q.mu.Unlock()
+		q.opts.Logger.Info("queued builds the database did not take before", "trigger", m.trigger.Ref.String())
 	}
 }
 
@@ -246,7 +289,7 @@ func (q *SharedQueue) busy() {
 // lookedAt records what the last look found. q.mu is held.
 func (q *SharedQueue) lookedAt(queued, others int) {
 	q.queued, q.others = queued, others
-	if queued > 0 || others > 0 || q.running > 0 {
+	if queued > 0 || others > 0 || q.running > 0 || len(q.unsent) > 0 {
 		q.busy()
 	} else if !q.idleDone {
 		close(q.idle)
@@ -281,6 +324,7 @@ func (q *SharedQueue) loop(ctx context.Context) {
 		case <-q.kick:
 		case <-window.C:
 		case <-renew.C:
+			q.sendUnsent(ctx)
 			q.renewAndTakeOver(ctx)
 		}
 		window.Stop()

@@ -235,3 +235,37 @@ func TestSharedQueueShutdownHandsBuildBack(t *testing.T) {
 }
 
 func instanceName(ctx context.Context) string { return instanceOf(ctx).opts.Instance }
+
+// The finding: a push answered while the database refused the queue's
+// write built nothing, ever. The move now waits and is queued, in order,
+// once the database takes writes again.
+func TestSharedQueueKeepsMovesTheDatabaseRefused(t *testing.T) {
+	t.Parallel()
+	pool := newDatabase(t)
+	g := mustGraph(t, rule("app", []string{"app:1"}, "base:1"))
+	started := make(chan build.Job, 4)
+	rec := newRecorder(t, func(ctx context.Context, j *build.Job) error { started <- *j; return nil })
+	in := startShared(t, pool, g, "a", rec, nil)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, "ALTER TABLE builds RENAME TO builds_away"); err != nil {
+		t.Fatal(err)
+	}
+	in.q.TagMoved(ref("base:1"), dg("while away"))
+	in.q.TagMoved(ref("base:1"), dg("still away"))
+	select {
+	case <-in.q.Idle():
+		t.Fatal("the queue says idle with moves it could not write")
+	default:
+	}
+	if _, err := pool.Exec(ctx, "ALTER TABLE builds_away RENAME TO builds"); err != nil {
+		t.Fatal(err)
+	}
+	j := recv(t, started, "the build of the move the database refused")
+	waitSharedIdle(t, in)
+	runs := rec.runsOf("app")
+	// Both moves reach the queue in order: one build with the later
+	// trigger, or the first build and then the second.
+	if last := runs[len(runs)-1].Trigger.Digest; last != dg("still away") || len(runs) > 2 {
+		t.Errorf("builds %v (first %s); want the last one on the last move", runs, j.Trigger.Digest)
+	}
+}
