@@ -26,7 +26,8 @@ import (
 // (auto:<repo:tag>, strategy rebase, built on that tag) next to the
 // configured ones, in the same graph and queue, so it coalesces, cascades
 // and keeps records like any rule. Adoptions are kept in the store (one
-// JSON document per image, see Store.PutAdoption), so they outlive the
+// JSON document per image, see Store.PutAdoption; in a cluster, in the
+// database's adoptions table), so they outlive the
 // process. A push of the image without the annotations (or naming a base
 // elsewhere) drops the adoption.
 
@@ -67,7 +68,7 @@ func autoRule(a Adoption) *build.Rule {
 // keeps the queue's graph = configured rules + adopted images' rules.
 type autoRebase struct {
 	s     *Service
-	store *storage.Store
+	store adoptionStore
 	log   *slog.Logger
 
 	mu      sync.Mutex // serialises adoption changes and graph swaps
@@ -89,7 +90,7 @@ func newAutoRebase(s *Service) *autoRebase {
 	close(idle)
 	return &autoRebase{
 		s:        s,
-		store:    s.opts.Store,
+		store:    adoptionsOf(s.opts),
 		log:      s.log,
 		adopted:  map[build.ImageRef]Adoption{},
 		idle:     idle,
@@ -163,9 +164,23 @@ func (a *autoRebase) loop(ctx context.Context) {
 	}
 }
 
+// adoptionsOf is where a service keeps its adoptions: the store, or in a
+// cluster the database.
+func adoptionsOf(opts ServiceOptions) adoptionStore {
+	if opts.Shared != nil {
+		return sharedAdoptions{pool: opts.Shared.Pool, store: opts.Store}
+	}
+	return opts.Store
+}
+
 // load reads the stored adoptions; those a configured rule now produces
 // are dropped.
 func (a *autoRebase) load(ctx context.Context) error {
+	if shared, ok := a.store.(sharedAdoptions); ok {
+		if err := shared.importFromStore(ctx); err != nil {
+			return fmt.Errorf("moving the store's adopted images to the cluster's database: %w", err)
+		}
+	}
 	var found []Adoption
 	stored, err := a.store.Adoptions(ctx)
 	if err != nil {

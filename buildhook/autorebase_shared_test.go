@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"kiln/registry"
 	"kiln/storage"
 )
@@ -36,6 +38,12 @@ func TestSharedAdoptionsReachEveryInstance(t *testing.T) {
 		t.Cleanup(srv.Close)
 		hosts, moves, stores = append(hosts, strings.TrimPrefix(srv.URL, "http://")), append(moves, m), append(stores, store)
 	}
+	// A single kiln's adoption, in the store: the cluster's first start
+	// moves it to the database.
+	legacy := []byte(`{"image":"legacy:v1","base":"other:1","adopted":"2026-12-01T00:00:00Z"}`)
+	if err := stores[0].PutAdoption(context.Background(), "legacy", "v1", legacy); err != nil {
+		t.Fatal(err)
+	}
 	var in []instance
 	for i, name := range []string{"a", "b"} {
 		svc, err := NewService(ServiceOptions{Store: stores[i], TagMoves: moves[i], Registry: hosts[i], Hosts: hosts, AutoRebase: true,
@@ -56,11 +64,22 @@ func TestSharedAdoptionsReachEveryInstance(t *testing.T) {
 	a.push(t, "base:1", base1)
 	a.push(t, "app:v1", atDerived(t, base1, a.host+"/base:1"))
 	a.waitIdle(t)
-	if got := a.svc.Adopted(); len(got) != 1 {
-		t.Fatalf("a adopted %+v, want app:v1", got)
+	if got := a.svc.Adopted(); len(got) != 2 {
+		t.Fatalf("a adopted %+v, want legacy:v1 and app:v1", got)
+	}
+	if left, err := stores[0].Adoptions(context.Background()); err != nil || len(left) != 0 {
+		t.Errorf("adoptions left in the store: %v, %v", left, err)
+	}
+	var inDB []string
+	rows, err := pool.Query(context.Background(), "SELECT repo || ':' || tag FROM adoptions ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inDB, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || strings.Join(inDB, " ") != "app:v1 legacy:v1" {
+		t.Errorf("adoptions in the database: %v, %v", inDB, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for len(b.svc.Adopted()) == 0 {
+	for len(b.svc.Adopted()) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("b never learnt of the image a adopted")
 		}

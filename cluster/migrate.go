@@ -51,6 +51,13 @@ var migrations = []string{
 		endpoint  text PRIMARY KEY,
 		delivered bigint NOT NULL DEFAULT 0
 	);`,
+	// The images autorebase adopted (buildhook), one JSON document each.
+	`CREATE TABLE adoptions (
+		repo    text NOT NULL,
+		tag     text NOT NULL,
+		content jsonb NOT NULL,
+		PRIMARY KEY (repo, tag)
+	);`,
 }
 
 // migrateLock is the advisory lock key that serialises migrations across
