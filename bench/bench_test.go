@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -40,6 +41,11 @@ func TestRunAll(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want a positive figure", key, m, ok)
 		}
 	}
+	for _, key := range []string{"pull_server_cpu_ms_gb", "client_pull_cpu_ms_gb", "pull8_server_cpu_ms_gb", "client_pull8_cpu_ms_gb"} {
+		if m, ok := res.Metric(key); !ok || m.Value < 0 {
+			t.Errorf("%s: %+v, %v; want a figure", key, m, ok)
+		}
+	}
 	// 2 monolithic + 2 chunked pushes, 3 + 2 single + 3 concurrent
 	// pulls, at least one GET per client, 30 PUTs.
 	if min := 4 + 5 + 3 + 4 + 30; res.Verified < min {
@@ -59,8 +65,12 @@ func TestRunOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Metrics) != 2 {
-		t.Errorf("metrics %+v, want pull8 and tags only", res.Metrics)
+	var keys []string
+	for _, m := range res.Metrics {
+		keys = append(keys, m.Key)
+	}
+	if strings.Join(keys, " ") != "pull8_mb_s client_pull8_cpu_ms_gb tags_list_ms" {
+		t.Errorf("metrics %v, want pull8's (and its client CPU: no --pid) and tags' only", keys)
 	}
 	if _, err := Run(context.Background(), Config{URL: srv.URL, Only: []string{"nope"}}); err == nil {
 		t.Error("unknown figure accepted")
@@ -95,5 +105,25 @@ func BenchmarkBlobGeneration(b *testing.B) {
 		if _, err := s.next(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// procCPU reads a process's CPU time as the kernel counts it.
+func TestProcCPU(t *testing.T) {
+	before, ok := procCPU(os.Getpid())
+	if !ok {
+		t.Fatal("no CPU time for this process")
+	}
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for range 200 { // some CPU for the kernel to count
+		h.Write(buf)
+	}
+	after, ok := procCPU(os.Getpid())
+	if !ok || after <= before {
+		t.Errorf("CPU time %v then %v, want it to grow", before, after)
+	}
+	if _, ok := procCPU(-1); ok {
+		t.Error("a CPU time for no process")
 	}
 }

@@ -23,6 +23,7 @@ func (r *runner) pullSingle(ctx context.Context) error {
 	if err := r.pull(ctx, r.pushed[0]); err != nil {
 		return err
 	}
+	cpu := r.cpuNow()
 	start := time.Now()
 	for i := 0; i < r.cfg.Pushes; i++ {
 		if err := r.pull(ctx, r.pushed[i%len(r.pushed)]); err != nil {
@@ -30,6 +31,7 @@ func (r *runner) pullSingle(ctx context.Context) error {
 		}
 	}
 	r.res.add(Metric{Key: "pull_mb_s", Name: "single pull MB/s", Unit: "MB/s", Value: mbs(int64(r.cfg.Pushes)*r.cfg.BlobSize, time.Since(start)), Higher: true})
+	r.addCPU("pull", "single pull", cpu, int64(r.cfg.Pushes)*r.cfg.BlobSize)
 	return nil
 }
 
@@ -46,6 +48,7 @@ func (r *runner) pullConcurrent(ctx context.Context) error {
 		once  sync.Once
 		first error
 	)
+	cpu := r.cpuNow()
 	start := time.Now()
 	for i := 0; i < r.cfg.Pulls; i++ {
 		wg.Go(func() {
@@ -59,6 +62,7 @@ func (r *runner) pullConcurrent(ctx context.Context) error {
 		return first
 	}
 	r.res.add(Metric{Key: "pull8_mb_s", Name: fmt.Sprintf("%d concurrent pulls MB/s", r.cfg.Pulls), Unit: "MB/s", Value: mbs(int64(r.cfg.Pulls)*r.cfg.BlobSize, time.Since(start)), Higher: true})
+	r.addCPU("pull8", fmt.Sprintf("%d concurrent pulls", r.cfg.Pulls), cpu, int64(r.cfg.Pulls)*r.cfg.BlobSize)
 	return nil
 }
 
