@@ -21,21 +21,40 @@ import (
 // RemoteOptions are the options of one build's registry calls: keychain
 // and transport only when set, so that nil keeps go-containerregistry's
 // defaults. Calls to kiln itself carry job.Self (see selfTransport).
+//
+// Every call made with the options shares one Puller and one Pusher: a
+// registry is pinged, and a token fetched, once per repository for all of
+// them, where each remote call would otherwise ping again (https first,
+// then http for kiln on loopback) before its first request. So a builder
+// makes the options once per build.
 func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx)}
+	var opts []remote.Option
 	if keychain != nil {
 		opts = append(opts, remote.WithAuthFromKeychain(keychain))
 	}
-	if s := job.Self; s.Username != "" || s.Transport != nil {
+	// kiln serves plain HTTP when it gave builders no transport that
+	// trusts its certificate: go-containerregistry's https ping of it would
+	// only cost a connection and a failed handshake per ping.
+	plain := tr == nil && job.Self.Transport == nil && job.Registry != ""
+	if s := job.Self; s.Username != "" || s.Transport != nil || plain {
 		if tr == nil {
 			tr = remote.DefaultTransport
 		}
-		tr = &selfTransport{host: job.Registry, self: s, next: tr}
+		tr = &selfTransport{host: job.Registry, self: s, plain: plain, next: tr}
 	}
 	if tr != nil {
 		opts = append(opts, remote.WithTransport(tr))
 	}
-	return opts
+	// Neither fails: they only fail on options that fail, and these do not.
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return append(opts, remote.WithContext(ctx))
+	}
+	pusher, err := remote.NewPusher(opts...)
+	if err != nil {
+		return append(opts, remote.WithContext(ctx))
+	}
+	return append(opts, remote.WithContext(ctx), remote.Reuse(puller), remote.Reuse(pusher))
 }
 
 // selfTransport sends kiln's own builder credential with every request to
@@ -46,12 +65,24 @@ func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr ht
 type selfTransport struct {
 	host string
 	self SelfAccess
-	next http.RoundTripper
+	// plain: kiln serves plain HTTP, and an https request to it fails at
+	// once (the ping then tries http without waiting).
+	plain bool
+	next  http.RoundTripper
 }
+
+// errPlainSelf answers an https request to kiln when it serves plain HTTP.
+var errPlainSelf = errors.New("kiln serves plain HTTP to its builders")
 
 func (t *selfTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Host != t.host {
 		return t.next.RoundTrip(r)
+	}
+	if t.plain && r.URL.Scheme == "https" {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, errPlainSelf
 	}
 	if t.self.Username != "" {
 		r = r.Clone(r.Context())
