@@ -18,16 +18,27 @@ import (
 // Registry calls shared by the builders that talk to kiln over HTTP
 // (native, rebase): how a builder reaches this registry.
 
-// RemoteOptions are the options of one build's registry calls: keychain
-// and transport only when set, so that nil keeps go-containerregistry's
-// defaults. Calls to kiln itself carry job.Self (see selfTransport).
-//
-// Every call made with the options shares one Puller and one Pusher: a
-// registry is pinged, and a token fetched, once per repository for all of
-// them, where each remote call would otherwise ping again (https first,
-// then http for kiln on loopback) before its first request. So a builder
-// makes the options once per build.
-func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
+// Remote is how one build reaches registries: the options of its
+// go-containerregistry calls, and a client of kiln itself.
+type Remote struct {
+	// Options are the options of every remote call of the build: keychain
+	// and transport only when set, so that nil keeps go-containerregistry's
+	// defaults. Calls to kiln itself carry job.Self (see selfTransport).
+	//
+	// Every call made with them shares one Puller and one Pusher: a
+	// registry is pinged, and a token fetched, once per repository for all
+	// of them, where each remote call would otherwise ping again (https
+	// first, then http for kiln on loopback) before its first request.
+	Options []remote.Option
+
+	ctx    context.Context
+	client *http.Client // to kiln, with job.Self
+	scheme string       // kiln's
+}
+
+// NewRemote returns the registry access of one build of job: a builder
+// makes it once per build.
+func NewRemote(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) *Remote {
 	var opts []remote.Option
 	if keychain != nil {
 		opts = append(opts, remote.WithAuthFromKeychain(keychain))
@@ -36,25 +47,36 @@ func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr ht
 	// trusts its certificate: go-containerregistry's https ping of it would
 	// only cost a connection and a failed handshake per ping.
 	plain := tr == nil && job.Self.Transport == nil && job.Registry != ""
-	if s := job.Self; s.Username != "" || s.Transport != nil || plain {
-		if tr == nil {
-			tr = remote.DefaultTransport
-		}
-		tr = &selfTransport{host: job.Registry, self: s, plain: plain, next: tr}
+	if tr == nil {
+		tr = remote.DefaultTransport
 	}
-	if tr != nil {
-		opts = append(opts, remote.WithTransport(tr))
+	self := &selfTransport{host: job.Registry, self: job.Self, plain: plain, next: tr}
+	if job.Self.Username != "" || job.Self.Transport != nil || plain {
+		tr = self
+	}
+	opts = append(opts, remote.WithTransport(tr))
+	r := &Remote{ctx: ctx, client: &http.Client{Transport: self}, scheme: "http"}
+	if job.Self.Transport != nil {
+		r.scheme = "https"
 	}
 	// Neither fails: they only fail on options that fail, and these do not.
 	puller, err := remote.NewPuller(opts...)
 	if err != nil {
-		return append(opts, remote.WithContext(ctx))
+		r.Options = append(opts, remote.WithContext(ctx))
+		return r
 	}
 	pusher, err := remote.NewPusher(opts...)
 	if err != nil {
-		return append(opts, remote.WithContext(ctx))
+		r.Options = append(opts, remote.WithContext(ctx))
+		return r
 	}
-	return append(opts, remote.WithContext(ctx), remote.Reuse(puller), remote.Reuse(pusher))
+	r.Options = append(opts, remote.WithContext(ctx), remote.Reuse(puller), remote.Reuse(pusher))
+	return r
+}
+
+// RemoteOptions are the Options of NewRemote.
+func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
+	return NewRemote(ctx, job, keychain, tr).Options
 }
 
 // selfTransport sends kiln's own builder credential with every request to
@@ -101,12 +123,13 @@ func StagingTag(job *Job) (name.Tag, error) {
 }
 
 // PushImage pushes img to staging and returns its digest.
-func PushImage(log io.Writer, staging name.Tag, img v1.Image, opts []remote.Option) (digest.Digest, error) {
+func (r *Remote) PushImage(log io.Writer, staging name.Tag, img v1.Image) (digest.Digest, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return "", err
 	}
-	if err := remote.Write(staging, img, opts...); err != nil {
+	r.preloadBlobs(staging.Context(), []v1.Image{img})
+	if err := remote.Write(staging, img, r.Options...); err != nil {
 		return "", RegistryTransient(fmt.Errorf("pushing %s: %w", staging, err))
 	}
 	fmt.Fprintf(log, "pushed %s@%s\n", staging, d)
@@ -115,12 +138,15 @@ func PushImage(log io.Writer, staging name.Tag, img v1.Image, opts []remote.Opti
 
 // PushIndex pushes idx, of platforms images, to staging and returns its
 // digest.
-func PushIndex(log io.Writer, staging name.Tag, idx v1.ImageIndex, platforms int, opts []remote.Option) (digest.Digest, error) {
+func (r *Remote) PushIndex(log io.Writer, staging name.Tag, idx v1.ImageIndex, platforms int) (digest.Digest, error) {
 	d, err := idx.Digest()
 	if err != nil {
 		return "", err
 	}
-	if err := remote.WriteIndex(staging, idx, opts...); err != nil {
+	if imgs, err := imagesOf(idx); err == nil {
+		r.preloadBlobs(staging.Context(), imgs)
+	}
+	if err := remote.WriteIndex(staging, idx, r.Options...); err != nil {
 		return "", RegistryTransient(fmt.Errorf("pushing %s: %w", staging, err))
 	}
 	fmt.Fprintf(log, "pushed %s@%s (index of %d platforms)\n", staging, d, platforms)
