@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"kiln/registry"
 	"kiln/storage"
@@ -20,7 +21,8 @@ import (
 
 // A build's push puts each new small blob in one request and mounts the
 // base's layers, instead of go-containerregistry's three requests per
-// blob (a durable session on kiln), and the image arrives whole.
+// blob (a durable session on kiln), asks for each blob once, and the image
+// arrives whole.
 func TestPushImageOneRequestPerBlob(t *testing.T) {
 	reg := registry.New(storage.NewInMemory(storage.Options{}), registry.Options{})
 	var mu sync.Mutex
@@ -65,7 +67,7 @@ func TestPushImageOneRequestPerBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var patches, posts []string
+	var patches, posts, heads, puts []string
 	mu.Lock()
 	for _, r := range requests {
 		switch {
@@ -73,9 +75,16 @@ func TestPushImageOneRequestPerBlob(t *testing.T) {
 			patches = append(patches, r)
 		case strings.HasPrefix(r, "POST "):
 			posts = append(posts, r)
+		case strings.HasPrefix(r, "HEAD ") && strings.Contains(r, "/blobs/"):
+			heads = append(heads, r)
+		case strings.HasPrefix(r, "PUT ") && strings.Contains(r, "/manifests/"):
+			puts = append(puts, r)
 		}
 	}
 	mu.Unlock()
+	if len(heads) != 4 || len(puts) != 1 {
+		t.Errorf("%d blob HEADs and %d manifest PUTs, want 4 and 1: %v", len(heads), len(puts), requests)
+	}
 	if len(patches) != 0 {
 		t.Errorf("chunked uploads: %v", patches)
 	}
@@ -93,13 +102,35 @@ func TestPushImageOneRequestPerBlob(t *testing.T) {
 		t.Errorf("%d mounts, want 2: %v", mounts, posts)
 	}
 
-	// The image reads back whole, every blob verified.
-	got, err := remote.Image(staging, remote.WithTransport(http.DefaultTransport))
+	readBack(t, staging, d)
+
+	// A new layer too large for one request: go-containerregistry pushes
+	// what is left.
+	big, err := random.Layer(monolithicMax+1, "application/vnd.oci.image.layer.v1.tar+gzip")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gd, _ := got.Digest(); gd.String() != string(d) {
-		t.Fatalf("staging is %s, pushed %s", gd, d)
+	img, err = mutate.AppendLayers(pulled, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err = rem.PushImage(io.Discard, staging, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBack(t, staging, d)
+}
+
+// readBack reads ref's image whole, every blob verified, and checks that
+// it is want.
+func readBack(t *testing.T, ref name.Reference, want digest.Digest) {
+	t.Helper()
+	got, err := remote.Image(ref, remote.WithTransport(http.DefaultTransport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gd, _ := got.Digest(); gd.String() != string(want) {
+		t.Fatalf("%s is %s, pushed %s", ref, gd, want)
 	}
 	if _, err := got.RawConfigFile(); err != nil {
 		t.Fatal(err)

@@ -128,7 +128,12 @@ func (r *Remote) PushImage(log io.Writer, staging name.Tag, img v1.Image) (diges
 	if err != nil {
 		return "", err
 	}
-	r.preloadBlobs(staging.Context(), []v1.Image{img})
+	// Every blob there, one request puts the manifest; else (a large new
+	// layer, a failed preload) go-containerregistry pushes what is left.
+	if r.preloadBlobs(staging.Context(), []v1.Image{img}) && r.putManifest(staging, img) == nil {
+		fmt.Fprintf(log, "pushed %s@%s\n", staging, d)
+		return digest.Digest(d.String()), nil
+	}
 	if err := remote.Write(staging, img, r.Options...); err != nil {
 		return "", RegistryTransient(fmt.Errorf("pushing %s: %w", staging, err))
 	}
