@@ -110,18 +110,19 @@ func (p *Proxy) fetchBlob(w http.ResponseWriter, r *http.Request, u *upstream, r
 	// failure can still be a proper error response.
 	body := &bodyWriter{w: w}
 
-	// One goroutine reads the upstream body into chunks and hands each to
-	// the client (written here, in the handler's goroutine) and to the
-	// store (a second goroutine hashing, writing and syncing it): the
-	// client never waits for the store, only for the upstream.
-	t := newTee(resp.Body, p.maxBlobSize, p.orphanLimit, func() bool { return f.waiters.Load() > 0 })
+	// One goroutine reads the upstream body into chunks, hashing them, and
+	// hands each to the client (written here, in the handler's goroutine)
+	// and to the store (a second goroutine writing and syncing it, which
+	// takes the digest the reader computed): the client never waits for
+	// the store, only for the upstream, and each byte is hashed once.
+	t := newTee(resp.Body, d.Algorithm(), p.maxBlobSize, p.orphanLimit, func() bool { return f.waiters.Load() > 0 })
 	p.fills.Go(func() {
 		t.read()
 		resp.Body.Close()
 	})
 	stored := make(chan error, 1)
 	p.fills.Go(func() {
-		_, err := p.store.PutBlob(ctx, repo, d, t.storeReader())
+		_, err := p.store.PutHashedBlob(ctx, repo, d, t.storeReader(), t.digest)
 		t.storeDone(err)
 		stored <- err
 	})

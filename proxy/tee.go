@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"hash"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,11 @@ type tee struct {
 	// reading on is pointless.
 	storeGone chan struct{}
 	err       error // why reading stopped, nil at EOF; set before the channels close
+	// The upstream body is hashed once, as it is read, for the client and
+	// the store alike; sum is its digest, set with err.
+	h   hash.Hash
+	alg digest.Algorithm
+	sum digest.Digest
 
 	maxSize int64 // the body may be this long at most; 0: any length
 	// Once the client is gone and wanted says no other waits, reading
@@ -67,12 +73,15 @@ type tee struct {
 	wanted      func() bool
 }
 
-func newTee(src io.Reader, maxSize, orphanLimit int64, wanted func() bool) *tee {
+// newTee tees src, hashed with alg.
+func newTee(src io.Reader, alg digest.Algorithm, maxSize, orphanLimit int64, wanted func() bool) *tee {
 	if maxSize > 0 {
 		src = io.LimitReader(src, maxSize+1) // one byte more shows it is too long
 	}
 	return &tee{
 		src:         src,
+		h:           alg.Hash(),
+		alg:         alg,
 		toClient:    make(chan *chunk, clientDepth),
 		toStore:     make(chan *chunk, storeDepth),
 		clientGone:  make(chan struct{}),
@@ -108,6 +117,7 @@ func (t *tee) read() {
 			}
 		}
 		if n > 0 {
+			t.h.Write(c.buf[:n])
 			c.n = n
 			c.refs.Store(2)
 			select {
@@ -129,6 +139,8 @@ func (t *tee) read() {
 		if err != nil {
 			if err != io.EOF {
 				t.err = err
+			} else {
+				t.sum = digest.NewDigest(t.alg, t.h)
 			}
 			return
 		}
@@ -149,6 +161,10 @@ func (t *tee) orphan() bool {
 // once toClient or toStore is closed and drained.
 func (t *tee) readErr() error { return t.err }
 
+// digest is the digest of the whole body ("" if it did not end); valid
+// once toClient or toStore is closed and drained.
+func (t *tee) digest() digest.Digest { return t.sum }
+
 // clientOutcome is how serving a blob to its client ended.
 type clientOutcome int
 
@@ -159,13 +175,12 @@ const (
 	clientMismatch                      // the digest did not match: the end is withheld
 )
 
-// serveClient writes the chunks to w as they come, hashing them, but holds
-// the last one back until the body ended and its digest is want: a client
+// serveClient writes the chunks to w as they come, but holds the last one
+// back until the body ended and its digest is want: a client
 // never gets a blob whole that was not verified. It returns the bytes read
 // upstream meanwhile and how the client fared; it stops at once when ctx
 // (the client's request) ends.
 func (t *tee) serveClient(ctx context.Context, w io.Writer, want digest.Digest) (n int64, out clientOutcome) {
-	h := want.Algorithm().Hash()
 	var held *chunk
 	defer func() {
 		if held != nil {
@@ -184,7 +199,6 @@ func (t *tee) serveClient(ctx context.Context, w io.Writer, want digest.Digest) 
 			break
 		}
 		n += int64(c.n)
-		h.Write(c.buf[:c.n])
 		if held != nil {
 			_, err := w.Write(held.buf[:held.n])
 			held.release()
@@ -199,7 +213,7 @@ func (t *tee) serveClient(ctx context.Context, w io.Writer, want digest.Digest) 
 	switch {
 	case t.readErr() != nil:
 		return n, clientCut
-	case digest.NewDigest(want.Algorithm(), h) != want:
+	case t.digest() != want:
 		return n, clientMismatch
 	}
 	if held != nil {

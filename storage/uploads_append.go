@@ -39,8 +39,11 @@ func (s *Store) appendData(ctx context.Context, id string, st *uploadState, r io
 // write syscalls added up): each buffer read is handed to the hasher and
 // written at the same time, and is read into again only once both are
 // done. On an error h may have hashed more than was written; callers then
-// discard it.
+// discard it. A nil h copies without hashing (the caller hashed r's bytes).
 func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+	if h == nil {
+		return copyFull(w, r)
+	}
 	var ring [copyBufs]*[]byte
 	free := make(chan []byte, copyBufs)
 	for i := range ring {
@@ -85,4 +88,28 @@ func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
 	close(work)
 	<-done // the hasher is finished with every buffer
 	return total, err
+}
+
+// copyFull copies r to w in writes of copyBufSize (the last may be
+// shorter), however short r's reads are.
+func copyFull(w io.Writer, r io.Reader) (int64, error) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	var total int64
+	for {
+		n, rerr := io.ReadFull(r, *buf)
+		if n > 0 {
+			if _, err := w.Write((*buf)[:n]); err != nil {
+				return total, err
+			}
+			total += int64(n)
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return total, nil
+		default:
+			return total, rerr
+		}
+	}
 }

@@ -32,6 +32,12 @@ func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d di
 	if got != d {
 		return ErrDigestMismatch
 	}
+	return s.placeBlob(ctx, id, st.Repo, d)
+}
+
+// placeBlob moves session id's verified content to the blob store as d,
+// unless it is there already, and links it into repo.
+func (s *Store) placeBlob(ctx context.Context, id, repo string, d digest.Digest) error {
 	has, err := s.HasBlob(ctx, d)
 	if err != nil {
 		return err
@@ -41,7 +47,7 @@ func (s *Store) commitData(ctx context.Context, id string, st *uploadState, d di
 			return err
 		}
 	}
-	return s.putContent(ctx, layerLinkPath(st.Repo, d), []byte(d))
+	return s.putContent(ctx, layerLinkPath(repo, d), []byte(d))
 }
 
 // moveIntoPlace renames a verified file to its final path, durably.

@@ -18,24 +18,65 @@ import (
 // Registry calls shared by the builders that talk to kiln over HTTP
 // (native, rebase): how a builder reaches this registry.
 
-// RemoteOptions are the options of one build's registry calls: keychain
-// and transport only when set, so that nil keeps go-containerregistry's
-// defaults. Calls to kiln itself carry job.Self (see selfTransport).
-func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx)}
+// Remote is how one build reaches registries: the options of its
+// go-containerregistry calls, and a client of kiln itself.
+type Remote struct {
+	// Options are the options of every remote call of the build: keychain
+	// and transport only when set, so that nil keeps go-containerregistry's
+	// defaults. Calls to kiln itself carry job.Self (see selfTransport).
+	//
+	// Every call made with them shares one Puller and one Pusher: a
+	// registry is pinged, and a token fetched, once per repository for all
+	// of them, where each remote call would otherwise ping again (https
+	// first, then http for kiln on loopback) before its first request.
+	Options []remote.Option
+
+	ctx    context.Context
+	client *http.Client // to kiln, with job.Self
+	scheme string       // kiln's
+}
+
+// NewRemote returns the registry access of one build of job: a builder
+// makes it once per build.
+func NewRemote(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) *Remote {
+	var opts []remote.Option
 	if keychain != nil {
 		opts = append(opts, remote.WithAuthFromKeychain(keychain))
 	}
-	if s := job.Self; s.Username != "" || s.Transport != nil {
-		if tr == nil {
-			tr = remote.DefaultTransport
-		}
-		tr = &selfTransport{host: job.Registry, self: s, next: tr}
+	// kiln serves plain HTTP when it gave builders no transport that
+	// trusts its certificate: go-containerregistry's https ping of it would
+	// only cost a connection and a failed handshake per ping.
+	plain := tr == nil && job.Self.Transport == nil && job.Registry != ""
+	if tr == nil {
+		tr = remote.DefaultTransport
 	}
-	if tr != nil {
-		opts = append(opts, remote.WithTransport(tr))
+	self := &selfTransport{host: job.Registry, self: job.Self, plain: plain, next: tr}
+	if job.Self.Username != "" || job.Self.Transport != nil || plain {
+		tr = self
 	}
-	return opts
+	opts = append(opts, remote.WithTransport(tr))
+	r := &Remote{ctx: ctx, client: &http.Client{Transport: self}, scheme: "http"}
+	if job.Self.Transport != nil {
+		r.scheme = "https"
+	}
+	// Neither fails: they only fail on options that fail, and these do not.
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		r.Options = append(opts, remote.WithContext(ctx))
+		return r
+	}
+	pusher, err := remote.NewPusher(opts...)
+	if err != nil {
+		r.Options = append(opts, remote.WithContext(ctx))
+		return r
+	}
+	r.Options = append(opts, remote.WithContext(ctx), remote.Reuse(puller), remote.Reuse(pusher))
+	return r
+}
+
+// RemoteOptions are the Options of NewRemote.
+func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr http.RoundTripper) []remote.Option {
+	return NewRemote(ctx, job, keychain, tr).Options
 }
 
 // selfTransport sends kiln's own builder credential with every request to
@@ -46,12 +87,24 @@ func RemoteOptions(ctx context.Context, job *Job, keychain authn.Keychain, tr ht
 type selfTransport struct {
 	host string
 	self SelfAccess
-	next http.RoundTripper
+	// plain: kiln serves plain HTTP, and an https request to it fails at
+	// once (the ping then tries http without waiting).
+	plain bool
+	next  http.RoundTripper
 }
+
+// errPlainSelf answers an https request to kiln when it serves plain HTTP.
+var errPlainSelf = errors.New("kiln serves plain HTTP to its builders")
 
 func (t *selfTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Host != t.host {
 		return t.next.RoundTrip(r)
+	}
+	if t.plain && r.URL.Scheme == "https" {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, errPlainSelf
 	}
 	if t.self.Username != "" {
 		r = r.Clone(r.Context())
@@ -70,12 +123,18 @@ func StagingTag(job *Job) (name.Tag, error) {
 }
 
 // PushImage pushes img to staging and returns its digest.
-func PushImage(log io.Writer, staging name.Tag, img v1.Image, opts []remote.Option) (digest.Digest, error) {
+func (r *Remote) PushImage(log io.Writer, staging name.Tag, img v1.Image) (digest.Digest, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return "", err
 	}
-	if err := remote.Write(staging, img, opts...); err != nil {
+	// Every blob there, one request puts the manifest; else (a large new
+	// layer, a failed preload) go-containerregistry pushes what is left.
+	if r.preloadBlobs(staging.Context(), []v1.Image{img}) && r.putManifest(staging, img) == nil {
+		fmt.Fprintf(log, "pushed %s@%s\n", staging, d)
+		return digest.Digest(d.String()), nil
+	}
+	if err := remote.Write(staging, img, r.Options...); err != nil {
 		return "", RegistryTransient(fmt.Errorf("pushing %s: %w", staging, err))
 	}
 	fmt.Fprintf(log, "pushed %s@%s\n", staging, d)
@@ -84,12 +143,15 @@ func PushImage(log io.Writer, staging name.Tag, img v1.Image, opts []remote.Opti
 
 // PushIndex pushes idx, of platforms images, to staging and returns its
 // digest.
-func PushIndex(log io.Writer, staging name.Tag, idx v1.ImageIndex, platforms int, opts []remote.Option) (digest.Digest, error) {
+func (r *Remote) PushIndex(log io.Writer, staging name.Tag, idx v1.ImageIndex, platforms int) (digest.Digest, error) {
 	d, err := idx.Digest()
 	if err != nil {
 		return "", err
 	}
-	if err := remote.WriteIndex(staging, idx, opts...); err != nil {
+	if imgs, err := imagesOf(idx); err == nil {
+		r.preloadBlobs(staging.Context(), imgs)
+	}
+	if err := remote.WriteIndex(staging, idx, r.Options...); err != nil {
 		return "", RegistryTransient(fmt.Errorf("pushing %s: %w", staging, err))
 	}
 	fmt.Fprintf(log, "pushed %s@%s (index of %d platforms)\n", staging, d, platforms)

@@ -89,7 +89,7 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 		if err != nil {
 			return "", err
 		}
-		return build.PushImage(log, staging, img, br.remoteOpts)
+		return br.remote.PushImage(log, staging, img)
 	}
 
 	var adds []mutate.IndexAddendum
@@ -102,7 +102,7 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: desc})
 	}
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, tg.indexType), adds...)
-	return build.PushIndex(log, staging, idx, len(adds), br.remoteOpts)
+	return br.remote.PushIndex(log, staging, idx, len(adds))
 }
 
 // buildRun is one run of the native builder.
@@ -111,7 +111,8 @@ type buildRun struct {
 	ctx        context.Context
 	job        *build.Job
 	log        io.Writer
-	remoteOpts []remote.Option
+	remote     *build.Remote
+	remoteOpts []remote.Option // remote.Options
 
 	dockerfile []byte
 	file       *dockerfile.File     // expanding changes it: read again for each platform
@@ -162,7 +163,8 @@ func (b *Builder) start(ctx context.Context, job *build.Job, log io.Writer) (*bu
 		descs:   map[string]*remote.Descriptor{},
 		bases:   map[v1.Hash]*fsBase{},
 	}
-	br.remoteOpts = build.RemoteOptions(ctx, job, b.Keychain, b.Transport)
+	br.remote = build.NewRemote(ctx, job, b.Keychain, b.Transport)
+	br.remoteOpts = br.remote.Options
 	if v, ok := r.Args["SOURCE_DATE_EPOCH"]; ok && v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

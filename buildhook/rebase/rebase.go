@@ -45,10 +45,11 @@ func notApplicable(format string, args ...any) error {
 
 // run is one Build's state.
 type run struct {
-	ctx  context.Context
-	job  *build.Job
-	log  io.Writer
-	opts []remote.Option
+	ctx    context.Context
+	job    *build.Job
+	log    io.Writer
+	remote *build.Remote
+	opts   []remote.Option // remote.Options
 
 	oldRepo string // repository of the base the image was built on
 	newRef  name.Digest
@@ -61,7 +62,8 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 	if log == nil {
 		log = io.Discard
 	}
-	r := &run{ctx: ctx, job: job, log: log, opts: build.RemoteOptions(ctx, job, nil, b.Transport)}
+	rem := build.NewRemote(ctx, job, nil, b.Transport)
+	r := &run{ctx: ctx, job: job, log: log, remote: rem, opts: rem.Options}
 	rule := job.Rule
 	if len(rule.Tags) == 0 {
 		return "", notApplicable("the rule has no tags")
@@ -143,7 +145,7 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 		if err != nil {
 			return "", err
 		}
-		return build.PushImage(log, staging, out, r.opts)
+		return r.remote.PushImage(log, staging, out)
 	}
 
 	idx, err := cur.ImageIndex()
@@ -222,7 +224,7 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 	idxAnn := maps.Clone(curAnn)
 	idxAnn[build.AnnotationBaseDigest] = r.newDesc.Digest.String()
 	outIdx = mutate.Annotations(outIdx, idxAnn).(v1.ImageIndex)
-	return build.PushIndex(log, staging, outIdx, len(adds), r.opts)
+	return r.remote.PushIndex(log, staging, outIdx, len(adds))
 }
 
 var _ build.Builder = (*Builder)(nil)
