@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,9 +36,8 @@ import (
 func BenchmarkRebuildLatency(b *testing.B) {
 	dir := b.TempDir()
 	bin := buildKilnBinary(b, dir)
-	addr := freeLoopbackAddr(b)
-	writeRebuildConfig(b, dir, addr)
-	stop := startKiln(b, bin, dir, addr)
+	writeRebuildConfig(b, dir)
+	addr, stop := startKiln(b, bin, dir)
 	defer stop()
 
 	// A 1 MB base in three layers (as in buildhook's in-process benchmark),
@@ -166,51 +163,39 @@ func buildKilnBinary(b *testing.B, dir string) string {
 	return bin
 }
 
-// freeLoopbackAddr returns a port on 127.0.0.1 free a moment ago: the
-// rules name kiln's address, so it must be known before kiln starts.
-func freeLoopbackAddr(b *testing.B) string {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // writeRebuildConfig writes dir/config.yml with the two rules on base:1
 // and their build context.
-func writeRebuildConfig(b *testing.B, dir, addr string) {
+func writeRebuildConfig(b *testing.B, dir string) {
 	b.Helper()
 	ctxDir := filepath.Join(dir, "app")
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
 		b.Fatal(err)
 	}
 	files := map[string]string{
-		filepath.Join(ctxDir, "Dockerfile"): "ARG REGISTRY\nFROM ${REGISTRY}/base:1\nENV APP=1\nCOPY app.py /app/app.py\nCMD [\"/app/app.py\"]\n",
+		filepath.Join(ctxDir, "Dockerfile"): "FROM kiln.bench/base:1\nENV APP=1\nCOPY app.py /app/app.py\nCMD [\"/app/app.py\"]\n",
 		filepath.Join(ctxDir, "app.py"):     "print('hi')\n",
-		filepath.Join(dir, "config.yml"): fmt.Sprintf(`version: 1
+		filepath.Join(dir, "config.yml"): `version: 1
 storage:
   filesystem:
     root: ./data
 log:
   level: warn
   requests: none
+registry:
+  hostnames: [kiln.bench]
 buildhook:
   work_dir: ./work
 builds:
   - name: native
     context: ./app
     tags: [app-native:v1]
-    args: {REGISTRY: %[1]q}
     builder: native
   - name: rebase
     context: ./app
     tags: [app-rebase:v1]
-    args: {REGISTRY: %[1]q}
     builder: native
     strategy: rebase
-`, addr),
+`,
 	}
 	for p, content := range files {
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
@@ -219,15 +204,18 @@ builds:
 	}
 }
 
-// startKiln runs `kiln serve` in dir on addr until stop is called, and
-// waits until it answers /v2/.
-func startKiln(b *testing.B, bin, dir, addr string) (stop func()) {
+// startKiln runs `kiln serve` in dir on a free loopback port until stop
+// is called, and returns the address once it answers /v2/. kiln binds
+// port 0 and names the port in its --ready-file; the rules name kiln by
+// the hostname kiln.bench, which it maps to itself.
+func startKiln(b *testing.B, bin, dir string) (addr string, stop func()) {
 	b.Helper()
 	logFile, err := os.Create(filepath.Join(dir, "kiln.log"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "config.yml"), "--addr", addr)
+	ready := filepath.Join(dir, "kiln.addr")
+	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "config.yml"), "--addr", "127.0.0.1:0", "--ready-file", ready)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -247,11 +235,16 @@ func startKiln(b *testing.B, bin, dir, addr string) (stop func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return stop
+		if b, err := os.ReadFile(ready); err == nil && addr == "" {
+			addr = strings.TrimSpace(string(b))
+		}
+		if addr != "" {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return addr, stop
+				}
 			}
 		}
 		select {
