@@ -108,6 +108,32 @@ func (rs *Records) Save(ctx context.Context, r *Record) error {
 	return nil
 }
 
+// noter is a recordStore that can write a running build's record without
+// waiting for the disk (Store.NoteBuildRecord).
+type noter interface {
+	NoteBuildRecord(ctx context.Context, id string, record []byte) error
+}
+
+// Note writes r, the record of a running build, as Save does, but without
+// waiting for the disk where the store can: its progress (inputs,
+// builder, attempts) need not survive a crash of the machine, and each
+// durable write is two fsyncs on a build's path.
+func (rs *Records) Note(ctx context.Context, r *Record) error {
+	n, ok := rs.store.(noter)
+	if !ok || r.Done() {
+		return rs.Save(ctx, r)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := n.NoteBuildRecord(ctx, r.ID, b); err != nil {
+		return err
+	}
+	rs.remember(r)
+	return nil
+}
+
 // remember keeps a copy of r if its build is done.
 func (rs *Records) remember(r *Record) {
 	rs.mu.Lock()

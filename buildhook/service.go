@@ -337,9 +337,19 @@ func (s *Service) ended(job *build.Job, r *Record) {
 	s.statusChanged(job, r)
 }
 
-// update changes the record of build id and returns it, nil if it could
-// not be read.
+// update changes the record of build id, durably, and returns it, nil if
+// it could not be read.
 func (s *Service) update(id string, f func(*Record)) *Record {
+	return s.change(id, f, s.records.Save)
+}
+
+// note changes the record of a running build without waiting for the
+// disk (see Records.Note) and returns it, nil if it could not be read.
+func (s *Service) note(id string, f func(*Record)) *Record {
+	return s.change(id, f, s.records.Note)
+}
+
+func (s *Service) change(id string, f func(*Record), save func(context.Context, *Record) error) *Record {
 	ctx := context.Background()
 	r, err := s.records.Get(ctx, id)
 	if err != nil {
@@ -347,7 +357,7 @@ func (s *Service) update(id string, f func(*Record)) *Record {
 		return nil
 	}
 	f(r)
-	if err := s.records.Save(ctx, r); err != nil {
+	if err := save(ctx, r); err != nil {
 		s.log.Error("saving build record", "build", id, "err", err)
 	}
 	return r
@@ -400,7 +410,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 	job.Self = s.opts.Self
 	job.Staging = build.ImageRef{Repo: job.Rule.Tags[0].Repo, Tag: "kiln-build-" + job.ID}
 	started := time.Now().UTC()
-	s.statusChanged(job, s.update(job.ID, func(r *Record) {
+	s.statusChanged(job, s.note(job.ID, func(r *Record) {
 		r.Status, r.Started = StatusRunning, &started
 		if s.opts.Shared != nil {
 			r.Instance = s.opts.Shared.Instance
@@ -434,7 +444,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		fmt.Fprintf(log, "inputs: %v; building anyway\n", err)
 		inputs = ""
 	} else if inputs != "" {
-		s.update(job.ID, func(r *Record) { r.Inputs = inputs })
+		s.note(job.ID, func(r *Record) { r.Inputs = inputs })
 		fmt.Fprintf(log, "inputs %s\n", inputs)
 		prev, err := s.unchangedSince(ctx, job, inputs)
 		switch {
@@ -443,7 +453,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		case prev != nil && job.Trigger.Force:
 			fmt.Fprintf(log, "the same inputs as build %s; forced, building anyway\n", prev.ID)
 		case prev != nil:
-			s.update(job.ID, func(r *Record) { r.Result = prev.Result })
+			s.note(job.ID, func(r *Record) { r.Result = prev.Result })
 			fmt.Fprintf(log, "unchanged: the same inputs as build %s, whose image %s the tags still name; nothing to do\n", prev.ID, prev.Result)
 			return errUnchanged
 		}
@@ -463,7 +473,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err
 	}
-	s.update(job.ID, func(r *Record) { r.Result = final })
+	s.note(job.ID, func(r *Record) { r.Result = final })
 	fmt.Fprintf(log, "done: %s in %s\n", final, time.Since(started).Round(time.Millisecond))
 	return nil
 }
@@ -505,7 +515,7 @@ func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.W
 				return "", ctx.Err()
 			}
 		}
-		s.update(job.ID, func(r *Record) { r.Attempts = attempt + 1 })
+		s.note(job.ID, func(r *Record) { r.Attempts = attempt + 1 })
 		d, err := s.buildOnce(ctx, job, log)
 		if err == nil || !build.IsTransient(err) {
 			return d, err
@@ -518,7 +528,7 @@ func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.W
 func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
 	if job.Rule.Strategy == "rebase" {
 		rb := s.builders["rebase"]
-		s.update(job.ID, func(r *Record) { r.Builder = "rebase" })
+		s.note(job.ID, func(r *Record) { r.Builder = "rebase" })
 		fmt.Fprintln(log, "strategy rebase: swapping base layers")
 		d, err := rb.Build(ctx, job, log)
 		if !errors.Is(err, rebase.ErrNotApplicable) {
@@ -537,7 +547,7 @@ func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) 
 	if err != nil {
 		return "", err
 	}
-	s.update(job.ID, func(r *Record) { r.Builder = b.Name() })
+	s.note(job.ID, func(r *Record) { r.Builder = b.Name() })
 	fmt.Fprintf(log, "builder %s: %s\n", b.Name(), why)
 	if b.Name() != "native" {
 		if err := s.checkOnBuild(ctx, job); err != nil {

@@ -27,6 +27,17 @@ func (s *Store) PutBuildRecord(ctx context.Context, id string, record []byte) er
 	return s.driver.PutContent(ctx, buildRecordPath(id), record)
 }
 
+// NoteBuildRecord writes the record of a running build without waiting
+// for the disk: a temporary file renamed over the last one, no fsync. A
+// crash of the machine may lose the latest note, never leave half a
+// record; the record that ends a build goes through PutBuildRecord.
+func (s *Store) NoteBuildRecord(ctx context.Context, id string, record []byte) error {
+	if !validBuildID(id) {
+		return ErrBuildUnknown
+	}
+	return s.files.replace(ctx, buildRecordPath(id), record)
+}
+
 // BuildRecord reads the record of build id; ErrBuildUnknown when there is none.
 func (s *Store) BuildRecord(ctx context.Context, id string) ([]byte, error) {
 	return s.buildFile(ctx, id, buildRecordPath)

@@ -46,7 +46,17 @@ func TestBuildRecordsAndLogs(t *testing.T) {
 		if b, err := s.driver.GetContent(ctx, "/builds/b1/log"); err != nil || string(b) != "step 1\n" {
 			t.Errorf("/builds/b1/log: %q %v", b, err)
 		}
+		// A running build's note replaces the record, read back the same way.
+		if err := s.NoteBuildRecord(ctx, "b2", []byte(`{"id":"b2","status":"running"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.BuildRecord(ctx, "b2"); err != nil || string(b) != `{"id":"b2","status":"running"}` {
+			t.Errorf("noted record: %q %v", b, err)
+		}
 		for _, id := range []string{"", "../x", "a/b", ".hidden"} {
+			if err := s.NoteBuildRecord(ctx, id, nil); !errors.Is(err, ErrBuildUnknown) {
+				t.Errorf("NoteBuildRecord(%q): err %v, want ErrBuildUnknown", id, err)
+			}
 			if err := s.PutBuildRecord(ctx, id, nil); !errors.Is(err, ErrBuildUnknown) {
 				t.Errorf("PutBuildRecord(%q): err %v, want ErrBuildUnknown", id, err)
 			}
