@@ -75,27 +75,23 @@ type autoRebase struct {
 	adopted map[build.ImageRef]Adoption
 
 	// Tag moves waiting for the worker, in push order.
-	pmu      sync.Mutex
-	pending  []storage.TagMove
-	busy     bool
-	stopped  bool
-	idle     chan struct{} // closed while nothing is pending or handled
-	idleDone bool
-	kick     chan struct{}
-	wg       sync.WaitGroup
+	pmu     sync.Mutex
+	pending []storage.TagMove
+	busy    bool
+	stopped bool
+	idle    idleSignal // idle while nothing is pending or handled
+	kick    chan struct{}
+	wg      sync.WaitGroup
 }
 
 func newAutoRebase(s *Service) *autoRebase {
-	idle := make(chan struct{})
-	close(idle)
 	return &autoRebase{
-		s:        s,
-		store:    adoptionsOf(s.opts),
-		log:      s.log,
-		adopted:  map[build.ImageRef]Adoption{},
-		idle:     idle,
-		idleDone: true,
-		kick:     make(chan struct{}, 1),
+		s:       s,
+		store:   adoptionsOf(s.opts),
+		log:     s.log,
+		adopted: map[build.ImageRef]Adoption{},
+		idle:    newIdleSignal(),
+		kick:    make(chan struct{}, 1),
 	}
 }
 
@@ -110,10 +106,7 @@ func (a *autoRebase) moved(m storage.TagMove) {
 		return
 	}
 	a.pending = append(a.pending, m)
-	if a.idleDone {
-		a.idle = make(chan struct{})
-		a.idleDone = false
-	}
+	a.idle.busy()
 	a.pmu.Unlock()
 	select {
 	case a.kick <- struct{}{}:
@@ -125,14 +118,13 @@ func (a *autoRebase) moved(m storage.TagMove) {
 func (a *autoRebase) Idle() <-chan struct{} {
 	a.pmu.Lock()
 	defer a.pmu.Unlock()
-	return a.idle
+	return a.idle.ch
 }
 
 // updateIdle closes idle when nothing waits. a.pmu is held.
 func (a *autoRebase) updateIdle() {
-	if !a.idleDone && len(a.pending) == 0 && !a.busy {
-		close(a.idle)
-		a.idleDone = true
+	if len(a.pending) == 0 && !a.busy {
+		a.idle.idle()
 	}
 }
 

@@ -2,13 +2,8 @@ package buildhook
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -18,70 +13,22 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	postgres.stop()
+	postgres.Stop()
 	os.Exit(code)
 }
 
 // postgres is the real PostgreSQL the shared queue's tests run against
-// (Debian's package, through internal/testbed), started by the first test
-// that needs it; each test gets a database of its own.
-var postgres testPostgres
-
-type testPostgres struct {
-	once      sync.Once
-	server    *testbed.Postgres
-	dir       string
-	err       error
-	databases atomic.Int64
-}
-
-func (p *testPostgres) stop() {
-	if p.server != nil {
-		if err := p.server.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "buildhook: %v\n", err)
-		}
-	}
-	if p.dir != "" {
-		os.RemoveAll(p.dir)
-	}
-}
+// (Debian's package), started by the first test that needs it.
+var postgres = testbed.SharedPostgres{Name: "buildhook"}
 
 // newDatabase returns the pool of a new database with kiln's schema,
-// closed when t ends. A server that cannot start fails the test; only
-// KILN_E2E=0 outside CI skips it.
+// closed when t ends.
 func newDatabase(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	if !isCI() && os.Getenv("KILN_E2E") == "0" {
-		t.Skip("KILN_E2E=0: PostgreSQL tests skipped on request (ignored when CI=true)")
-	}
-	postgres.once.Do(func() {
-		postgres.dir, postgres.err = os.MkdirTemp("", "kiln-buildhook-pg-")
-		if postgres.err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-		defer cancel()
-		postgres.server, postgres.err = testbed.StartPostgres(ctx, postgres.dir)
-	})
-	if postgres.err != nil {
-		t.Fatalf("PostgreSQL not available: %v", postgres.err)
-	}
-	dsn, err := postgres.server.NewDatabase(context.Background(), fmt.Sprintf("b%d", postgres.databases.Add(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := cluster.Open(context.Background(), dsn)
+	db, err := cluster.Open(context.Background(), postgres.Database(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
 	return db.Pool()
-}
-
-func isCI() bool {
-	switch strings.ToLower(os.Getenv("CI")) {
-	case "true", "1", "yes":
-		return true
-	}
-	return false
 }

@@ -53,17 +53,16 @@ type Queue struct {
 	kick chan struct{} // wakes the dispatcher; buffered 1
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex
-	g        *Graph
-	states   map[string]*ruleState // by rule name; absent: nothing queued or running
-	order    []*queuedJob          // queued jobs, oldest first: they start first-in first-out
-	events   []hookEvent           // Queued/Updated calls not yet made
-	running  int
-	ids      uint64
-	started  bool
-	stopped  bool
-	idle     chan struct{} // closed while nothing is queued or running
-	idleDone bool          // idle is closed
+	mu      sync.Mutex
+	g       *Graph
+	states  map[string]*ruleState // by rule name; absent: nothing queued or running
+	order   []*queuedJob          // queued jobs, oldest first: they start first-in first-out
+	events  []hookEvent           // Queued/Updated calls not yet made
+	running int
+	ids     uint64
+	started bool
+	stopped bool
+	idle    idleSignal // idle while nothing is queued or running
 }
 
 type ruleState struct {
@@ -92,8 +91,6 @@ func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() stri
 	if window < 0 {
 		window = 0
 	}
-	idle := make(chan struct{})
-	close(idle)
 	return &Queue{
 		g:           g,
 		concurrency: concurrency,
@@ -102,8 +99,7 @@ func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() stri
 		hooks:       hooks,
 		kick:        make(chan struct{}, 1),
 		states:      map[string]*ruleState{},
-		idle:        idle,
-		idleDone:    true,
+		idle:        newIdleSignal(),
 	}
 }
 
@@ -202,10 +198,7 @@ func (q *Queue) enqueue(i int, t build.Trigger) *queuedJob {
 	st.queued = qj
 	q.order = append(q.order, qj)
 	q.events = append(q.events, hookEvent{job: qj.job})
-	if q.idleDone {
-		q.idle = make(chan struct{})
-		q.idleDone = false
-	}
+	q.idle.busy()
 	return qj
 }
 
@@ -267,7 +260,7 @@ func (q *Queue) Wait() { q.wg.Wait() }
 func (q *Queue) Idle() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.idle
+	return q.idle.ch
 }
 
 // WaitIdle waits until nothing is queued or running, or ctx ends.
@@ -290,9 +283,8 @@ func (q *Queue) Counts() (queued, running int) {
 // updateIdle closes the idle channel when nothing is queued or running.
 // q.mu is held.
 func (q *Queue) updateIdle() {
-	if !q.idleDone && len(q.order) == 0 && q.running == 0 {
-		close(q.idle)
-		q.idleDone = true
+	if len(q.order) == 0 && q.running == 0 {
+		q.idle.idle()
 	}
 }
 
@@ -394,7 +386,7 @@ func (q *Queue) held(name string) bool {
 
 func (q *Queue) run(ctx context.Context, name string, job *build.Job) {
 	defer q.wg.Done()
-	err := q.callRun(ctx, job)
+	err := runHook(ctx, q.hooks.Run, job)
 	if q.hooks.Done != nil {
 		q.hooks.Done(job, err)
 	}
@@ -405,18 +397,6 @@ func (q *Queue) run(ctx context.Context, name string, job *build.Job) {
 	q.updateIdle()
 	q.mu.Unlock()
 	q.signal()
-}
-
-func (q *Queue) callRun(ctx context.Context, job *build.Job) (err error) {
-	if q.hooks.Run == nil {
-		return errors.New("build queue has no Run hook")
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("build panicked: %v", r)
-		}
-	}()
-	return q.hooks.Run(ctx, job)
 }
 
 // shutdown cancels the queued jobs once ctx ended.

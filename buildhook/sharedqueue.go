@@ -2,7 +2,6 @@ package buildhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -35,16 +34,15 @@ type SharedQueue struct {
 	kick chan struct{} // wakes the dispatcher; buffered 1
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex
-	g        *Graph
-	running  int          // jobs this instance runs
-	unsent   []unsentMove // tag moves waiting for the database, oldest first
-	queued   int          // queued jobs cluster-wide, at the last look
-	others   int          // jobs other instances run, at the last look
-	started  bool
-	stopped  bool
-	idle     chan struct{} // closed while the last look found nothing to do
-	idleDone bool
+	mu      sync.Mutex
+	g       *Graph
+	running int          // jobs this instance runs
+	unsent  []unsentMove // tag moves waiting for the database, oldest first
+	queued  int          // queued jobs cluster-wide, at the last look
+	others  int          // jobs other instances run, at the last look
+	started bool
+	stopped bool
+	idle    idleSignal // idle while the last look found nothing to do
 }
 
 // SharedQueueOptions configure a SharedQueue.
@@ -106,9 +104,7 @@ func NewSharedQueue(g *Graph, opts SharedQueueOptions, hooks QueueHooks) *Shared
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	idle := make(chan struct{})
-	close(idle)
-	return &SharedQueue{opts: opts, hooks: hooks, g: g, kick: make(chan struct{}, 1), idle: idle, idleDone: true}
+	return &SharedQueue{opts: opts, hooks: hooks, g: g, kick: make(chan struct{}, 1), idle: newIdleSignal()}
 }
 
 // TagMoved queues the rules built on ref, as Queue.TagMoved does, in one
@@ -257,7 +253,7 @@ func (q *SharedQueue) Wait() { q.wg.Wait() }
 func (q *SharedQueue) Idle() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.idle
+	return q.idle.ch
 }
 
 // WaitIdle waits until nothing is queued or running, or ctx ends.
@@ -279,21 +275,15 @@ func (q *SharedQueue) Counts() (queued, running int) {
 }
 
 // busy marks the queue as not idle (a job was queued here). q.mu is held.
-func (q *SharedQueue) busy() {
-	if q.idleDone {
-		q.idle = make(chan struct{})
-		q.idleDone = false
-	}
-}
+func (q *SharedQueue) busy() { q.idle.busy() }
 
 // lookedAt records what the last look found. q.mu is held.
 func (q *SharedQueue) lookedAt(queued, others int) {
 	q.queued, q.others = queued, others
 	if queued > 0 || others > 0 || q.running > 0 || len(q.unsent) > 0 {
-		q.busy()
-	} else if !q.idleDone {
-		close(q.idle)
-		q.idleDone = true
+		q.idle.busy()
+	} else {
+		q.idle.idle()
 	}
 }
 
@@ -335,7 +325,7 @@ func (q *SharedQueue) loop(ctx context.Context) {
 // ended first (a shutdown), hands it back to the queue.
 func (q *SharedQueue) run(ctx context.Context, job *build.Job) {
 	defer q.wg.Done()
-	err := q.callRun(ctx, job)
+	err := runHook(ctx, q.hooks.Run, job)
 	if q.hooks.Done != nil {
 		q.hooks.Done(job, err)
 	}
@@ -356,18 +346,6 @@ func (q *SharedQueue) run(ctx context.Context, job *build.Job) {
 	q.running--
 	q.mu.Unlock()
 	q.signal()
-}
-
-func (q *SharedQueue) callRun(ctx context.Context, job *build.Job) (err error) {
-	if q.hooks.Run == nil {
-		return errors.New("build queue has no Run hook")
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("build panicked: %v", r)
-		}
-	}()
-	return q.hooks.Run(ctx, job)
 }
 
 // listen wakes the dispatcher on every change another instance announces.
