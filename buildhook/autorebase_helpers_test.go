@@ -49,17 +49,8 @@ func newAutoKiln(t *testing.T, autorebase bool, builds []config.Build, dir strin
 // start starts a build-on-push service on k's store (again, for a restart).
 func (k *autoKiln) start(t *testing.T, autorebase bool, rules []*build.Rule) {
 	t.Helper()
-	svc, err := NewService(ServiceOptions{Store: k.store, TagMoves: k.moves, Rules: rules, Registry: k.host, Hosts: []string{k.host},
+	k.svc, k.cancel = startService(t, ServiceOptions{Store: k.store, TagMoves: k.moves, Rules: rules, Registry: k.host, Hosts: []string{k.host},
 		Concurrency: 2, AutoRebase: autorebase})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); svc.Wait() })
-	if err := svc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	k.svc, k.cancel = svc, cancel
 }
 
 func (k *autoKiln) ref(t *testing.T, repoTag string) name.Reference {

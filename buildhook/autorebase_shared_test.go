@@ -46,16 +46,8 @@ func TestSharedAdoptionsReachEveryInstance(t *testing.T) {
 	}
 	var in []instance
 	for i, name := range []string{"a", "b"} {
-		svc, err := NewService(ServiceOptions{Store: stores[i], TagMoves: moves[i], Registry: hosts[i], Hosts: hosts, AutoRebase: true,
+		svc, _ := startService(t, ServiceOptions{Store: stores[i], TagMoves: moves[i], Registry: hosts[i], Hosts: hosts, AutoRebase: true,
 			Shared: &SharedOptions{Pool: pool, Instance: name, Renew: 50 * time.Millisecond, Lease: time.Second}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(func() { cancel(); svc.Wait() })
-		if err := svc.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
 		in = append(in, instance{svc: svc, host: hosts[i]})
 	}
 	a := &autoKiln{svc: in[0].svc, host: in[0].host}

@@ -59,17 +59,9 @@ func TestSharedServiceRestartLeavesOthersBuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func(name string, b build.Builder, moves *TagMoves) *Service {
-		svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host},
+		svc, _ := startService(t, ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host},
 			Builders: map[string]build.Builder{"native": b},
 			Shared:   &SharedOptions{Pool: pool, Instance: name, Renew: 50 * time.Millisecond, Lease: time.Second}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(func() { cancel(); svc.Wait() })
-		if err := svc.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
 		return svc
 	}
 	gate := &gateBuilder{entered: make(chan string, 2), release: make(chan struct{})}

@@ -63,7 +63,15 @@ func newChainWith(t *testing.T, strategy string) *chain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := NewService(ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2})
+	svc, _ := startService(t, ServiceOptions{Store: store, TagMoves: moves, Rules: rules, Registry: host, Hosts: []string{host}, Concurrency: 2})
+	return &chain{store: store, moves: moves, svc: svc, host: host}
+}
+
+// startService starts a service on opts, stopped (and waited for) when
+// the test ends, or earlier by the returned cancel.
+func startService(t *testing.T, opts ServiceOptions) (*Service, context.CancelFunc) {
+	t.Helper()
+	svc, err := NewService(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +80,7 @@ func newChainWith(t *testing.T, strategy string) *chain {
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &chain{store: store, moves: moves, svc: svc, host: host}
+	return svc, cancel
 }
 
 func (c *chain) pushBase(t *testing.T) v1.Hash {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,24 +39,8 @@ func startGatedUpstream(t *testing.T) *gatedUpstream {
 		u.images[n] = img
 		u.gates[n] = make(chan struct{})
 		cfg, _ := img.ConfigName()
-		if u.blobs[cfg.String()], err = img.RawConfigFile(); err != nil {
-			t.Fatal(err)
-		}
 		u.gateOf[cfg.String()] = n
-		layers, _ := img.Layers()
-		for _, l := range layers {
-			d, _ := l.Digest()
-			rc, err := l.Compressed()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			u.blobs[d.String()] = b
-		}
+		maps.Copy(u.blobs, imageBlobs(t, img))
 	}
 	u.current = 1
 	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
@@ -149,4 +134,36 @@ func (u *gatedUpstream) move(n int) {
 func (u *gatedUpstream) digest(n int) string {
 	d, _ := u.images[n].Digest()
 	return d.String()
+}
+
+// imageBlobs is every blob of img (config and layers), by digest, as an
+// upstream in a test serves them.
+func imageBlobs(t *testing.T, img v1.Image) map[string][]byte {
+	t.Helper()
+	blobs := map[string][]byte{}
+	cfg, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blobs[cfg.String()], err = img.RawConfigFile(); err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		d, _ := l.Digest()
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs[d.String()] = b
+	}
+	return blobs
 }

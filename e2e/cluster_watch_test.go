@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,25 +35,7 @@ func startHeadCountingUpstream(t *testing.T) *headCountingUpstream {
 	}
 	mediaType, _ := img.MediaType()
 	digest, _ := img.Digest()
-	blobs := map[string][]byte{}
-	cfgName, _ := img.ConfigName()
-	if blobs[cfgName.String()], err = img.RawConfigFile(); err != nil {
-		t.Fatal(err)
-	}
-	layers, _ := img.Layers()
-	for _, l := range layers {
-		d, _ := l.Digest()
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		blobs[d.String()] = b
-	}
+	blobs := imageBlobs(t, img)
 	u := &headCountingUpstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
