@@ -372,7 +372,11 @@ func (q *SharedQueue) listenOnce(ctx context.Context) error {
 	}
 	// A LISTENing session is not one to give back to the pool.
 	conn := pooled.Hijack()
-	defer conn.Close(context.Background())
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel+"; LISTEN "+adoptionsChannel); err != nil {
 		return err
 	}
