@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -50,19 +49,13 @@ type Queue struct {
 	newID       func() string
 	hooks       QueueHooks
 
-	kick chan struct{} // wakes the dispatcher; buffered 1
-	wg   sync.WaitGroup
-
-	mu      sync.Mutex
-	g       *Graph
-	states  map[string]*ruleState // by rule name; absent: nothing queued or running
-	order   []*queuedJob          // queued jobs, oldest first: they start first-in first-out
-	events  []hookEvent           // Queued/Updated calls not yet made
-	running int
-	ids     uint64
-	started bool
-	stopped bool
-	idle    idleSignal // idle while nothing is queued or running
+	dispatch // its lock guards the fields below and idle: nothing queued or running (Done hooks included)
+	g        *Graph
+	states   map[string]*ruleState // by rule name; absent: nothing queued or running
+	order    []*queuedJob          // queued jobs, oldest first: they start first-in first-out
+	events   []hookEvent           // Queued/Updated calls not yet made
+	running  int
+	ids      uint64
 }
 
 type ruleState struct {
@@ -91,16 +84,16 @@ func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() stri
 	if window < 0 {
 		window = 0
 	}
-	return &Queue{
+	q := &Queue{
 		g:           g,
 		concurrency: concurrency,
 		window:      window,
 		newID:       newID,
 		hooks:       hooks,
-		kick:        make(chan struct{}, 1),
 		states:      map[string]*ruleState{},
-		idle:        newIdleSignal(),
 	}
+	q.init()
+	return q
 }
 
 // TagMoved queues the rules built on ref with a push trigger. It never
@@ -229,47 +222,12 @@ func (q *Queue) id() string {
 	return "job-" + strconv.FormatUint(q.ids, 10)
 }
 
-func (q *Queue) signal() {
-	select {
-	case q.kick <- struct{}{}:
-	default:
-	}
-}
-
 // Start starts the dispatcher. Jobs run with ctx; once it ends no job
 // starts, queued jobs are cancelled (Done with ctx's error) and Wait waits
 // for running ones. Start is a no-op the second time.
 func (q *Queue) Start(ctx context.Context) {
-	q.mu.Lock()
-	if q.started {
-		q.mu.Unlock()
-		return
-	}
-	q.started = true
-	q.wg.Add(1)
-	q.mu.Unlock()
-	go q.loop(ctx)
-}
-
-// Wait returns when the dispatcher has stopped (after Start's ctx ended)
-// and every running build has returned. Without Start it returns at once.
-func (q *Queue) Wait() { q.wg.Wait() }
-
-// Idle returns a channel closed while nothing is queued or running (its
-// Done hook included). Get a new one after queueing more.
-func (q *Queue) Idle() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.idle.ch
-}
-
-// WaitIdle waits until nothing is queued or running, or ctx ends.
-func (q *Queue) WaitIdle(ctx context.Context) error {
-	select {
-	case <-q.Idle():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	if q.start(1) {
+		go q.loop(ctx)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,18 +30,12 @@ type SharedQueue struct {
 	opts  SharedQueueOptions
 	hooks QueueHooks
 
-	kick chan struct{} // wakes the dispatcher; buffered 1
-	wg   sync.WaitGroup
-
-	mu      sync.Mutex
-	g       *Graph
-	running int          // jobs this instance runs
-	unsent  []unsentMove // tag moves waiting for the database, oldest first
-	queued  int          // queued jobs cluster-wide, at the last look
-	others  int          // jobs other instances run, at the last look
-	started bool
-	stopped bool
-	idle    idleSignal // idle while the last look found nothing to do
+	dispatch // its lock guards the fields below; idle: the last look found nothing queued or running in the cluster
+	g        *Graph
+	running  int          // jobs this instance runs
+	unsent   []unsentMove // tag moves waiting for the database, oldest first
+	queued   int          // queued jobs cluster-wide, at the last look
+	others   int          // jobs other instances run, at the last look
 }
 
 // SharedQueueOptions configure a SharedQueue.
@@ -104,7 +97,9 @@ func NewSharedQueue(g *Graph, opts SharedQueueOptions, hooks QueueHooks) *Shared
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &SharedQueue{opts: opts, hooks: hooks, g: g, kick: make(chan struct{}, 1), idle: newIdleSignal()}
+	q := &SharedQueue{opts: opts, hooks: hooks, g: g}
+	q.init()
+	return q
 }
 
 // TagMoved queues the rules built on ref, as Queue.TagMoved does, in one
@@ -220,49 +215,14 @@ func (q *SharedQueue) SetGraph(g *Graph) {
 	q.signal()
 }
 
-func (q *SharedQueue) signal() {
-	select {
-	case q.kick <- struct{}{}:
-	default:
-	}
-}
-
 // Start starts the dispatcher, which claims jobs this instance may run,
 // renews its claims and takes over jobs whose claims ran out. Jobs run
 // with ctx; once it ends no job starts here, and jobs cut off by it go back
 // to the queue for another instance. Start is a no-op the second time.
 func (q *SharedQueue) Start(ctx context.Context) {
-	q.mu.Lock()
-	if q.started {
-		q.mu.Unlock()
-		return
-	}
-	q.started = true
-	q.wg.Add(2)
-	q.mu.Unlock()
-	go q.listen(ctx)
-	go q.loop(ctx)
-}
-
-// Wait returns when the dispatcher has stopped and every build this
-// instance ran has returned and been handed back or ended.
-func (q *SharedQueue) Wait() { q.wg.Wait() }
-
-// Idle returns a channel closed while, at the dispatcher's last look,
-// nothing was queued or running anywhere in the cluster.
-func (q *SharedQueue) Idle() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.idle.ch
-}
-
-// WaitIdle waits until nothing is queued or running, or ctx ends.
-func (q *SharedQueue) WaitIdle(ctx context.Context) error {
-	select {
-	case <-q.Idle():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	if q.start(2) {
+		go q.listen(ctx)
+		go q.loop(ctx)
 	}
 }
 
