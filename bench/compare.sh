@@ -53,6 +53,28 @@ trap cleanup EXIT
 (cd "$work" && GOBIN="$work" GOFLAGS=-mod=mod go install "github.com/distribution/distribution/v3/cmd/registry@$DIST3_VERSION")
 DIST3="$work/registry"
 
+# dist_config PORT DATA: a Distribution config (2.8 and 3 read the same),
+# settings as Debian's shipped one: errors only, no access log, delete
+# enabled, in-memory blob descriptor cache.
+dist_config() {
+	cat <<-YAML
+		version: 0.1
+		log:
+		  level: error
+		  accesslog:
+		    disabled: true
+		storage:
+		  filesystem:
+		    rootdirectory: $2
+		  delete:
+		    enabled: true
+		  cache:
+		    blobdescriptor: inmemory
+		http:
+		  addr: 127.0.0.1:$1
+	YAML
+}
+
 # start NAME ROUND: writes the config, starts the server, sets pid and url.
 start() {
 	local name=$1 round=$2 data="$work/data-$1-$2"
@@ -77,43 +99,13 @@ start() {
 		url=http://127.0.0.1:$KILN_PORT
 		;;
 	distribution3)
-		cat >"$work/dist3.yml" <<-YAML
-			version: 0.1
-			log:
-			  level: error
-			  accesslog:
-			    disabled: true
-			storage:
-			  filesystem:
-			    rootdirectory: $data
-			  delete:
-			    enabled: true
-			  cache:
-			    blobdescriptor: inmemory
-			http:
-			  addr: 127.0.0.1:$DIST3_PORT
-		YAML
+		dist_config "$DIST3_PORT" "$data" >"$work/dist3.yml"
 		OTEL_TRACES_EXPORTER=none "$DIST3" serve "$work/dist3.yml" 2>>"$work/dist3.log" &
 		pid=$!
 		url=http://127.0.0.1:$DIST3_PORT
 		;;
 	distribution)
-		cat >"$work/dist.yml" <<-YAML
-			version: 0.1
-			log:
-			  level: error
-			  accesslog:
-			    disabled: true
-			storage:
-			  filesystem:
-			    rootdirectory: $data
-			  delete:
-			    enabled: true
-			  cache:
-			    blobdescriptor: inmemory
-			http:
-			  addr: 127.0.0.1:$DIST_PORT
-		YAML
+		dist_config "$DIST_PORT" "$data" >"$work/dist.yml"
 		"$DIST" serve "$work/dist.yml" 2>>"$work/dist.log" &
 		pid=$!
 		url=http://127.0.0.1:$DIST_PORT
