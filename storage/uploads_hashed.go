@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"io"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
@@ -24,8 +23,6 @@ func (s *Store) PutHashedBlob(ctx context.Context, repo string, d digest.Digest,
 		return 0, err
 	}
 	id := uuid.NewString()
-	now := time.Now().UTC()
-	st := &uploadState{Repo: repo, StartedAt: now, UpdatedAt: now}
 	stored := false
 	defer func() { s.deleteSession(context.WithoutCancel(ctx), id, !stored) }()
 	n, err := fs.appendAt(ctx, uploadDataPath(id), 0, nil, r, true)
@@ -35,7 +32,6 @@ func (s *Store) PutHashedBlob(ctx context.Context, repo string, d digest.Digest,
 	if sum() != d {
 		return 0, ErrDigestMismatch
 	}
-	st.Size = n
 	if err := s.placeBlob(ctx, id, repo, d); err != nil {
 		return 0, err
 	}
