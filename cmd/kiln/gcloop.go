@@ -38,11 +38,7 @@ type gcObserver func(*storage.GCReport, error)
 // runGC runs one collection, logging its progress (phase starts and ends,
 // and every 10 seconds in between) and its result.
 func runGC(ctx context.Context, store *storage.Store, opts storage.GCOptions, logger *slog.Logger, trigger string, observe gcObserver) (*storage.GCReport, error) {
-	log := logger.With(slog.String("trigger", trigger), slog.Bool("dry_run", opts.DryRun))
-	if id := accesslog.RequestID(ctx); id != "" {
-		// Also on the progress lines, which are not logged with ctx.
-		log = log.With(slog.String("request_id", id))
-	}
+	log := runLogger(ctx, logger, trigger, opts.DryRun)
 	progress := gcProgressPrinter(logWriter{log}, 10*time.Second)
 	r, err := store.GC(ctx, opts, progress)
 	if observe != nil && !errors.Is(err, storage.ErrGCRunning) {
@@ -66,6 +62,17 @@ func runGC(ctx context.Context, store *storage.Store, opts storage.GCOptions, lo
 			slog.Duration("duration", r.Duration))
 	}
 	return r, err
+}
+
+// runLogger is the logger of one run of a maintenance task (GC,
+// retention): what started it, whether it is a dry run, and the request
+// id when an API call did, also on lines not logged with ctx (progress).
+func runLogger(ctx context.Context, logger *slog.Logger, trigger string, dryRun bool) *slog.Logger {
+	log := logger.With(slog.String("trigger", trigger), slog.Bool("dry_run", dryRun))
+	if id := accesslog.RequestID(ctx); id != "" {
+		log = log.With(slog.String("request_id", id))
+	}
+	return log
 }
 
 // logWriter logs each line written to it at info level.

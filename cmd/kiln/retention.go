@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"kiln/accesslog"
 	"kiln/buildhook"
 	"kiln/config"
 	"kiln/metrics"
@@ -54,10 +53,7 @@ func retentionMetrics(m *metrics.Metrics) retentionObserver {
 // runRetention runs the policies once and logs the result in one line
 // (the runner logs each deletion).
 func runRetention(ctx context.Context, runner *retention.Runner, dryRun bool, logger *slog.Logger, trigger string, observe retentionObserver) (*retention.Report, error) {
-	log := logger.With(slog.String("trigger", trigger), slog.Bool("dry_run", dryRun))
-	if id := accesslog.RequestID(ctx); id != "" {
-		log = log.With(slog.String("request_id", id))
-	}
+	log := runLogger(ctx, logger, trigger, dryRun)
 	r, err := runner.Run(ctx, dryRun)
 	if observe != nil && r != nil {
 		observe(r, err)
