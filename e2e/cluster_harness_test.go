@@ -105,24 +105,11 @@ func startPostgres(t *testing.T) *testbed.Postgres {
 // writeConfig writes instance i's config.yml.
 func (c *kilnCluster) writeConfig(i int) {
 	c.t.Helper()
-	cfg := fmt.Sprintf(`version: 1
-http:
-  shutdown_timeout: 10s
-storage:
-  driver: s3
-  s3:
-    endpoint: %s
-    region: %s
-    bucket: %s
-    path_style: true
-    insecure: true
-    root: %s
-    chunksize: 5242880
-cluster:
+	cfg := s3Config(c.S3, c.root) + fmt.Sprintf(`cluster:
   postgres: %q
   heartbeat: %s
   lease: %s
-`, c.S3.Endpoint, c.S3.Region, c.S3.Bucket, c.root, c.DSN, c.opts.Heartbeat, 3*c.opts.Heartbeat)
+`, c.DSN, c.opts.Heartbeat, 3*c.opts.Heartbeat)
 	if c.opts.Extra != nil {
 		cfg += c.opts.Extra(i, c.dirs[i])
 	}
@@ -141,7 +128,7 @@ func (c *kilnCluster) Start(i int) {
 		c.t.Fatal(err)
 	}
 	c.starts[i]++
-	env := []string{"KILN_S3_ACCESS_KEY=" + c.S3.AccessKey, "KILN_S3_SECRET_KEY=" + c.S3.SecretKey}
+	env := s3Env(c.S3)
 	srv, err := launchKiln(bin, c.RunID, c.dirs[i], fmt.Sprintf("kiln.%d.stderr", c.starts[i]), env, "", "--config", "config.yml")
 	if err != nil {
 		if srv != nil {
@@ -242,6 +229,6 @@ func (c *kilnCluster) Status(i int) string {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	env := []string{"KILN_S3_ACCESS_KEY=" + c.S3.AccessKey, "KILN_S3_SECRET_KEY=" + c.S3.SecretKey}
+	env := s3Env(c.S3)
 	return mustRun(c.t, cmdOpts{Dir: c.dirs[i], Env: env, Timeout: time.Minute}, bin, "cluster", "status", "--config", "config.yml")
 }

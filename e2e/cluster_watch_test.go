@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -108,11 +106,7 @@ func TestClusterWatchesOnceAcrossInstances(t *testing.T) {
 	const window = 6 // intervals counted
 	up := startHeadCountingUpstream(t)
 	c := startCluster(t, clusterOptions{Instances: 3, Heartbeat: time.Second, Extra: func(i int, dir string) string {
-		if err := os.MkdirAll(filepath.Join(dir, "app"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte("FROM up.local/team/base:1\nCOPY app.txt /app.txt\n"), 0o644)
-		os.WriteFile(filepath.Join(dir, "app", "app.txt"), []byte("app"), 0o644)
+		writeContext(t, dir, "app", "FROM up.local/team/base:1\nCOPY app.txt /app.txt\n", "app.txt", "app")
 		return fmt.Sprintf(`proxy:
   - name: up.local
     url: %s

@@ -51,17 +51,10 @@ func startS3Server(t *testing.T) *testbed.S3 {
 // prefix root (instances given the same root share one registry), with
 // storageExtra (YAML lines indented under storage:) added to the config.
 // The credentials come from the environment, as in production.
-func launchS3Kiln(t *testing.T, s3 *testbed.S3, runID, root, name, storageExtra string) *kilnServer {
-	t.Helper()
-	bin, err := buildKiln()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(suiteTmp, "s3-kiln-"+name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`version: 1
+// s3Config is the start of a kiln config on s3's bucket under root; keys
+// of storage.s3 may follow (indented four spaces), then other sections.
+func s3Config(s3 *testbed.S3, root string) string {
+	return fmt.Sprintf(`version: 1
 http:
   shutdown_timeout: 10s
 storage:
@@ -74,13 +67,30 @@ storage:
     insecure: true
     root: %s
     chunksize: 5242880
-`, s3.Endpoint, s3.Region, s3.Bucket, root) + storageExtra
+`, s3.Endpoint, s3.Region, s3.Bucket, root)
+}
+
+// s3Env is the environment that gives kiln s3's keys.
+func s3Env(s3 *testbed.S3) []string {
+	return []string{"KILN_S3_ACCESS_KEY=" + s3.AccessKey, "KILN_S3_SECRET_KEY=" + s3.SecretKey}
+}
+
+func launchS3Kiln(t *testing.T, s3 *testbed.S3, runID, root, name, storageExtra string) *kilnServer {
+	t.Helper()
+	bin, err := buildKiln()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(suiteTmp, "s3-kiln-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := s3Config(s3, root) + storageExtra
 	cfgPath := filepath.Join(dir, "kiln.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"KILN_S3_ACCESS_KEY=" + s3.AccessKey, "KILN_S3_SECRET_KEY=" + s3.SecretKey}
-	srv, err := launchKiln(bin, runID, dir, "kiln.stderr", env, "", "--config", cfgPath)
+	srv, err := launchKiln(bin, runID, dir, "kiln.stderr", s3Env(s3), "", "--config", cfgPath)
 	if err != nil {
 		if srv != nil {
 			t.Log(kilnTail(srv, 40))
