@@ -288,3 +288,28 @@ func (g *Graph) Ancestors(r *build.Rule) []*build.Rule {
 // Watched returns every base the rules watch, without duplicates, in
 // order of first appearance in the config.
 func (g *Graph) Watched() []build.ImageRef { return slices.Clone(g.watched) }
+
+// triggered returns the rules a move of ref queues, by index: those built
+// on ref, less those that also build on another rule the same move
+// affects, which that rule's push triggers, so that each level of a
+// cascade builds once.
+func (g *Graph) triggered(ref build.ImageRef) []int {
+	deps := g.dependents[ref]
+	if len(deps) == 0 {
+		return nil
+	}
+	affected := make([]bool, len(g.rules))
+	for _, i := range deps {
+		affected[i] = true
+	}
+	for _, i := range g.closure(g.children, deps) {
+		affected[i] = true
+	}
+	var out []int
+	for _, i := range deps {
+		if !slices.ContainsFunc(g.upstream[i], func(u int) bool { return affected[u] }) {
+			out = append(out, i)
+		}
+	}
+	return out
+}

@@ -102,24 +102,13 @@ func NewQueue(g *Graph, concurrency int, window time.Duration, newID func() stri
 // level of a cascade builds once. After the queue stopped, it does nothing.
 func (q *Queue) TagMoved(ref build.ImageRef, d digest.Digest) {
 	q.mu.Lock()
-	g := q.g
-	deps := g.dependents[ref]
-	if len(deps) == 0 || q.stopped {
+	rules := q.g.triggered(ref)
+	if len(rules) == 0 || q.stopped {
 		q.mu.Unlock()
 		return
 	}
-	affected := make([]bool, len(g.rules))
-	for _, i := range deps {
-		affected[i] = true
-	}
-	for _, i := range g.closure(g.children, deps) {
-		affected[i] = true
-	}
 	t := build.Trigger{Ref: ref, Digest: d, Reason: "push"}
-	for _, i := range deps {
-		if slices.ContainsFunc(g.upstream[i], func(u int) bool { return affected[u] }) {
-			continue // triggered when that upstream rule pushes
-		}
+	for _, i := range rules {
 		q.enqueue(i, t)
 	}
 	q.mu.Unlock()

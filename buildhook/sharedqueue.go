@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -110,25 +109,12 @@ func (q *SharedQueue) TagMoved(ref build.ImageRef, d digest.Digest) {
 	g := q.g
 	stopped := q.stopped
 	q.mu.Unlock()
-	deps := g.dependents[ref]
-	if len(deps) == 0 || stopped {
+	triggered := g.triggered(ref)
+	if len(triggered) == 0 || stopped {
 		return
 	}
-	affected := make([]bool, len(g.rules))
-	for _, i := range deps {
-		affected[i] = true
-	}
-	for _, i := range g.closure(g.children, deps) {
-		affected[i] = true
-	}
 	t := build.Trigger{Ref: ref, Digest: d, Reason: "push"}
-	var rules []*build.Rule
-	for _, i := range deps {
-		if slices.ContainsFunc(g.upstream[i], func(u int) bool { return affected[u] }) {
-			continue // triggered when that upstream rule pushes
-		}
-		rules = append(rules, g.rules[i])
-	}
+	rules := g.list(triggered)
 	q.mu.Lock()
 	behind := len(q.unsent) > 0
 	if behind { // after the moves still waiting, in order
