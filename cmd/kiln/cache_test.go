@@ -275,6 +275,16 @@ func TestCacheKeeperFreesSpaceFirst(t *testing.T) {
 	})
 }
 
+// budgetKeeper bounds an empty in-memory store's cache to 1 MiB, checked
+// hourly, logging to logs.
+func budgetKeeper(logs *syncBuffer) *cacheKeeper {
+	return &cacheKeeper{
+		store: storage.NewInMemory(storage.Options{}), logger: slog.New(slog.NewTextHandler(logs, nil)), now: time.Now,
+		cfg: config.Cache{MaxSize: config.Size{Bytes: 1 << 20}, CheckInterval: time.Hour},
+		gc:  config.GC{Grace: time.Hour}, fills: make(chan struct{}, 1),
+	}
+}
+
 // Fills that keep the cache within its budget, by the last measure and
 // what was filled since, start no eviction (no walk of the store); one
 // that takes it over does.
@@ -282,11 +292,7 @@ func TestCacheFillsWithinBudgetCostNoWalk(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncBuffer
-		k := &cacheKeeper{
-			store: storage.NewInMemory(storage.Options{}), logger: slog.New(slog.NewTextHandler(&logs, nil)), now: time.Now,
-			cfg: config.Cache{MaxSize: config.Size{Bytes: 1 << 20}, CheckInterval: time.Hour},
-			gc:  config.GC{Grace: time.Hour}, fills: make(chan struct{}, 1),
-		}
+		k := budgetKeeper(&logs)
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
 		go k.loop(ctx)
@@ -321,11 +327,7 @@ func TestCacheScheduledCheckIsCheckLoops(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		var logs syncBuffer
-		k := &cacheKeeper{
-			store: storage.NewInMemory(storage.Options{}), logger: slog.New(slog.NewTextHandler(&logs, nil)), now: time.Now,
-			cfg: config.Cache{MaxSize: config.Size{Bytes: 1 << 20}, CheckInterval: time.Hour},
-			gc:  config.GC{Grace: time.Hour}, fills: make(chan struct{}, 1),
-		}
+		k := budgetKeeper(&logs)
 		ctx, stop := context.WithCancel(t.Context())
 		defer stop()
 		go k.loop(ctx)
