@@ -8,9 +8,11 @@
 // them when that tag moves, with no rule (autorebase.go).
 //
 // One build goes from a tag move to its result along one path: the
-// store's listener (TagMoves) → Queue → Service.run → a build.Builder,
-// which pushes to a staging tag over HTTP → Finalize, which tags it →
-// Records. buildhook reaches the store only through storage.Store methods.
+// store's listener (TagMoves) → Queue → Service.run → a build.Builder
+// → Finalize, which adds provenance and tags it → Records. The builders
+// in kiln's process (native, rebase: build.InProcess) push the image's
+// blobs over HTTP and hand the image itself to Finalize; docker and
+// buildah push to a staging tag, which Finalize reads and deletes. buildhook reaches the store only through storage.Store methods.
 //
 // In a cluster (cluster.postgres) SharedQueue stands in for Queue, with the
 // same rules kept in the database's builds table, which also holds the

@@ -25,9 +25,12 @@ const (
 	attestationRefDigest = "vnd.docker.reference.digest"
 )
 
-// Finalize reads the image or index the builder pushed to job.Staging,
-// adds provenance annotations to every manifest, pushes the result to every
-// tag in job.Rule.Tags, deletes the staging tag, and returns the final digest.
+// Finalize adds provenance annotations to every manifest of what the
+// builder made, pushes the result to every tag in job.Rule.Tags and
+// returns the final digest. What the builder made is out when it ran in
+// kiln's process (its blobs pushed to job.Staging's repository, its
+// manifests nowhere), else the image or index it pushed to job.Staging,
+// which Finalize reads and, once the tags moved, deletes.
 //
 // The annotations: org.opencontainers.image.base.name (Registry/FinalBase,
 // else what the staged manifest or its config label already said),
@@ -38,11 +41,10 @@ const (
 // build to the next, so the same inputs give the same digest. Attestation
 // manifests of an index are kept, pointed at the annotated images. A tag
 // moves only once everything it points to is pushed.
-func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Digest, log io.Writer) (digest.Digest, error) {
+func Finalize(ctx context.Context, job *build.Job, out *build.Output, baseDigest, inputs digest.Digest, log io.Writer) (digest.Digest, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	opts := build.RemoteOptions(ctx, job, nil, nil)
 	if len(job.Rule.Tags) == 0 {
 		return "", fmt.Errorf("rule %s has no tags", job.Rule.Name)
 	}
@@ -50,10 +52,13 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Get(staging, opts...)
-	if err != nil {
-		return "", build.RegistryTransient(fmt.Errorf("reading the staged image %s: %w", staging, err))
+	staged := out == nil
+	if staged {
+		if out, err = readStaged(ctx, job, staging); err != nil {
+			return "", err
+		}
 	}
+	opts := out.Remote.Options
 
 	common := map[string]string{}
 	if inputs != "" {
@@ -119,26 +124,14 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 		return mutate.Annotations(img, ann).(v1.Image), nil
 	}
 
-	var out interface {
-		Digest() (v1.Hash, error)
-	}
-	var push func(ref name.Tag) error
-	if !desc.MediaType.IsIndex() {
-		img, err := desc.Image()
-		if err != nil {
-			return "", build.RegistryTransient(err)
-		}
-		final, err := annotate(img, nil)
+	var final build.Output
+	if idx := out.Index; idx == nil {
+		img, err := annotate(out.Image, nil)
 		if err != nil {
 			return "", err
 		}
-		out = final
-		push = func(ref name.Tag) error { return remote.Write(ref, final, opts...) }
+		final.Image = img
 	} else {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return "", build.RegistryTransient(err)
-		}
 		im, err := idx.IndexManifest()
 		if err != nil {
 			return "", build.RegistryTransient(err)
@@ -189,20 +182,26 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 		if !latest.IsZero() {
 			ann[build.AnnotationCreated] = latest.Format(time.RFC3339)
 		}
+		raw, err := idx.RawManifest()
+		if err != nil {
+			return "", build.RegistryTransient(err)
+		}
 		if baseName != "" {
 			ann[build.AnnotationBaseName] = baseName
-		} else if old, err := build.ManifestAnnotations(desc.Manifest); err == nil && old[build.AnnotationBaseName] != "" {
+		} else if old, err := build.ManifestAnnotations(raw); err == nil && old[build.AnnotationBaseName] != "" {
 			ann[build.AnnotationBaseName] = old[build.AnnotationBaseName]
 		}
 		if baseDigest != "" {
 			ann[build.AnnotationBaseDigest] = baseDigest.String()
 		}
-		final := mutate.Annotations(mutate.AppendManifests(mutate.IndexMediaType(empty.Index, desc.MediaType), adds...), ann).(v1.ImageIndex)
-		out = final
-		push = func(ref name.Tag) error { return remote.WriteIndex(ref, final, opts...) }
+		mt, err := idx.MediaType()
+		if err != nil {
+			return "", build.RegistryTransient(err)
+		}
+		final.Index = mutate.Annotations(mutate.AppendManifests(mutate.IndexMediaType(empty.Index, mt), adds...), ann).(v1.ImageIndex)
 	}
 
-	d, err := out.Digest()
+	d, err := final.Digest()
 	if err != nil {
 		return "", err
 	}
@@ -211,15 +210,60 @@ func Finalize(ctx context.Context, job *build.Job, baseDigest, inputs digest.Dig
 		if err != nil {
 			return "", err
 		}
-		if err := push(ref); err != nil {
+		if err := pushFinal(out.Remote, ref, staging, staged, &final); err != nil {
 			return "", build.RegistryTransient(fmt.Errorf("pushing %s: %w", t, err))
 		}
 		fmt.Fprintf(log, "tagged %s -> %s\n", t, d)
 	}
-	if err := remote.Delete(staging, opts...); err != nil {
-		fmt.Fprintf(log, "warning: deleting the staging tag %s: %v\n", job.Staging, err)
+	if staged {
+		if err := remote.Delete(staging, opts...); err != nil {
+			fmt.Fprintf(log, "warning: deleting the staging tag %s: %v\n", job.Staging, err)
+		}
 	}
-	return digest.Digest(d.String()), nil
+	return d, nil
+}
+
+// readStaged reads what a builder outside kiln's process pushed to staging.
+func readStaged(ctx context.Context, job *build.Job, staging name.Tag) (*build.Output, error) {
+	out := &build.Output{Remote: build.NewRemote(ctx, job, nil, nil)}
+	desc, err := remote.Get(staging, out.Remote.Options...)
+	if err != nil {
+		return nil, build.RegistryTransient(fmt.Errorf("reading the staged image %s: %w", staging, err))
+	}
+	if desc.MediaType.IsIndex() {
+		out.Index, err = desc.ImageIndex()
+	} else {
+		out.Image, err = desc.Image()
+	}
+	if err != nil {
+		return nil, build.RegistryTransient(err)
+	}
+	return out, nil
+}
+
+// pushFinal pushes final to ref. Read from staging, its layers are the
+// registry's, which go-containerregistry mounts where ref lacks them. Made
+// in kiln's process, its blobs are in staging's repository (mounted from
+// there into any other) and an image goes up in one request.
+func pushFinal(r *build.Remote, ref, staging name.Tag, staged bool, final *build.Output) error {
+	if staged {
+		if final.Index != nil {
+			return remote.WriteIndex(ref, final.Index, r.Options...)
+		}
+		return remote.Write(ref, final.Image, r.Options...)
+	}
+	if from := staging.Context(); ref.Context() != from {
+		if err := r.MountOutputBlobs(ref.Context(), from.RepositoryStr(), final); err != nil {
+			return err
+		}
+	}
+	if final.Index != nil {
+		return remote.WriteIndex(ref, final.Index, r.Options...)
+	}
+	if err := r.PutManifest(ref, final.Image); err == nil {
+		return nil
+	}
+	return remote.Write(ref, final.Image, r.Options...)
 }
 
 // platformBaseDigest is the digest of the base image for platform: the

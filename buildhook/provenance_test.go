@@ -69,13 +69,13 @@ func TestFinalizeImage(t *testing.T) {
 	staged, _ := imagetest.Build(t, &native.Builder{}, job)
 
 	var log bytes.Buffer
-	final, err := Finalize(context.Background(), job, bd, testInputs, &log)
+	final, err := Finalize(context.Background(), job, nil, bd, testInputs, &log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The same staged image finalized again is the same image.
 	imagetest.Build(t, &native.Builder{}, job)
-	if again, err := Finalize(context.Background(), job, bd, testInputs, nil); err != nil || again != final {
+	if again, err := Finalize(context.Background(), job, nil, bd, testInputs, nil); err != nil || again != final {
 		t.Errorf("finalizing the same build again gave %s (%v), want %s", again, err, final)
 	}
 	if final == staged {
@@ -127,7 +127,7 @@ func TestFinalizeIndex(t *testing.T) {
 	withAtt := imagetest.Index(t, children[1], children[0]) // attestation of children[1] (arm64)
 	imagetest.Push(t, host, job.Staging.String(), withAtt)
 
-	final, err := Finalize(context.Background(), job, bd, testInputs, nil)
+	final, err := Finalize(context.Background(), job, nil, bd, testInputs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

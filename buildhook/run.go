@@ -71,7 +71,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 			return errUnchanged
 		}
 	}
-	result, err := s.buildWithRetries(ctx, job, log)
+	out, result, err := s.buildWithRetries(ctx, job, log)
 	if err != nil {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err
@@ -81,7 +81,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		return err
 	}
 	fmt.Fprintf(log, "built %s; adding provenance and tagging\n", result)
-	final, err := Finalize(ctx, job, baseDigest, inputs, log)
+	final, err := Finalize(ctx, job, out, baseDigest, inputs, log)
 	if err != nil {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err
@@ -115,8 +115,8 @@ func (s *Service) baseDigest(ctx context.Context, job *build.Job) (digest.Digest
 
 // buildWithRetries runs the rule's builder, retrying transient failures
 // with backoff and falling back from rebase to a full build when rebase
-// does not apply.
-func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
+// does not apply. It returns what the builder made (see buildWith).
+func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.Writer) (*build.Output, digest.Digest, error) {
 	var lastErr error
 	for attempt := 0; attempt <= s.opts.Retries; attempt++ {
 		if attempt > 0 {
@@ -125,49 +125,64 @@ func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.W
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
-				return "", ctx.Err()
+				return nil, "", ctx.Err()
 			}
 		}
 		s.note(job.ID, func(r *Record) { r.Attempts = attempt + 1 })
-		d, err := s.buildOnce(ctx, job, log)
+		out, d, err := s.buildOnce(ctx, job, log)
 		if err == nil || !build.IsTransient(err) {
-			return d, err
+			return out, d, err
 		}
 		lastErr = err
 	}
-	return "", lastErr
+	return nil, "", lastErr
 }
 
-func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
+func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) (*build.Output, digest.Digest, error) {
 	if job.Rule.Strategy == "rebase" {
 		rb := s.builders["rebase"]
 		s.note(job.ID, func(r *Record) { r.Builder = "rebase" })
 		fmt.Fprintln(log, "strategy rebase: swapping base layers")
-		d, err := rb.Build(ctx, job, log)
+		out, d, err := buildWith(ctx, rb, job, log)
 		if !errors.Is(err, rebase.ErrNotApplicable) {
-			return d, err
+			return out, d, err
 		}
 		if job.Rule.Auto {
 			fmt.Fprintf(log, "rebase does not apply (%v); an adopted image has no Dockerfile to build instead\n", err)
-			return "", fmt.Errorf("%w; %s is adopted by autorebase and has no Dockerfile to build instead", err, job.Rule.Tags[0])
+			return nil, "", fmt.Errorf("%w; %s is adopted by autorebase and has no Dockerfile to build instead", err, job.Rule.Tags[0])
 		}
 		fmt.Fprintf(log, "rebase does not apply (%v); falling back to a full build\n", err)
 	}
 	if err := s.checkInputs(job.Rule); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	b, why, err := s.chooseBuilder(ctx, job.Rule)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	s.note(job.ID, func(r *Record) { r.Builder = b.Name() })
 	fmt.Fprintf(log, "builder %s: %s\n", b.Name(), why)
 	if b.Name() != "native" {
 		if err := s.checkOnBuild(ctx, job); err != nil {
-			return "", err
+			return nil, "", err
 		}
 	}
-	return b.Build(ctx, job, log)
+	return buildWith(ctx, b, job, log)
+}
+
+// buildWith runs b. A builder in kiln's process hands over what it made,
+// unpushed; any other pushes it to job.Staging (the output is nil).
+func buildWith(ctx context.Context, b build.Builder, job *build.Job, log io.Writer) (*build.Output, digest.Digest, error) {
+	if ip, ok := b.(build.InProcess); ok {
+		out, err := ip.BuildOutput(ctx, job, log)
+		if err != nil {
+			return nil, "", err
+		}
+		d, err := out.Digest()
+		return out, d, err
+	}
+	d, err := b.Build(ctx, job, log)
+	return nil, d, err
 }
 
 func describeTrigger(t build.Trigger) string {

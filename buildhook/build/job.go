@@ -62,9 +62,10 @@ type Job struct {
 	// Registry is kiln's own address on loopback (host:port): builders pull
 	// bases from it and push results to it over HTTP, like any client.
 	Registry string
-	// Staging is where the builder pushes its result; kiln then adds the
-	// provenance annotations and moves the rule's tags, so a failed or
-	// partial build never touches them.
+	// Staging is where a builder outside kiln's process pushes its
+	// result (an InProcess builder pushes only the blobs, to its
+	// repository); kiln then adds the provenance annotations and moves the
+	// rule's tags, so a failed or partial build never touches them.
 	Staging ImageRef
 	// Self is how builders log in to and trust Registry.
 	Self SelfAccess

@@ -68,6 +68,12 @@ func (r *Remote) preloadBlobs(repo name.Repository, imgs []v1.Image) (complete b
 			add(blob{digest: d, size: size, content: func() ([]byte, error) { return readLayer(l, size) }})
 		}
 	}
+	return r.preloadAll(repo, blobs)
+}
+
+// preloadAll preloads blobs into repo, all at once, and reports whether
+// repo then holds every one of them.
+func (r *Remote) preloadAll(repo name.Repository, blobs []blob) bool {
 	there := make([]bool, len(blobs))
 	var wg sync.WaitGroup
 	for i, b := range blobs {

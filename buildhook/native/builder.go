@@ -67,43 +67,59 @@ const historyComment = "kiln.native.v0"
 
 // Build builds job.Rule and pushes the result to job.Staging.
 func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
+	out, err := b.BuildOutput(ctx, job, log)
+	if err != nil {
+		return "", err
+	}
+	return out.Remote.PushOutput(log, job, out)
+}
+
+// BuildOutput builds job.Rule, pushes the result's blobs to job.Staging's
+// repository and returns the result, its manifests not pushed.
+func (b *Builder) BuildOutput(ctx context.Context, job *build.Job, log io.Writer) (*build.Output, error) {
 	if log == nil {
 		log = io.Discard
 	}
 	br, err := b.start(ctx, job, log)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	// The spool holding the new layers goes with br: their blobs are
+	// pushed before it does.
 	defer br.close()
 
 	tg, err := br.targets()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	staging, err := build.StagingTag(job)
 	if err != nil {
-		return "", fmt.Errorf("staging tag: %w", err)
+		return nil, fmt.Errorf("staging tag: %w", err)
 	}
+	out := &build.Output{Remote: br.remote}
 	if !tg.index {
-		img, err := br.run(tg.platforms[0], "")
-		if err != nil {
-			return "", err
+		if out.Image, err = br.run(tg.platforms[0], ""); err != nil {
+			return nil, err
 		}
-		return br.remote.PushImage(log, staging, img)
-	}
-
-	var adds []mutate.IndexAddendum
-	for _, p := range tg.platforms {
-		img, err := br.run(p, "["+build.PlatformString(p)+"] ")
-		if err != nil {
-			return "", err
+	} else {
+		var adds []mutate.IndexAddendum
+		for _, p := range tg.platforms {
+			img, err := br.run(p, "["+build.PlatformString(p)+"] ")
+			if err != nil {
+				return nil, err
+			}
+			desc := v1.Descriptor{Platform: &p}
+			adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: desc})
 		}
-		desc := v1.Descriptor{Platform: &p}
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: desc})
+		out.Index = mutate.AppendManifests(mutate.IndexMediaType(empty.Index, tg.indexType), adds...)
 	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, tg.indexType), adds...)
-	return br.remote.PushIndex(log, staging, idx, len(adds))
+	if err := br.remote.PushOutputBlobs(staging.Context(), out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
+
+var _ build.InProcess = (*Builder)(nil)
 
 // buildRun is one run of the native builder.
 type buildRun struct {

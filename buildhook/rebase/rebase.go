@@ -59,6 +59,17 @@ type run struct {
 // Build rebases the image of job.Rule.Tags[0] onto the new base and pushes
 // it to job.Staging.
 func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (digest.Digest, error) {
+	out, err := b.BuildOutput(ctx, job, log)
+	if err != nil {
+		return "", err
+	}
+	return out.Remote.PushOutput(log, job, out)
+}
+
+// BuildOutput rebases the image of job.Rule.Tags[0] onto the new base,
+// pushes the blobs of the result to job.Staging's repository and returns
+// the result, its manifests not pushed.
+func (b *Builder) BuildOutput(ctx context.Context, job *build.Job, log io.Writer) (*build.Output, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -66,32 +77,32 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 	r := &run{ctx: ctx, job: job, log: log, remote: rem, opts: rem.Options}
 	rule := job.Rule
 	if len(rule.Tags) == 0 {
-		return "", notApplicable("the rule has no tags")
+		return nil, notApplicable("the rule has no tags")
 	}
 	curRef, err := name.NewTag(job.Registry+"/"+rule.Tags[0].String(), name.Insecure)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cur, err := remote.Get(curRef, r.opts...)
 	if build.IsNotFound(err) {
-		return "", notApplicable("%s does not exist yet", rule.Tags[0])
+		return nil, notApplicable("%s does not exist yet", rule.Tags[0])
 	}
 	if err != nil {
-		return "", build.RegistryTransient(fmt.Errorf("reading %s: %w", rule.Tags[0], err))
+		return nil, build.RegistryTransient(fmt.Errorf("reading %s: %w", rule.Tags[0], err))
 	}
 	curAnn, err := build.ManifestAnnotations(cur.Manifest)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 
 	// Which base it was built on, and which base moved.
 	baseName := curAnn[build.AnnotationBaseName]
 	if baseName == "" || curAnn[build.AnnotationBaseDigest] == "" {
-		return "", notApplicable("%s has no %s / %s annotations", rule.Tags[0], build.AnnotationBaseName, build.AnnotationBaseDigest)
+		return nil, notApplicable("%s has no %s / %s annotations", rule.Tags[0], build.AnnotationBaseName, build.AnnotationBaseDigest)
 	}
 	oldBase, err := name.ParseReference(baseName)
 	if err != nil {
-		return "", notApplicable("%s %q: %v", build.AnnotationBaseName, baseName, err)
+		return nil, notApplicable("%s %q: %v", build.AnnotationBaseName, baseName, err)
 	}
 	r.oldRepo = oldBase.Context().RepositoryStr()
 	oldTag, _ := oldBase.(name.Tag)
@@ -100,61 +111,61 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 	newDigest := job.Trigger.Digest
 	if newBase.Repo == "" {
 		if rule.FinalBase == nil {
-			return "", notApplicable("no trigger and no final base in this registry")
+			return nil, notApplicable("no trigger and no final base in this registry")
 		}
 		newBase = *rule.FinalBase
 	}
 	if rule.FinalBase != nil && *rule.FinalBase != newBase {
-		return "", notApplicable("%s moved, but the final stage is built on %s", newBase, *rule.FinalBase)
+		return nil, notApplicable("%s moved, but the final stage is built on %s", newBase, *rule.FinalBase)
 	}
 	if newBase.Repo != r.oldRepo || (oldTag.TagStr() != "" && oldTag.TagStr() != newBase.Tag) {
-		return "", notApplicable("%s moved, but %s was built on %s", newBase, rule.Tags[0], baseName)
+		return nil, notApplicable("%s moved, but %s was built on %s", newBase, rule.Tags[0], baseName)
 	}
 	if newDigest == "" {
 		tag, err := name.NewTag(job.Registry+"/"+newBase.String(), name.Insecure)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		d, err := remote.Head(tag, r.opts...)
 		if err != nil {
-			return "", build.RegistryTransient(fmt.Errorf("resolving %s: %w", newBase, err))
+			return nil, build.RegistryTransient(fmt.Errorf("resolving %s: %w", newBase, err))
 		}
 		newDigest = digest.Digest(d.Digest.String())
 	}
 	r.newRef, err = name.NewDigest(job.Registry+"/"+newBase.Repo+"@"+newDigest.String(), name.Insecure)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	r.newDesc, err = remote.Get(r.newRef, r.opts...)
 	if err != nil {
-		return "", build.RegistryTransient(fmt.Errorf("reading new base %s: %w", r.newRef, err))
+		return nil, build.RegistryTransient(fmt.Errorf("reading new base %s: %w", r.newRef, err))
 	}
 	fmt.Fprintf(log, "rebasing %s from %s@%s onto %s\n", rule.Tags[0], baseName, curAnn[build.AnnotationBaseDigest], r.newRef)
 
 	staging, err := build.StagingTag(job)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 
 	if !cur.MediaType.IsIndex() {
 		img, err := cur.Image()
 		if err != nil {
-			return "", build.RegistryTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		out, err := r.rebaseImage(img, curAnn, curAnn[build.AnnotationBaseDigest], nil)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		return r.remote.PushImage(log, staging, out)
+		return r.output(staging, &build.Output{Image: out})
 	}
 
 	idx, err := cur.ImageIndex()
 	if err != nil {
-		return "", build.RegistryTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return "", build.RegistryTransient(err)
+		return nil, build.RegistryTransient(err)
 	}
 	// The old base index, for children without their own annotation.
 	var oldIndex *v1.IndexManifest
@@ -188,17 +199,17 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 		}
 		img, err := idx.Image(m.Digest)
 		if err != nil {
-			return "", build.RegistryTransient(err)
+			return nil, build.RegistryTransient(err)
 		}
 		ann, err := imageAnnotations(img)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		oldDigest := ann[build.AnnotationBaseDigest]
 		if oldDigest == "" {
 			oi, err := oldIndexFor()
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			for _, om := range oi.Manifests {
 				if build.IsImageType(om.MediaType) && (om.Platform == nil || build.PlatformMatch(*m.Platform, om.Platform) == 2) {
@@ -207,24 +218,33 @@ func (b *Builder) Build(ctx context.Context, job *build.Job, log io.Writer) (dig
 				}
 			}
 			if oldDigest == "" {
-				return "", notApplicable("the old base has no %s image", build.PlatformString(*m.Platform))
+				return nil, notApplicable("the old base has no %s image", build.PlatformString(*m.Platform))
 			}
 		}
 		out, err := r.rebaseImage(img, ann, oldDigest, m.Platform)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		desc := v1.Descriptor{Platform: m.Platform, Annotations: m.Annotations}
 		adds = append(adds, mutate.IndexAddendum{Add: out, Descriptor: desc})
 	}
 	if len(adds) == 0 {
-		return "", notApplicable("%s has no platform images", rule.Tags[0])
+		return nil, notApplicable("%s has no platform images", rule.Tags[0])
 	}
 	outIdx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, cur.MediaType), adds...)
 	idxAnn := maps.Clone(curAnn)
 	idxAnn[build.AnnotationBaseDigest] = r.newDesc.Digest.String()
 	outIdx = mutate.Annotations(outIdx, idxAnn).(v1.ImageIndex)
-	return r.remote.PushIndex(log, staging, outIdx, len(adds))
+	return r.output(staging, &build.Output{Index: outIdx})
 }
 
-var _ build.Builder = (*Builder)(nil)
+// output pushes the blobs of out to staging's repository and returns it.
+func (r *run) output(staging name.Tag, out *build.Output) (*build.Output, error) {
+	out.Remote = r.remote
+	if err := r.remote.PushOutputBlobs(staging.Context(), out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var _ build.InProcess = (*Builder)(nil)
