@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -269,18 +270,35 @@ func (q *Queue) loop(ctx context.Context) {
 	}
 }
 
-// deliver makes Queued/Updated calls, in order.
+// deliver makes Queued/Updated calls: in order for each job, the jobs'
+// at once. A tag move queues every rule built on the tag, and each hook
+// writes its job's record durably: one after another, their disk syncs
+// would delay every build of the move.
 func (q *Queue) deliver(evs []hookEvent) {
+	var jobs []string
+	byJob := map[string][]hookEvent{}
 	for _, ev := range evs {
-		hook := q.hooks.Queued
-		if ev.updated {
-			hook = q.hooks.Updated
+		if _, ok := byJob[ev.job.ID]; !ok {
+			jobs = append(jobs, ev.job.ID)
 		}
-		if hook != nil {
-			job := ev.job
-			hook(&job)
-		}
+		byJob[ev.job.ID] = append(byJob[ev.job.ID], ev)
 	}
+	var wg sync.WaitGroup
+	for _, id := range jobs {
+		wg.Go(func() {
+			for _, ev := range byJob[id] {
+				hook := q.hooks.Queued
+				if ev.updated {
+					hook = q.hooks.Updated
+				}
+				if hook != nil {
+					job := ev.job
+					hook(&job)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // startReady starts the queued jobs that may start, oldest first, and

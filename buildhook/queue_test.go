@@ -333,3 +333,37 @@ func TestQueueRunPanicIsAnError(t *testing.T) {
 		t.Errorf("next build: done %v, err %v", ok, err)
 	}
 }
+
+// The Queued hooks of the jobs one tag move queues run at once: each saves
+// a record durably, and the builds wait for all of them.
+func TestQueueHooksOfSeveralJobsOverlap(t *testing.T) {
+	t.Parallel()
+	g := mustGraph(t,
+		rule("app", []string{"app:1"}, "base:1"),
+		rule("tests", []string{"tests:1"}, "base:1"))
+	arrived := make(chan string, 2)
+	allIn := make(chan struct{})
+	var ran atomic.Int32
+	hooks := QueueHooks{
+		Queued: func(j *build.Job) {
+			arrived <- j.Rule.Name
+			<-allIn
+		},
+		Run: func(context.Context, *build.Job) error { ran.Add(1); return nil },
+	}
+	q := NewQueue(g, 2, 0, nil, hooks)
+	startQueue(t, q)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(allIn) }) })
+	q.TagMoved(ref("base:1"), dg("1"))
+	recv(t, arrived, "the first Queued hook")
+	recv(t, arrived, "the second Queued hook while the first has not returned")
+	if n := ran.Load(); n != 0 {
+		t.Errorf("%d builds started before their Queued hooks returned", n)
+	}
+	release.Do(func() { close(allIn) })
+	waitIdle(t, q)
+	if n := ran.Load(); n != 2 {
+		t.Errorf("%d builds ran, want 2", n)
+	}
+}
