@@ -75,6 +75,7 @@ type Service struct {
 	queue    jobQueue
 	auto     *autoRebase // nil unless ServiceOptions.AutoRebase
 	records  *Records
+	own      ownRecords // what queued wrote; empty in a cluster
 	builders map[string]build.Builder
 	log      *slog.Logger
 	stopping atomic.Bool // set when Start's context ends
@@ -286,12 +287,15 @@ func (s *Service) WaitIdle(ctx context.Context) error {
 
 func (s *Service) queued(job *build.Job) {
 	r := s.newRecord(job)
-	if old, err := s.records.Get(context.Background(), job.ID); err == nil {
+	if old, ok := s.own.get(job.ID); ok {
+		r.Queued = old.Queued // a newer trigger
+	} else if old, err := s.records.Get(context.Background(), job.ID); err == nil {
 		r.Queued = old.Queued
 	}
 	if err := s.records.Save(context.Background(), r); err != nil {
 		s.log.Error("saving build record", "build", job.ID, "err", err)
 	}
+	s.own.put(r)
 	s.statusChanged(job, r)
 }
 
@@ -348,14 +352,20 @@ func (s *Service) note(id string, f func(*Record)) *Record {
 
 func (s *Service) change(id string, f func(*Record), save func(context.Context, *Record) error) *Record {
 	ctx := context.Background()
-	r, err := s.records.Get(ctx, id)
-	if err != nil {
-		s.log.Error("reading build record", "build", id, "err", err)
-		return nil
+	r, own := s.own.get(id)
+	if !own {
+		var err error
+		if r, err = s.records.Get(ctx, id); err != nil {
+			s.log.Error("reading build record", "build", id, "err", err)
+			return nil
+		}
 	}
 	f(r)
 	if err := save(ctx, r); err != nil {
 		s.log.Error("saving build record", "build", id, "err", err)
+	}
+	if own {
+		s.own.put(r)
 	}
 	return r
 }
