@@ -11,13 +11,20 @@ import (
 )
 
 // liveLog is the log of a running build: kept in memory for followers and
-// copied to the store every flushInterval and when the build ends.
+// copied to the store every flushInterval and when the build ends. It
+// also carries the build's latest progress note (Records.NoteLater), which
+// goes to the store with the log.
 type liveLog struct {
 	mu      sync.Mutex
 	buf     []byte
 	done    bool
 	changed chan struct{} // closed and replaced on every write
 	dirty   bool
+	note    *Record // not yet stored
+
+	// flushing is held while the log or the note is written to the store:
+	// once CloseLog holds it, no older copy can land after the final one.
+	flushing sync.Mutex
 }
 
 const flushInterval = time.Second
@@ -57,16 +64,8 @@ func (rs *Records) OpenLog(ctx context.Context, id string) io.Writer {
 		for {
 			select {
 			case <-t.C:
-				l.mu.Lock()
-				done, dirty := l.done, l.dirty
-				content := append([]byte(nil), l.buf...)
-				l.dirty = false
-				l.mu.Unlock()
-				if done {
+				if !rs.flush(context.WithoutCancel(ctx), id, l) {
 					return
-				}
-				if dirty {
-					rs.store.PutBuildLog(context.WithoutCancel(ctx), id, content)
 				}
 			case <-ctx.Done():
 				return
@@ -74,6 +73,28 @@ func (rs *Records) OpenLog(ctx context.Context, id string) io.Writer {
 		}
 	}()
 	return l
+}
+
+// flush copies what changed in l to the store, and reports false once the
+// build ended.
+func (rs *Records) flush(ctx context.Context, id string, l *liveLog) bool {
+	l.flushing.Lock()
+	defer l.flushing.Unlock()
+	l.mu.Lock()
+	done, dirty, note := l.done, l.dirty, l.note
+	content := append([]byte(nil), l.buf...)
+	l.dirty, l.note = false, nil
+	l.mu.Unlock()
+	if done {
+		return false
+	}
+	if dirty {
+		rs.store.PutBuildLog(ctx, id, content)
+	}
+	if note != nil {
+		rs.Note(ctx, note)
+	}
+	return true
 }
 
 // CloseLog stores the whole log of build id and ends following.
@@ -88,9 +109,17 @@ func (rs *Records) CloseLog(ctx context.Context, id string) error {
 	l.mu.Lock()
 	l.done = true
 	content := append([]byte(nil), l.buf...)
+	note := l.note
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.mu.Unlock()
+	l.flushing.Lock()
+	defer l.flushing.Unlock()
+	if note != nil {
+		// The build's final record follows; this keeps the store's copy
+		// current until then.
+		rs.Note(ctx, note)
+	}
 	return rs.store.PutBuildLog(ctx, id, content)
 }
 

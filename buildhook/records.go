@@ -134,6 +134,48 @@ func (rs *Records) Note(ctx context.Context, r *Record) error {
 	return nil
 }
 
+// NoteLater is Note for the progress of a build whose log is open: r goes
+// to the store with the log's next copy (every flushInterval, and when the
+// log closes), replacing any note not yet stored; Get returns it at once.
+// A build's steps note what they learn a field at a time, and each write
+// is a file replaced on the build's path.
+func (rs *Records) NoteLater(ctx context.Context, r *Record) error {
+	rs.mu.Lock()
+	l := rs.live[r.ID]
+	rs.mu.Unlock()
+	if l == nil || r.Done() {
+		return rs.Note(ctx, r)
+	}
+	c := *r
+	l.mu.Lock()
+	done := l.done
+	if !done {
+		l.note = &c
+	}
+	l.mu.Unlock()
+	if done {
+		return rs.Note(ctx, r)
+	}
+	return nil
+}
+
+// pendingNote returns a copy of the note of build id not yet stored.
+func (rs *Records) pendingNote(id string) *Record {
+	rs.mu.Lock()
+	l := rs.live[id]
+	rs.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.note == nil {
+		return nil
+	}
+	c := *l.note
+	return &c
+}
+
 // remember keeps a copy of r if its build is done.
 func (rs *Records) remember(r *Record) {
 	rs.mu.Lock()
@@ -160,6 +202,9 @@ func (rs *Records) Get(ctx context.Context, id string) (*Record, error) {
 	if known != nil {
 		c := *known
 		return &c, nil
+	}
+	if r := rs.pendingNote(id); r != nil {
+		return r, nil
 	}
 	b, err := rs.store.BuildRecord(ctx, id)
 	if err != nil {

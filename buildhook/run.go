@@ -57,7 +57,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		fmt.Fprintf(log, "inputs: %v; building anyway\n", err)
 		inputs = ""
 	} else if inputs != "" {
-		s.note(job.ID, func(r *Record) { r.Inputs = inputs })
+		s.progress(job.ID, func(r *Record) { r.Inputs = inputs })
 		fmt.Fprintf(log, "inputs %s\n", inputs)
 		prev, err := s.unchangedSince(ctx, job, inputs)
 		switch {
@@ -66,7 +66,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		case prev != nil && job.Trigger.Force:
 			fmt.Fprintf(log, "the same inputs as build %s; forced, building anyway\n", prev.ID)
 		case prev != nil:
-			s.note(job.ID, func(r *Record) { r.Result = prev.Result })
+			s.progress(job.ID, func(r *Record) { r.Result = prev.Result })
 			fmt.Fprintf(log, "unchanged: the same inputs as build %s, whose image %s the tags still name; nothing to do\n", prev.ID, prev.Result)
 			return errUnchanged
 		}
@@ -86,7 +86,7 @@ func (s *Service) run(ctx context.Context, job *build.Job) error {
 		fmt.Fprintf(log, "error: %v\n", err)
 		return err
 	}
-	s.note(job.ID, func(r *Record) { r.Result = final })
+	s.progress(job.ID, func(r *Record) { r.Result = final })
 	fmt.Fprintf(log, "done: %s in %s\n", final, time.Since(started).Round(time.Millisecond))
 	return nil
 }
@@ -128,7 +128,7 @@ func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.W
 				return nil, "", ctx.Err()
 			}
 		}
-		s.note(job.ID, func(r *Record) { r.Attempts = attempt + 1 })
+		s.progress(job.ID, func(r *Record) { r.Attempts = attempt + 1 })
 		out, d, err := s.buildOnce(ctx, job, log)
 		if err == nil || !build.IsTransient(err) {
 			return out, d, err
@@ -141,7 +141,7 @@ func (s *Service) buildWithRetries(ctx context.Context, job *build.Job, log io.W
 func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) (*build.Output, digest.Digest, error) {
 	if job.Rule.Strategy == "rebase" {
 		rb := s.builders["rebase"]
-		s.note(job.ID, func(r *Record) { r.Builder = "rebase" })
+		s.progress(job.ID, func(r *Record) { r.Builder = "rebase" })
 		fmt.Fprintln(log, "strategy rebase: swapping base layers")
 		out, d, err := buildWith(ctx, rb, job, log)
 		if !errors.Is(err, rebase.ErrNotApplicable) {
@@ -160,7 +160,7 @@ func (s *Service) buildOnce(ctx context.Context, job *build.Job, log io.Writer) 
 	if err != nil {
 		return nil, "", err
 	}
-	s.note(job.ID, func(r *Record) { r.Builder = b.Name() })
+	s.progress(job.ID, func(r *Record) { r.Builder = b.Name() })
 	fmt.Fprintf(log, "builder %s: %s\n", b.Name(), why)
 	if b.Name() != "native" {
 		if err := s.checkOnBuild(ctx, job); err != nil {

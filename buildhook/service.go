@@ -350,6 +350,12 @@ func (s *Service) note(id string, f func(*Record)) *Record {
 	return s.change(id, f, s.records.Note)
 }
 
+// progress notes what a running build learnt in its record, which goes
+// to the store with the build's log (see Records.NoteLater).
+func (s *Service) progress(id string, f func(*Record)) *Record {
+	return s.change(id, f, s.records.NoteLater)
+}
+
 func (s *Service) change(id string, f func(*Record), save func(context.Context, *Record) error) *Record {
 	ctx := context.Background()
 	r, own := s.own.get(id)
