@@ -67,6 +67,8 @@ type Records struct {
 	// done holds the records of finished builds once read or written:
 	// they no longer change, so listing them again reads nothing.
 	done map[string]*Record
+	// syncs are the queued records being made durable (SaveQueued).
+	syncs sync.WaitGroup
 }
 
 // recordStore is the part of *storage.Store that Records uses; tests give

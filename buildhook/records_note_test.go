@@ -14,7 +14,12 @@ import (
 // countingStore counts durable record writes and notes.
 type countingStore struct {
 	*storage.Store
-	puts, notes atomic.Int32
+	puts, notes, syncs atomic.Int32
+}
+
+func (c *countingStore) SyncBuildRecord(ctx context.Context, id string) error {
+	c.syncs.Add(1)
+	return c.Store.SyncBuildRecord(ctx, id)
 }
 
 func (c *countingStore) PutBuildRecord(ctx context.Context, id string, record []byte) error {
@@ -117,4 +122,27 @@ func TestRecordsNoteLaterGoesWithTheLog(t *testing.T) {
 			t.Errorf("a note landed after the final record: %+v", got)
 		}
 	})
+}
+
+// A queued build's record is written at once and made durable in the
+// background: the build need not wait for the disk to start.
+func TestRecordsSaveQueuedSyncsInTheBackground(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := &countingStore{Store: storage.NewInMemory(storage.Options{})}
+	rs := newRecords(store)
+	r := &Record{ID: newBuildID(), Rule: "app", Status: StatusQueued}
+	if err := rs.SaveQueued(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if store.notes.Load() != 1 || store.puts.Load() != 0 {
+		t.Errorf("%d notes, %d durable writes; want 1 and 0", store.notes.Load(), store.puts.Load())
+	}
+	if got, err := rs.Get(ctx, r.ID); err != nil || got.Status != StatusQueued {
+		t.Errorf("record %+v, %v", got, err)
+	}
+	rs.Wait()
+	if n := store.syncs.Load(); n != 1 {
+		t.Errorf("%d syncs after Wait, want 1", n)
+	}
 }

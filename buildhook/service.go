@@ -251,6 +251,7 @@ func (s *Service) resume(ctx context.Context, r *Record) {
 // Wait waits for running builds after Start's context ended.
 func (s *Service) Wait() {
 	s.queue.Wait()
+	s.records.Wait()
 	if s.auto != nil {
 		s.auto.wg.Wait()
 	}
@@ -292,7 +293,7 @@ func (s *Service) queued(job *build.Job) {
 	} else if old, err := s.records.Get(context.Background(), job.ID); err == nil {
 		r.Queued = old.Queued
 	}
-	if err := s.records.Save(context.Background(), r); err != nil {
+	if err := s.records.SaveQueued(context.Background(), r); err != nil {
 		s.log.Error("saving build record", "build", job.ID, "err", err)
 	}
 	s.own.put(r)

@@ -62,6 +62,10 @@ type backend interface {
 	// replace stores content as the small file at p atomically but not
 	// durably: after a crash p may hold older content or be cut short.
 	replace(ctx context.Context, p string, content []byte) error
+	// sync makes the file at p durable as it is now (what replace put
+	// there), with its name in its directory and that directory's name in
+	// the one above.
+	sync(ctx context.Context, p string) error
 	// shortOf reports whether the upload data at p is known to hold fewer
 	// than size bytes (missing counts). A driver whose unfinished writes
 	// are invisible (an S3 multipart upload) cannot tell, and says no.

@@ -38,6 +38,20 @@ func (s *Store) NoteBuildRecord(ctx context.Context, id string, record []byte) e
 	return s.files.replace(ctx, buildRecordPath(id), record)
 }
 
+// SyncBuildRecord makes the record NoteBuildRecord last wrote for build id
+// durable, with the build's directory: the record of a build just queued
+// is written at once and made durable while the build starts.
+func (s *Store) SyncBuildRecord(ctx context.Context, id string) error {
+	if !validBuildID(id) {
+		return ErrBuildUnknown
+	}
+	err := s.files.sync(ctx, buildRecordPath(id))
+	if isNotFound(err) {
+		return ErrBuildUnknown
+	}
+	return err
+}
+
 // BuildRecord reads the record of build id; ErrBuildUnknown when there is none.
 func (s *Store) BuildRecord(ctx context.Context, id string) ([]byte, error) {
 	return s.buildFile(ctx, id, buildRecordPath)

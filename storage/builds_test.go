@@ -111,3 +111,27 @@ func TestAdoptions(t *testing.T) {
 		}
 	})
 }
+
+// A noted record is made durable by SyncBuildRecord, on every backend; an
+// unknown build has nothing to sync.
+func TestSyncBuildRecord(t *testing.T) {
+	t.Parallel()
+	gcStores(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		if err := s.SyncBuildRecord(ctx, "b1"); !errors.Is(err, ErrBuildUnknown) {
+			t.Fatalf("syncing an unknown build: err %v, want ErrBuildUnknown", err)
+		}
+		if err := s.SyncBuildRecord(ctx, "../b1"); !errors.Is(err, ErrBuildUnknown) {
+			t.Fatalf("syncing an invalid id: err %v, want ErrBuildUnknown", err)
+		}
+		if err := s.NoteBuildRecord(ctx, "b1", []byte(`{"id":"b1"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SyncBuildRecord(ctx, "b1"); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.BuildRecord(ctx, "b1"); err != nil || string(b) != `{"id":"b1"}` {
+			t.Fatalf("record %q, %v", b, err)
+		}
+	})
+}
