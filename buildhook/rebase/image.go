@@ -1,10 +1,12 @@
 package rebase
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"reflect"
 	"slices"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -78,18 +80,25 @@ func platformImage(idx v1.ImageIndex, platform *v1.Platform) (v1.Image, v1.Hash,
 // rebaseImage swaps img's old base (oldDigest in the old base repository)
 // for the new base of its platform.
 func (r *run) rebaseImage(img v1.Image, ann map[string]string, oldDigest string, platform *v1.Platform) (v1.Image, error) {
+	oldRef, err := name.NewDigest(r.job.Registry+"/"+r.oldRepo+"@"+oldDigest, name.Insecure)
+	if err != nil {
+		return nil, notApplicable("%s %q: %v", build.AnnotationBaseDigest, oldDigest, err)
+	}
+	// Each read is a round trip to kiln: the image's config and the old
+	// base's manifest are read at once, then both bases' configs.
+	var oldDesc *remote.Descriptor
+	var oldErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { oldDesc, oldErr = remote.Get(oldRef, r.opts...) })
 	cf, err := img.ConfigFile()
+	wg.Wait()
 	if err != nil {
 		return nil, build.RegistryTransient(err)
 	}
 	if platform == nil && cf.OS != "" {
 		platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
 	}
-	oldRef, err := name.NewDigest(r.job.Registry+"/"+r.oldRepo+"@"+oldDigest, name.Insecure)
-	if err != nil {
-		return nil, notApplicable("%s %q: %v", build.AnnotationBaseDigest, oldDigest, err)
-	}
-	oldDesc, err := remote.Get(oldRef, r.opts...)
+	err = oldErr
 	if build.IsNotFound(err) {
 		return nil, notApplicable("the old base %s is gone", oldRef)
 	}
@@ -116,6 +125,10 @@ func (r *run) rebaseImage(img v1.Image, ann map[string]string, oldDigest string,
 	if err != nil {
 		return nil, err
 	}
+	var oldCf *v1.ConfigFile
+	wg.Go(func() { oldCf, oldErr = oldImg.ConfigFile() })
+	newCf, newErr := newImg.ConfigFile()
+	wg.Wait()
 
 	layers, err := img.Layers()
 	if err != nil {
@@ -145,12 +158,7 @@ func (r *run) rebaseImage(img v1.Image, ann map[string]string, oldDigest string,
 			return nil, notApplicable("layer %d of the image is %s, not the old base's %s", i, id, od)
 		}
 	}
-	oldCf, err := oldImg.ConfigFile()
-	if err != nil {
-		return nil, build.RegistryTransient(err)
-	}
-	newCf, err := newImg.ConfigFile()
-	if err != nil {
+	if err := cmp.Or(oldErr, newErr); err != nil {
 		return nil, build.RegistryTransient(err)
 	}
 
