@@ -58,25 +58,34 @@ func (r *Remote) PushBlobs(repo name.Repository, imgs ...v1.Image) error {
 		return nil
 	}
 	for _, img := range imgs {
-		layers, err := img.Layers()
+		blobs, err := imageBlobs(img)
 		if err != nil {
 			return err
 		}
-		cfg, err := img.RawConfigFile()
-		if err != nil {
-			return err
-		}
-		mt, err := img.Manifest()
-		if err != nil {
-			return err
-		}
-		for _, l := range append(layers, static.NewLayer(cfg, mt.Config.MediaType)) {
+		for _, l := range blobs {
 			if err := remote.WriteLayer(repo, l, r.Options...); err != nil {
 				return RegistryTransient(fmt.Errorf("pushing a blob to %s: %w", repo, err))
 			}
 		}
 	}
 	return nil
+}
+
+// imageBlobs are img's layers and its config, as a layer.
+func imageBlobs(img v1.Image) ([]v1.Layer, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	return append(layers, static.NewLayer(cfg, m.Config.MediaType)), nil
 }
 
 // PushOutputBlobs is PushBlobs for the images of an Output.
@@ -117,12 +126,7 @@ func (r *Remote) MountBlobs(repo name.Repository, from string, imgs ...v1.Image)
 		}
 	}
 	for _, img := range imgs {
-		d, err := img.ConfigName()
-		if err != nil {
-			return err
-		}
-		add(d)
-		layers, err := img.Layers()
+		layers, err := imageBlobs(img)
 		if err != nil {
 			return err
 		}

@@ -37,16 +37,7 @@ func (r *Remote) preloadBlobs(repo name.Repository, imgs []v1.Image) (complete b
 		}
 	}
 	for _, img := range imgs {
-		cfg, err := img.RawConfigFile()
-		if err != nil {
-			return false
-		}
-		d, err := img.ConfigName()
-		if err != nil {
-			return false
-		}
-		add(blob{digest: d, size: int64(len(cfg)), content: func() ([]byte, error) { return cfg, nil }})
-		layers, err := img.Layers()
+		layers, err := imageBlobs(img)
 		if err != nil {
 			return false
 		}
