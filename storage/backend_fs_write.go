@@ -332,29 +332,36 @@ func (ww writebackWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// mkdirDurable creates dir and any missing parent, fsyncing the parent of
-// each directory it creates. Existing directories cost one stat.
+// mkdirDurable creates dir and any missing parent, then fsyncs the parent
+// of each directory it created, all at once: the filesystem's journal
+// commits them together (one by one, a new repository's path cost a sync
+// round per level). Existing directories cost one stat.
 func mkdirDurable(dir string) error {
-	fi, err := os.Stat(dir)
-	if err == nil {
-		if !fi.IsDir() {
-			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+	var missing []string // deepest first
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return &os.PathError{Op: "mkdir", Path: d, Err: syscall.ENOTDIR}
+			}
+			break
 		}
-		return nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := mkdirDurable(parent); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
+	parents := make([]string, 0, len(missing))
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		// Also when another request created it meanwhile: it may not have
+		// synced the parent yet.
+		parents = append(parents, filepath.Dir(missing[i]))
 	}
-	// Also when another request created it meanwhile: it may not have
-	// synced the parent yet.
-	return syncDir(parent)
+	return syncDirs(parents)
 }
