@@ -138,6 +138,17 @@ func (s *Store) PutBlob(ctx context.Context, repo string, d digest.Digest, r io.
 	if err := checkAlgorithm(d); err != nil {
 		return 0, err
 	}
+	content, rest, err := readSmall(r)
+	if err != nil {
+		return 0, err
+	}
+	if rest == nil {
+		if err := s.putSmallBlob(ctx, repo, d, content); err != nil {
+			return 0, err
+		}
+		return int64(len(content)), nil
+	}
+	r = rest
 	id := uuid.NewString()
 	now := time.Now().UTC()
 	st := &uploadState{Repo: repo, StartedAt: now, UpdatedAt: now}
