@@ -4,16 +4,26 @@
 # equivalent settings (filesystem stores in the same temporary filesystem,
 # delete enabled, logging off or at warn), measured with `kiln bench` for
 # ROUNDS rounds (fresh servers and stores each round, the order rotated
-# every round), in two disk regimes:
+# every round), in these disk regimes (REGIMES picks):
 #   fresh    the disk quiet: sync and a pause before each server starts;
 #   backlog  right after another writer: BACKLOG_MIB MiB written (no
-#            fsync) just before each server starts, still being flushed
-#            while it is measured.
+#            fsync) just before each server starts and left in place (as
+#            another registry's blobs would be) until it stops: dirty in
+#            the page cache while it is measured (below the kernel's
+#            background threshold it is not flushed for 30 s);
+#   flushing as backlog, and another process flushes it (sync) while the
+#            server is measured: the disk is busy with it.
+# (Removing the file right after writing it would not do: its pages, never
+# written, are then dropped, and no backlog is left.)
 # Prints the medians as Markdown tables, one per regime.
 #
 #   bench/compare.sh [kiln bench flags...]      e.g. --blob-size 64MiB
 #
-# Environment: ROUNDS (3), REGIMES ("fresh backlog"), BACKLOG_MIB (1024),
+# Environment: ROUNDS (3), REGIMES ("fresh backlog"; also "flushing"),
+# SERVERS ("kiln distribution distribution3": which to run, in rotation),
+# KILN_BIN and DIST3_BIN (prebuilt binaries to use instead of building
+# kiln from this checkout and Distribution 3 from the proxy: to alternate
+# two kiln builds), BACKLOG_MIB (1024),
 # KILN_PORT (15000), DIST_PORT (15001), DIST3_PORT (15002),
 # DIST (/usr/bin/docker-registry), DIST3_VERSION (v3.1.2), TMPDIR (where
 # the stores live), KEEP=1 keeps the work directory (JSON of every run,
@@ -22,6 +32,7 @@ set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 REGIMES=${REGIMES:-fresh backlog}
+read -r -a names <<<"${SERVERS:-kiln distribution distribution3}"
 BACKLOG_MIB=${BACKLOG_MIB:-1024}
 KILN_PORT=${KILN_PORT:-15000}
 DIST_PORT=${DIST_PORT:-15001}
@@ -30,7 +41,7 @@ DIST=${DIST:-/usr/bin/docker-registry}
 DIST3_VERSION=${DIST3_VERSION:-v3.1.2}
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-if [[ ! -x $DIST ]]; then
+if [[ " ${names[*]} " == *" distribution "* && ! -x $DIST ]]; then
 	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
 		apt-get install -y docker-registry >/dev/null
 	else
@@ -42,16 +53,28 @@ command -v jq >/dev/null || { echo "compare.sh: jq is needed" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-compare.XXXXXX")
 pid=""
+flusher=""
 cleanup() {
 	if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	if [[ -n $flusher ]]; then wait "$flusher" 2>/dev/null || true; fi
+	rm -f "$work/backlog"
+	sync
 	if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
-(cd "$root" && go build -o "$work/kiln" ./cmd/kiln)
-# Distribution 3 from the Go module proxy, outside kiln's module.
-(cd "$work" && GOBIN="$work" GOFLAGS=-mod=mod go install "github.com/distribution/distribution/v3/cmd/registry@$DIST3_VERSION")
-DIST3="$work/registry"
+if [[ -n ${KILN_BIN:-} ]]; then
+	cp "$KILN_BIN" "$work/kiln"
+else
+	(cd "$root" && go build -o "$work/kiln" ./cmd/kiln)
+fi
+if [[ -n ${DIST3_BIN:-} ]]; then
+	DIST3=$DIST3_BIN
+elif [[ " ${names[*]} " == *" distribution3 "* ]]; then
+	# Distribution 3 from the Go module proxy, outside kiln's module.
+	(cd "$work" && GOBIN="$work" GOFLAGS=-mod=mod go install "github.com/distribution/distribution/v3/cmd/registry@$DIST3_VERSION")
+	DIST3="$work/registry"
+fi
 
 # dist_config PORT DATA: a Distribution config (2.8 and 3 read the same),
 # settings as Debian's shipped one: errors only, no access log, delete
@@ -125,7 +148,8 @@ stop() {
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 	pid=""
-	rm -rf "$work"/data-*
+	if [[ -n $flusher ]]; then wait "$flusher" 2>/dev/null || true; flusher=""; fi
+	rm -rf "$work"/data-* "$work/backlog"
 	sync
 }
 
@@ -136,20 +160,23 @@ settle() {
 		sync
 		sleep 2
 		;;
-	backlog)
-		# Another process's writes, not yet on the disk.
+	backlog | flushing)
+		# Another process's writes, not yet on the disk; stop removes them.
 		dd if=/dev/zero of="$work/backlog" bs=1M count="$BACKLOG_MIB" status=none
-		rm -f "$work/backlog"
+		if [[ $1 == flushing ]]; then
+			sync &
+			flusher=$!
+		fi
 		;;
 	esac
 }
 
 echo "kiln bench $*; $ROUNDS rounds; regimes: $REGIMES; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(go version | cut -d' ' -f3); $(date -u +%Y-%m-%dT%H:%MZ)" >&2
-names=(kiln distribution distribution3)
+n=${#names[@]}
 for regime in $REGIMES; do
 	for round in $(seq "$ROUNDS"); do
-		for k in 0 1 2; do
-			name=${names[$(((round + k) % 3))]}
+		for k in $(seq 0 $((n - 1))); do
+			name=${names[$(((round + k) % n))]}
 			echo "$regime, round $round: $name" >&2
 			settle "$regime"
 			start "$name" "$round"

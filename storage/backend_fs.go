@@ -26,6 +26,9 @@ type fsFiles struct {
 	// orderedRenames: the filesystem under root persists renames in the
 	// order they were made (see renamesPersistInOrder).
 	orderedRenames bool
+	// slowMemory: uploads write small for a while after a large write
+	// was slow (see pageCacheWrites).
+	slowMemory *slowMemory
 }
 
 func (b fsFiles) local(p string) string { return filepath.Join(b.root, filepath.FromSlash(p)) }

@@ -197,7 +197,8 @@ func makeBlobBuckets(dir string) error {
 // (left by a write that was never acknowledged) are cut off first, and
 // again if this write fails, so the file always matches the saved state.
 // Only the final write is fsynced (see recoverUpload); every write starts
-// the disk writing as the data arrives (see writeback).
+// the disk writing as the data arrives (see writeback), in small writes
+// where large ones prove slow (see pageCacheWrites).
 func (b fsFiles) appendAt(_ context.Context, p string, size int64, h hash.Hash, r io.Reader, final bool) (int64, error) {
 	lp := b.local(p)
 	if err := os.MkdirAll(filepath.Dir(lp), 0o755); err != nil {
@@ -217,7 +218,7 @@ func (b fsFiles) appendAt(_ context.Context, p string, size int64, h hash.Hash, 
 	}
 	wb := newWriteback(f, size)
 	defer wb.finish() // closes f
-	n, err := copyHashing(writebackWriter{wb}, h, r)
+	n, err := copyHashing(newPageCacheWrites(writebackWriter{wb}, b.slowMemory), h, r)
 	if err == nil && final {
 		err = f.Sync()
 	}

@@ -93,7 +93,7 @@ func NewFilesystem(dir string, opts Options) (*Store, error) {
 	}
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: abs, MaxThreads: 100})
 	s := New(d, opts)
-	s.files = fsFiles{root: abs, cache: new(smallFileCache), driver: d, orderedRenames: renamesPersistInOrder(abs)}
+	s.files = fsFiles{root: abs, cache: new(smallFileCache), driver: d, orderedRenames: renamesPersistInOrder(abs), slowMemory: new(slowMemory)}
 	if err := makeBlobBuckets(filepath.Join(abs, filepath.FromSlash(blobsRoot), string(digest.SHA256))); err != nil {
 		return nil, err
 	}
