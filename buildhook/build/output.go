@@ -50,10 +50,14 @@ type InProcess interface {
 	BuildOutput(ctx context.Context, job *Job, log io.Writer) (*Output, error)
 }
 
-// PushBlobs puts every blob of imgs that repo lacks into it: the
+// PushBlobs puts every blob of out that repo lacks into it: the
 // manifests can go right after. Large new blobs, which preloading leaves
 // out, go up through go-containerregistry (a chunked upload, or a mount).
-func (r *Remote) PushBlobs(repo name.Repository, imgs ...v1.Image) error {
+func (r *Remote) PushBlobs(repo name.Repository, out *Output) error {
+	imgs, err := out.images()
+	if err != nil {
+		return err
+	}
 	if r.preloadBlobs(repo, imgs) {
 		return nil
 	}
@@ -67,6 +71,33 @@ func (r *Remote) PushBlobs(repo name.Repository, imgs ...v1.Image) error {
 				return RegistryTransient(fmt.Errorf("pushing a blob to %s: %w", repo, err))
 			}
 		}
+	}
+	return nil
+}
+
+// MountBlobs mounts every blob of out that repo lacks from repository
+// from of the same registry, where PushBlobs put them.
+func (r *Remote) MountBlobs(repo name.Repository, from string, out *Output) error {
+	imgs, err := out.images()
+	if err != nil {
+		return err
+	}
+	var blobs blobList
+	for _, img := range imgs {
+		layers, err := imageBlobs(img)
+		if err != nil {
+			return err
+		}
+		for _, l := range layers {
+			d, err := l.Digest()
+			if err != nil {
+				return err
+			}
+			blobs.add(blob{digest: d, from: from})
+		}
+	}
+	if !r.preloadAll(repo, blobs.list) {
+		return RegistryTransient(fmt.Errorf("mounting the blobs of the build from %s into %s failed", from, repo))
 	}
 	return nil
 }
@@ -88,66 +119,12 @@ func imageBlobs(img v1.Image) ([]v1.Layer, error) {
 	return append(layers, static.NewLayer(cfg, m.Config.MediaType)), nil
 }
 
-// PushOutputBlobs is PushBlobs for the images of an Output.
-func (r *Remote) PushOutputBlobs(repo name.Repository, out *Output) error {
-	imgs, err := out.images()
-	if err != nil {
-		return err
-	}
-	return r.PushBlobs(repo, imgs...)
-}
-
-// MountOutputBlobs is MountBlobs for the images of an Output.
-func (r *Remote) MountOutputBlobs(repo name.Repository, from string, out *Output) error {
-	imgs, err := out.images()
-	if err != nil {
-		return err
-	}
-	return r.MountBlobs(repo, from, imgs...)
-}
-
 // images are the output's image, or the images of its index.
 func (o *Output) images() ([]v1.Image, error) {
 	if o.Index == nil {
 		return []v1.Image{o.Image}, nil
 	}
 	return imagesOf(o.Index)
-}
-
-// MountBlobs mounts every blob of imgs that repo lacks from repository
-// from of the same registry, where PushBlobs put them.
-func (r *Remote) MountBlobs(repo name.Repository, from string, imgs ...v1.Image) error {
-	var blobs []blob
-	seen := map[v1.Hash]bool{}
-	add := func(d v1.Hash) {
-		if !seen[d] {
-			seen[d] = true
-			blobs = append(blobs, blob{digest: d, from: from})
-		}
-	}
-	for _, img := range imgs {
-		layers, err := imageBlobs(img)
-		if err != nil {
-			return err
-		}
-		for _, l := range layers {
-			d, err := l.Digest()
-			if err != nil {
-				return err
-			}
-			add(d)
-		}
-	}
-	if !r.preloadAll(repo, blobs) {
-		return RegistryTransient(fmt.Errorf("mounting the blobs of the build from %s into %s failed", from, repo))
-	}
-	return nil
-}
-
-// PutManifest puts img's manifest as tag in one request, once every blob
-// it names is in tag's repository.
-func (r *Remote) PutManifest(tag name.Tag, img v1.Image) error {
-	return r.putManifest(tag, img)
 }
 
 // PushOutput pushes out, whose blobs are there, to job.Staging and

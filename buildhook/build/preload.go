@@ -28,14 +28,7 @@ const monolithicMax = 1 << 20
 // cost overlap. A larger new blob is not preloaded (nor one whose preload
 // failed): the push is then left to go-containerregistry.
 func (r *Remote) preloadBlobs(repo name.Repository, imgs []v1.Image) (complete bool) {
-	var blobs []blob
-	seen := map[v1.Hash]bool{}
-	add := func(b blob) {
-		if !seen[b.digest] {
-			seen[b.digest] = true
-			blobs = append(blobs, b)
-		}
-	}
+	var blobs blobList
 	for _, img := range imgs {
 		layers, err := imageBlobs(img)
 		if err != nil {
@@ -48,7 +41,7 @@ func (r *Remote) preloadBlobs(repo name.Repository, imgs []v1.Image) (complete b
 			}
 			if m, ok := l.(*remote.MountableLayer); ok {
 				if from := m.Reference.Context(); from.RegistryStr() == repo.RegistryStr() && from.RepositoryStr() != repo.RepositoryStr() {
-					add(blob{digest: d, from: from.RepositoryStr()})
+					blobs.add(blob{digest: d, from: from.RepositoryStr()})
 					continue
 				}
 			}
@@ -56,10 +49,10 @@ func (r *Remote) preloadBlobs(repo name.Repository, imgs []v1.Image) (complete b
 			if err != nil {
 				return false
 			}
-			add(blob{digest: d, size: size, content: func() ([]byte, error) { return readLayer(l, size) }})
+			blobs.add(blob{digest: d, size: size, content: func() ([]byte, error) { return readLayer(l, size) }})
 		}
 	}
-	return r.preloadAll(repo, blobs)
+	return r.preloadAll(repo, blobs.list)
 }
 
 // preloadAll preloads blobs into repo, all at once, and reports whether
@@ -81,6 +74,23 @@ type blob struct {
 	from    string
 	size    int64
 	content func() ([]byte, error)
+}
+
+// blobList is blobs to preload, each digest once: an image's layers may
+// repeat, and an index's images share their base's.
+type blobList struct {
+	list []blob
+	seen map[v1.Hash]bool
+}
+
+func (l *blobList) add(b blob) {
+	if l.seen == nil {
+		l.seen = map[v1.Hash]bool{}
+	}
+	if !l.seen[b.digest] {
+		l.seen[b.digest] = true
+		l.list = append(l.list, b)
+	}
 }
 
 func readLayer(l v1.Layer, size int64) ([]byte, error) {
@@ -125,9 +135,9 @@ func (r *Remote) preload(repo name.Repository, b blob) bool {
 	return resp.StatusCode == http.StatusCreated
 }
 
-// putManifest puts img's manifest as tag, once preloadBlobs put every
-// blob it names.
-func (r *Remote) putManifest(tag name.Tag, img v1.Image) error {
+// PutManifest puts img's manifest as tag in one request, once every blob
+// it names is in tag's repository.
+func (r *Remote) PutManifest(tag name.Tag, img v1.Image) error {
 	raw, err := img.RawManifest()
 	if err != nil {
 		return err

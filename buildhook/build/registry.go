@@ -130,7 +130,7 @@ func (r *Remote) PushImage(log io.Writer, staging name.Tag, img v1.Image) (diges
 	}
 	// Every blob there, one request puts the manifest; else (a large new
 	// layer, a failed preload) go-containerregistry pushes what is left.
-	if r.preloadBlobs(staging.Context(), []v1.Image{img}) && r.putManifest(staging, img) == nil {
+	if r.preloadBlobs(staging.Context(), []v1.Image{img}) && r.PutManifest(staging, img) == nil {
 		fmt.Fprintf(log, "pushed %s@%s\n", staging, d)
 		return digest.Digest(d.String()), nil
 	}

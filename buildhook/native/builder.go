@@ -113,7 +113,7 @@ func (b *Builder) BuildOutput(ctx context.Context, job *build.Job, log io.Writer
 		}
 		out.Index = mutate.AppendManifests(mutate.IndexMediaType(empty.Index, tg.indexType), adds...)
 	}
-	if err := br.remote.PushOutputBlobs(staging.Context(), out); err != nil {
+	if err := br.remote.PushBlobs(staging.Context(), out); err != nil {
 		return nil, err
 	}
 	return out, nil

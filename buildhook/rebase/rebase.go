@@ -241,7 +241,7 @@ func (b *Builder) BuildOutput(ctx context.Context, job *build.Job, log io.Writer
 // output pushes the blobs of out to staging's repository and returns it.
 func (r *run) output(staging name.Tag, out *build.Output) (*build.Output, error) {
 	out.Remote = r.remote
-	if err := r.remote.PushOutputBlobs(staging.Context(), out); err != nil {
+	if err := r.remote.PushBlobs(staging.Context(), out); err != nil {
 		return nil, err
 	}
 	return out, nil
