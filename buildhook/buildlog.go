@@ -97,6 +97,14 @@ func (rs *Records) flush(ctx context.Context, id string, l *liveLog) bool {
 	return true
 }
 
+// liveLog returns the live log of build id, nil when it is not running
+// here.
+func (rs *Records) liveLog(id string) *liveLog {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.live[id]
+}
+
 // CloseLog stores the whole log of build id and ends following.
 func (rs *Records) CloseLog(ctx context.Context, id string) error {
 	rs.mu.Lock()
@@ -129,9 +137,7 @@ func (rs *Records) FollowLog(ctx context.Context, id string, w io.Writer, follow
 	if !validBuildID(id) {
 		return ErrNoBuild
 	}
-	rs.mu.Lock()
-	l := rs.live[id]
-	rs.mu.Unlock()
+	l := rs.liveLog(id)
 	if l == nil && follow {
 		return rs.followStored(ctx, id, w)
 	}

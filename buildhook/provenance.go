@@ -246,21 +246,15 @@ func readStaged(ctx context.Context, job *build.Job, staging name.Tag) (*build.O
 // in kiln's process, its blobs are in staging's repository (mounted from
 // there into any other) and an image goes up in one request.
 func pushFinal(r *build.Remote, ref, staging name.Tag, staged bool, final *build.Output) error {
-	if staged {
-		if final.Index != nil {
-			return remote.WriteIndex(ref, final.Index, r.Options...)
-		}
-		return remote.Write(ref, final.Image, r.Options...)
-	}
-	if from := staging.Context(); ref.Context() != from {
-		if err := r.MountOutputBlobs(ref.Context(), from.RepositoryStr(), final); err != nil {
+	if from := staging.Context(); !staged && ref.Context() != from {
+		if err := r.MountBlobs(ref.Context(), from.RepositoryStr(), final); err != nil {
 			return err
 		}
 	}
 	if final.Index != nil {
 		return remote.WriteIndex(ref, final.Index, r.Options...)
 	}
-	if err := r.PutManifest(ref, final.Image); err == nil {
+	if !staged && r.PutManifest(ref, final.Image) == nil {
 		return nil
 	}
 	return remote.Write(ref, final.Image, r.Options...)

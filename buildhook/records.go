@@ -142,9 +142,7 @@ func (rs *Records) Note(ctx context.Context, r *Record) error {
 // A build's steps note what they learn a field at a time, and each write
 // is a file replaced on the build's path.
 func (rs *Records) NoteLater(ctx context.Context, r *Record) error {
-	rs.mu.Lock()
-	l := rs.live[r.ID]
-	rs.mu.Unlock()
+	l := rs.liveLog(r.ID)
 	if l == nil || r.Done() {
 		return rs.Note(ctx, r)
 	}
@@ -163,9 +161,7 @@ func (rs *Records) NoteLater(ctx context.Context, r *Record) error {
 
 // pendingNote returns a copy of the note of build id not yet stored.
 func (rs *Records) pendingNote(id string) *Record {
-	rs.mu.Lock()
-	l := rs.live[id]
-	rs.mu.Unlock()
+	l := rs.liveLog(id)
 	if l == nil {
 		return nil
 	}
