@@ -11,12 +11,15 @@ import (
 )
 
 // liveLog is the log of a running build: kept in memory for followers and
-// copied to the store every flushInterval and when the build ends. It
+// copied to the store every flushInterval and when the build ends, within
+// a bound (its start as written, its end in a ring added when it ends). It
 // also carries the build's latest progress note (Records.NoteLater), which
 // goes to the store with the log.
 type liveLog struct {
 	mu      sync.Mutex
-	buf     []byte
+	buf     []byte // the log's start, as followers see it
+	head    int    // buf's bound, before the notice that it is full
+	tail    logTail
 	done    bool
 	changed chan struct{} // closed and replaced on every write
 	dirty   bool
@@ -29,16 +32,49 @@ type liveLog struct {
 
 const flushInterval = time.Second
 
-func newLiveLog() *liveLog { return &liveLog{changed: make(chan struct{})} }
+func newLiveLog(limit int) *liveLog {
+	head, tail := logBound(limit)
+	return &liveLog{head: head, tail: logTail{max: tail}, changed: make(chan struct{})}
+}
 
 func (l *liveLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
+	n := len(p)
+	if l.tail.written == 0 {
+		room := min(len(p), l.head-len(l.buf))
+		l.buf = append(l.buf, p[:room]...)
+		if p = p[room:]; len(p) > 0 {
+			l.buf = append(l.buf, logFullNotice(l.head, l.tail.max)...)
+		}
+	}
+	if len(p) > 0 {
+		l.tail.Write(p)
+	}
 	l.dirty = true
 	close(l.changed)
 	l.changed = make(chan struct{})
-	return len(p), nil
+	return n, nil
+}
+
+// end adds the kept end of a log that outgrew its start; l.mu is held.
+func (l *liveLog) end() {
+	if l.tail.written == 0 {
+		return
+	}
+	kept, left := l.tail.end()
+	if left > 0 {
+		l.buf = append(l.buf, logLeftOutNotice(left)...)
+	}
+	l.buf = append(l.buf, kept...)
+	l.tail = logTail{}
+}
+
+// size is how many bytes the log holds in memory.
+func (l *liveLog) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return cap(l.buf) + cap(l.tail.buf)
 }
 
 // snapshot returns the log from offset, whether the build ended, and a
@@ -54,7 +90,7 @@ func (l *liveLog) snapshot(offset int) ([]byte, bool, <-chan struct{}) {
 
 // OpenLog starts the live log of build id; close it with CloseLog.
 func (rs *Records) OpenLog(ctx context.Context, id string) io.Writer {
-	l := newLiveLog()
+	l := newLiveLog(rs.logLimit)
 	rs.mu.Lock()
 	rs.live[id] = l
 	rs.mu.Unlock()
@@ -115,6 +151,7 @@ func (rs *Records) CloseLog(ctx context.Context, id string) error {
 		return nil
 	}
 	l.mu.Lock()
+	l.end()
 	l.done = true
 	content := append([]byte(nil), l.buf...)
 	note := l.note

@@ -69,6 +69,8 @@ type Records struct {
 	done map[string]*Record
 	// syncs are the queued records being made durable (SaveQueued).
 	syncs sync.WaitGroup
+	// logLimit bounds each build's log (see liveLog); 0: defaultLogLimit.
+	logLimit int
 }
 
 // recordStore is the part of *storage.Store that Records uses; tests give

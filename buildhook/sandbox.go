@@ -18,6 +18,7 @@ type Limits struct {
 	Memory int64 // bytes of memory a sandboxed build's commands may use
 	Pids   int   // processes a sandboxed build may run at once
 	Spool  int64 // bytes of disk a native build may spool to
+	Log    int   // bytes of a build's log kept as it runs (see logBound); 0: defaultLogLimit
 }
 
 // The user namespace a sandboxed build runs in maps its uids and gids

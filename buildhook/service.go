@@ -120,6 +120,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 			Done:    s.done,
 		})
 	}
+	s.records.logLimit = opts.Limits.Log
 	if opts.AutoRebase {
 		s.auto = newAutoRebase(s)
 	}

@@ -47,6 +47,9 @@ type BuildLimits struct {
 	// Spool is the disk, in bytes, the native builder may spool one build's
 	// layers and files to.
 	Spool int64 `yaml:"spool"`
+	// Log is how much of a build's log is kept as it runs; a longer
+	// one keeps its end too (an eighth as much), added when it ends.
+	Log int64 `yaml:"log"`
 }
 
 // Build is one build rule: an image kiln rebuilds when a base it is built
@@ -116,6 +119,9 @@ func (c *Config) validateBuilds(bad func(key, format string, args ...any)) {
 	}
 	if c.Buildhook.Records.MaxAge < 0 {
 		bad("buildhook.records.max_age", "must not be negative, got %s", c.Buildhook.Records.MaxAge)
+	}
+	if c.Buildhook.Limits.Log < 64<<10 {
+		bad("buildhook.limits.log", "must be at least 64 KiB, got %d", c.Buildhook.Limits.Log)
 	}
 	if c.Buildhook.Limits.Spool < 1<<20 {
 		bad("buildhook.limits.spool", "must be at least 1 MiB, got %d", c.Buildhook.Limits.Spool)

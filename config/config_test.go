@@ -71,7 +71,7 @@ func TestLoad(t *testing.T) {
 		Auth:     Auth{Anonymous: AnonymousNone, Realm: "kiln", FailedLoginsPerMinute: 10},
 		Limits:   Limits{MaxManifestSize: 4 << 20, MaxConcurrentUploads: 64},
 		Registry: Registry{Hostnames: []string{}},
-		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2, Limits: BuildLimits{Memory: 2 << 30, Pids: 1024, Spool: 4 << 30},
+		Buildhook: Buildhook{Concurrency: 2, Timeout: 30 * time.Minute, Retries: 2, Limits: BuildLimits{Memory: 2 << 30, Pids: 1024, Spool: 4 << 30, Log: 4 << 20},
 			Records: BuildRecords{Keep: 20, MaxAge: 168 * time.Hour}},
 		Builds:        []Build{},
 		Proxy:         []Upstream{},

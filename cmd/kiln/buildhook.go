@@ -42,7 +42,7 @@ func startBuildhook(ctx context.Context, cfg *config.Config, store *storage.Stor
 		Window:      cfg.Buildhook.Window,
 		Timeout:     cfg.Buildhook.Timeout,
 		Retries:     cfg.Buildhook.Retries,
-		Limits:      buildhook.Limits{Memory: cfg.Buildhook.Limits.Memory, Pids: cfg.Buildhook.Limits.Pids, Spool: cfg.Buildhook.Limits.Spool},
+		Limits:      buildhook.Limits{Memory: cfg.Buildhook.Limits.Memory, Pids: cfg.Buildhook.Limits.Pids, Spool: cfg.Buildhook.Limits.Spool, Log: int(cfg.Buildhook.Limits.Log)},
 		AutoRebase:  cfg.Buildhook.AutoRebase,
 		WorkDir:     workDir,
 		Retention:   buildhook.Retention{Keep: cfg.Buildhook.Records.Keep, MaxAge: cfg.Buildhook.Records.MaxAge},
