@@ -218,32 +218,31 @@ func (rs *Records) FollowLog(ctx context.Context, id string, w io.Writer, follow
 // followStored follows the log of a build this process does not run: it
 // is queued, or runs on another instance of a cluster, which copies its
 // log to the store every flushInterval. The log is read from there as
-// often until the record says the build ended. The record is read before
-// the log: its runner stores the whole log before it ends the record.
+// often until the record says the build ended, each time from where the
+// last read ended (a log only grows: an instance that takes a build over
+// runs it under a new id). The record is read before the log: its runner
+// stores the whole log before it ends the record.
 func (rs *Records) followStored(ctx context.Context, id string, w io.Writer) error {
 	t := time.NewTicker(flushInterval)
 	defer t.Stop()
-	offset := 0
+	var offset int64
 	for {
 		r, err := rs.Get(ctx, id)
 		if err != nil {
 			return err
 		}
-		b, err := rs.store.BuildLog(ctx, id)
+		b, err := rs.store.BuildLogFrom(ctx, id, offset)
 		if err != nil && !errors.Is(err, storage.ErrBuildUnknown) {
 			return err
 		}
-		if len(b) < offset {
-			offset = 0 // run again from the start (handed to another instance)
-		}
-		if len(b) > offset {
-			if _, err := w.Write(b[offset:]); err != nil {
+		if len(b) > 0 {
+			if _, err := w.Write(b); err != nil {
 				return err
 			}
 			if f, ok := w.(interface{ Flush() }); ok {
 				f.Flush()
 			}
-			offset = len(b)
+			offset += int64(len(b))
 		}
 		if r.Done() {
 			return nil

@@ -58,6 +58,10 @@ func (s sharedRecords) BuildLog(ctx context.Context, id string) ([]byte, error) 
 	return s.logs.BuildLog(ctx, id)
 }
 
+func (s sharedRecords) BuildLogFrom(ctx context.Context, id string, offset int64) ([]byte, error) {
+	return s.logs.BuildLogFrom(ctx, id, offset)
+}
+
 // DeleteBuild removes a finished build's record and log; a build still
 // queued or running is not removed.
 func (s sharedRecords) DeleteBuild(ctx context.Context, id string) error {

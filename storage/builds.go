@@ -3,8 +3,11 @@ package storage
 import (
 	"context"
 	"errors"
+	"io"
 	"path"
 	"strings"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
 
 // ErrBuildUnknown is returned for a build the store holds nothing of.
@@ -57,18 +60,40 @@ func (s *Store) BuildRecord(ctx context.Context, id string) ([]byte, error) {
 	return s.buildFile(ctx, id, buildRecordPath)
 }
 
-// PutBuildLog writes the whole log of build id so far.
+// PutBuildLog writes the whole log of build id so far, replacing the last
+// copy at once: a follower reading from an offset never sees it cut short.
 func (s *Store) PutBuildLog(ctx context.Context, id string, log []byte) error {
 	if !validBuildID(id) {
 		return ErrBuildUnknown
 	}
-	return s.driver.PutContent(ctx, buildLogPath(id), log)
+	return s.files.replace(ctx, buildLogPath(id), log)
 }
 
 // BuildLog reads the stored log of build id; ErrBuildUnknown when there is
 // none (the build may still be queued: see BuildRecord).
 func (s *Store) BuildLog(ctx context.Context, id string) ([]byte, error) {
 	return s.buildFile(ctx, id, buildLogPath)
+}
+
+// BuildLogFrom reads the stored log of build id from offset on: a log
+// only grows (each copy extends the last), so a follower reads what is
+// new. Nothing when offset is at or past its end; ErrBuildUnknown when
+// there is no log.
+func (s *Store) BuildLogFrom(ctx context.Context, id string, offset int64) ([]byte, error) {
+	if !validBuildID(id) {
+		return nil, ErrBuildUnknown
+	}
+	r, err := s.files.open(ctx, buildLogPath(id), offset)
+	switch {
+	case isNotFound(err):
+		return nil, ErrBuildUnknown
+	case errors.As(err, new(storagedriver.InvalidOffsetError)):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 func (s *Store) buildFile(ctx context.Context, id string, at func(string) string) ([]byte, error) {

@@ -34,6 +34,18 @@ func TestBuildRecordsAndLogs(t *testing.T) {
 		if b, err := s.BuildLog(ctx, "b1"); err != nil || string(b) != "step 1\n" {
 			t.Errorf("log: %q %v", b, err)
 		}
+		// A follower reads what is new: from an offset, nothing at or past the end.
+		for offset, want := range map[int64]string{0: "step 1\n", 5: "1\n", 7: "", 100: ""} {
+			if b, err := s.BuildLogFrom(ctx, "b1", offset); err != nil || string(b) != want {
+				t.Errorf("log from %d: %q %v, want %q", offset, b, err, want)
+			}
+		}
+		if _, err := s.BuildLogFrom(ctx, "b2", 0); !errors.Is(err, ErrBuildUnknown) {
+			t.Errorf("log from 0 of a build with none: err %v, want ErrBuildUnknown", err)
+		}
+		if _, err := s.BuildLogFrom(ctx, "../b1", 0); !errors.Is(err, ErrBuildUnknown) {
+			t.Errorf("log of ../b1: err %v, want ErrBuildUnknown", err)
+		}
 		ids, err := s.BuildIDs(ctx)
 		slices.Sort(ids)
 		if err != nil || !slices.Equal(ids, []string{"b1", "b2"}) {
