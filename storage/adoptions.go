@@ -14,9 +14,9 @@ type StoredAdoption struct {
 	Content   []byte
 }
 
-// PutAdoption writes the adoption of repo:tag.
+// PutAdoption writes the adoption of repo:tag, durably.
 func (s *Store) PutAdoption(ctx context.Context, repo, tag string, content []byte) error {
-	return s.driver.PutContent(ctx, adoptionPath(repo, tag), content)
+	return s.files.write(ctx, adoptionPath(repo, tag), content)
 }
 
 // DeleteAdoption forgets the adoption of repo:tag; none is no error.

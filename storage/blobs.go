@@ -103,7 +103,9 @@ func (s *Store) openBlob(ctx context.Context, d digest.Digest, offset int64) (io
 	return r, nil
 }
 
-// LinkBlob lets repository repo read blob d, which must already be stored.
+// LinkBlob lets repository repo read blob d, which must already be stored
+// (a mount): durably, as it is acknowledged. A link repo has already is
+// only touched, which restarts its garbage-collection grace.
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	ok, err := s.HasBlob(ctx, d)
 	if err != nil {
@@ -112,7 +114,14 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) erro
 	if !ok {
 		return ErrBlobUnknown
 	}
-	return s.driver.PutContent(ctx, layerLinkPath(repo, d), []byte(d))
+	p := layerLinkPath(repo, d)
+	if _, linked, err := s.modTime(ctx, p); err != nil || linked {
+		if err == nil {
+			err = s.files.touch(ctx, p, func() ([]byte, error) { return []byte(d), nil })
+		}
+		return err
+	}
+	return s.files.write(ctx, p, []byte(d))
 }
 
 // UnlinkBlob removes repository repo's link to blob d. The bytes stay until
@@ -126,15 +135,6 @@ func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) er
 		return ErrBlobUnknown
 	}
 	return s.driver.Delete(ctx, layerLinkPath(repo, d))
-}
-
-// putBlob stores small content (a manifest) under its digest, once.
-func (s *Store) putBlob(ctx context.Context, d digest.Digest, content []byte) error {
-	ok, err := s.HasBlob(ctx, d)
-	if err != nil || ok {
-		return err
-	}
-	return s.driver.PutContent(ctx, blobPath(d), content)
 }
 
 // getBlob reads small content (a manifest) stored under d.

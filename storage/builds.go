@@ -22,12 +22,12 @@ func validBuildID(id string) bool {
 	return id != "" && !strings.ContainsAny(id, "/\\") && !strings.HasPrefix(id, ".")
 }
 
-// PutBuildRecord writes the record of build id.
+// PutBuildRecord writes the record of build id, durably.
 func (s *Store) PutBuildRecord(ctx context.Context, id string, record []byte) error {
 	if !validBuildID(id) {
 		return ErrBuildUnknown
 	}
-	return s.driver.PutContent(ctx, buildRecordPath(id), record)
+	return s.files.write(ctx, buildRecordPath(id), record)
 }
 
 // NoteBuildRecord writes the record of a running build without waiting
