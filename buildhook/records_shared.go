@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -74,14 +75,8 @@ func (s sharedRecords) DeleteBuild(ctx context.Context, id string) error {
 // FindRecords selects records as Records.Find does, newest first, in one
 // query.
 func (s sharedRecords) FindRecords(ctx context.Context, q Query) ([]*Record, bool, error) {
-	var limit *int
-	if q.Limit > 0 {
-		n := q.Limit + 1 // one more says whether more follow
-		limit = &n
-	}
-	rows, err := s.pool.Query(ctx, `SELECT record FROM builds
-		WHERE ($1 = '' OR rule = $1) AND ($2 = '' OR record->>'status' = $2) AND ($3 = '' OR id < $3)
-		ORDER BY id DESC LIMIT $4`, q.Rule, q.Status, q.Before, limit)
+	sql, args := findQuery(q)
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, err
 	}
@@ -97,4 +92,37 @@ func (s sharedRecords) FindRecords(ctx context.Context, q Query) ([]*Record, boo
 		return recs[:q.Limit], true, nil
 	}
 	return recs, false, nil
+}
+
+// findQuery is the query FindRecords runs for q, and its arguments. It
+// names only the conditions q sets: pgx prepares each query text once per
+// connection, and after a few runs PostgreSQL plans it generically, for
+// any arguments; such a plan of "rule = $1 unless $1 is empty" scans the
+// whole table, one of "rule = $1" reads the rule's rows through
+// builds_by_rule.
+func findQuery(q Query) (string, []any) {
+	var conds []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if q.Rule != "" {
+		conds = append(conds, "rule = "+arg(q.Rule))
+	}
+	if q.Status != "" {
+		conds = append(conds, "record->>'status' = "+arg(q.Status))
+	}
+	if q.Before != "" {
+		conds = append(conds, "id < "+arg(q.Before))
+	}
+	sql := "SELECT record FROM builds"
+	if len(conds) > 0 {
+		sql += " WHERE " + strings.Join(conds, " AND ")
+	}
+	sql += " ORDER BY id DESC"
+	if q.Limit > 0 {
+		sql += " LIMIT " + arg(q.Limit+1) // one more says whether more follow
+	}
+	return sql, args
 }

@@ -18,10 +18,22 @@ type Retention struct {
 // Prune deletes the records and logs that keep no longer holds, as of
 // now, and returns how many it deleted.
 func (rs *Records) Prune(ctx context.Context, keep Retention, now time.Time) (int, error) {
+	return rs.prune(ctx, keep, Query{}, now)
+}
+
+// PruneRule is Prune for the records of one rule (a name, never empty):
+// what Keep holds of a rule changes only when one of its builds ends, and
+// a cluster selects them in one indexed query.
+func (rs *Records) PruneRule(ctx context.Context, keep Retention, rule string, now time.Time) (int, error) {
+	return rs.prune(ctx, keep, Query{Rule: rule}, now)
+}
+
+// prune is Prune for the records q selects.
+func (rs *Records) prune(ctx context.Context, keep Retention, q Query, now time.Time) (int, error) {
 	if keep.Keep <= 0 && keep.MaxAge <= 0 {
 		return 0, nil
 	}
-	recs, err := rs.List(ctx)
+	recs, _, err := rs.Find(ctx, q)
 	if err != nil {
 		return 0, err
 	}

@@ -78,7 +78,8 @@ type Service struct {
 	own      ownRecords // what queued wrote; empty in a cluster
 	builders map[string]build.Builder
 	log      *slog.Logger
-	stopping atomic.Bool // set when Start's context ends
+	stopping atomic.Bool   // set when Start's context ends
+	pruning  pruneSchedule // when a build's end prunes every rule (see pruneAfterBuild)
 }
 
 // NewService checks the rules' graph and prepares the queue; Start runs it.
@@ -205,17 +206,6 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.prune(ctx)
 	return nil
-}
-
-// prune applies the retention of build records, and logs what it freed.
-func (s *Service) prune(ctx context.Context) {
-	n, err := s.records.Prune(ctx, s.opts.Retention, time.Now())
-	if err != nil {
-		s.log.Warn("removing old build records", "err", err)
-	}
-	if n > 0 {
-		s.log.Info("removed old build records and their logs", "count", n, "keep", s.opts.Retention.Keep, "max_age", s.opts.Retention.MaxAge)
-	}
 }
 
 // resume ends r, which a previous run left unfinished, and queues it again
@@ -415,7 +405,7 @@ func (s *Service) done(job *build.Job, err error) {
 	default:
 		s.log.Info("build succeeded", "build", job.ID, "rule", job.Rule.Name)
 	}
-	s.prune(context.Background())
+	s.pruneAfterBuild(context.Background(), job.Rule.Name)
 }
 
 func parseImageRef(s string) (build.ImageRef, bool) {

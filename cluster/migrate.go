@@ -58,6 +58,9 @@ var migrations = []string{
 		content jsonb NOT NULL,
 		PRIMARY KEY (repo, tag)
 	);`,
+	// A rule's builds, newest first (buildhook prunes a rule's records
+	// after each of its builds ends).
+	`CREATE INDEX builds_by_rule ON builds (rule, id);`,
 }
 
 // migrateLock is the advisory lock key that serialises migrations across
