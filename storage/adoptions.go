@@ -21,7 +21,7 @@ func (s *Store) PutAdoption(ctx context.Context, repo, tag string, content []byt
 
 // DeleteAdoption forgets the adoption of repo:tag; none is no error.
 func (s *Store) DeleteAdoption(ctx context.Context, repo, tag string) error {
-	err := s.driver.Delete(ctx, adoptionPath(repo, tag))
+	err := s.deleteContent(ctx, adoptionPath(repo, tag))
 	if isNotFound(err) {
 		return nil
 	}

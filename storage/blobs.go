@@ -124,8 +124,8 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) erro
 	return s.files.write(ctx, p, []byte(d))
 }
 
-// UnlinkBlob removes repository repo's link to blob d. The bytes stay until
-// garbage collection finds nothing else refers to them.
+// UnlinkBlob removes repository repo's link to blob d, durably. The bytes
+// stay until garbage collection finds nothing else refers to them.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	linked, err := s.exists(ctx, layerLinkPath(repo, d))
 	if err != nil {
@@ -134,7 +134,7 @@ func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) er
 	if !linked {
 		return ErrBlobUnknown
 	}
-	return s.driver.Delete(ctx, layerLinkPath(repo, d))
+	return s.deleteContent(ctx, layerLinkPath(repo, d))
 }
 
 // getBlob reads small content (a manifest) stored under d.

@@ -3,7 +3,10 @@ package storage
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // What kiln acknowledges goes through the backend's durable write (on the
@@ -39,6 +42,56 @@ func TestAcknowledgedWritesGoThroughTheBackend(t *testing.T) {
 			t.Errorf("mounted blob: %v", err)
 		}
 	})
+}
+
+// An acknowledged delete goes through the backend's durable removal too
+// (on the filesystem: the directory is fsynced), or a blob DELETE answered
+// 202, or a deleted referrer, may come back after a power loss.
+func TestAcknowledgedDeletesGoThroughTheBackend(t *testing.T) {
+	t.Parallel()
+	backendStores(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		img := pushImage(t, s, "app", "v1", "a", nil)
+		sig := pushImage(t, s, "app", "sig", "b", &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: img.manifest, Size: 1})
+		if err := s.PutAdoption(ctx, "app", "v1", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		deletes := map[string]struct {
+			under string // the one path whose removal must fail
+			del   func() error
+		}{
+			"UnlinkBlob":     {layerLinkPath("app", img.layer), func() error { return s.UnlinkBlob(ctx, "app", img.layer) }},
+			"DeleteAdoption": {adoptionPath("app", "v1"), func() error { return s.DeleteAdoption(ctx, "app", "v1") }},
+			"DeleteManifest": {referrersPath("app", img.manifest), func() error { return s.DeleteManifest(ctx, "app", sig.manifest) }},
+		}
+		healthy := s.files
+		for name, d := range deletes {
+			s.files = removalsFail{healthy, d.under}
+			if err := d.del(); !errors.Is(err, errFault) {
+				t.Errorf("%s where its durable removal fails: err %v, want the backend's error", name, err)
+			}
+		}
+	})
+}
+
+// removalsFail fails the removal of anything under prefix.
+type removalsFail struct {
+	backend
+	prefix string
+}
+
+func (b removalsFail) removeAll(ctx context.Context, p string) error {
+	if strings.HasPrefix(p, b.prefix) {
+		return errFault
+	}
+	return b.backend.removeAll(ctx, p)
+}
+
+func (b removalsFail) remove(ctx context.Context, p string) error {
+	if strings.HasPrefix(p, b.prefix) {
+		return errFault
+	}
+	return b.backend.remove(ctx, p)
 }
 
 // Mounting a blob the repository links already refreshes the link's age

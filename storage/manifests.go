@@ -182,7 +182,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		return err
 	}
 	if parsed, err := ParseManifest(m.MediaType, m.Content); err == nil && parsed.Subject != nil {
-		if err := s.driver.Delete(ctx, referrerPath(repo, parsed.Subject.Digest, d)); err != nil && !isNotFound(err) {
+		if err := s.deleteContent(ctx, referrerPath(repo, parsed.Subject.Digest, d)); err != nil && !isNotFound(err) {
 			return err
 		}
 	}
