@@ -141,7 +141,7 @@ func (rs *Records) liveLog(id string) *liveLog {
 	return rs.live[id]
 }
 
-// CloseLog stores the whole log of build id and ends following.
+// CloseLog stores the whole log of build id, durably, and ends following.
 func (rs *Records) CloseLog(ctx context.Context, id string) error {
 	rs.mu.Lock()
 	l := rs.live[id]
@@ -165,7 +165,7 @@ func (rs *Records) CloseLog(ctx context.Context, id string) error {
 		// current until then.
 		rs.Note(ctx, note)
 	}
-	return rs.store.PutBuildLog(ctx, id, content)
+	return rs.store.FinishBuildLog(ctx, id, content)
 }
 
 // FollowLog writes the log of build id to w; with follow it keeps writing

@@ -80,6 +80,7 @@ type recordStore interface {
 	BuildRecord(ctx context.Context, id string) ([]byte, error)
 	BuildIDs(ctx context.Context) ([]string, error)
 	PutBuildLog(ctx context.Context, id string, log []byte) error
+	FinishBuildLog(ctx context.Context, id string, log []byte) error
 	BuildLog(ctx context.Context, id string) ([]byte, error)
 	BuildLogFrom(ctx context.Context, id string, offset int64) ([]byte, error)
 	DeleteBuild(ctx context.Context, id string) error

@@ -55,6 +55,10 @@ func (s sharedRecords) PutBuildLog(ctx context.Context, id string, log []byte) e
 	return s.logs.PutBuildLog(ctx, id, log)
 }
 
+func (s sharedRecords) FinishBuildLog(ctx context.Context, id string, log []byte) error {
+	return s.logs.FinishBuildLog(ctx, id, log)
+}
+
 func (s sharedRecords) BuildLog(ctx context.Context, id string) ([]byte, error) {
 	return s.logs.BuildLog(ctx, id)
 }

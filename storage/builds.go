@@ -69,6 +69,15 @@ func (s *Store) PutBuildLog(ctx context.Context, id string, log []byte) error {
 	return s.files.replace(ctx, buildLogPath(id), log)
 }
 
+// FinishBuildLog writes the whole log of build id as it ended, durably:
+// its record, written durably next, says it ended.
+func (s *Store) FinishBuildLog(ctx context.Context, id string, log []byte) error {
+	if !validBuildID(id) {
+		return ErrBuildUnknown
+	}
+	return s.files.write(ctx, buildLogPath(id), log)
+}
+
 // BuildLog reads the stored log of build id; ErrBuildUnknown when there is
 // none (the build may still be queued: see BuildRecord).
 func (s *Store) BuildLog(ctx context.Context, id string) ([]byte, error) {

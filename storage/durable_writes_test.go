@@ -24,6 +24,7 @@ func TestAcknowledgedWritesGoThroughTheBackend(t *testing.T) {
 			"LinkBlob":       func() error { return s.LinkBlob(ctx, "other", img.layer) },
 			"PutBuildRecord": func() error { return s.PutBuildRecord(ctx, "b1", []byte(`{}`)) },
 			"PutAdoption":    func() error { return s.PutAdoption(ctx, "app", "v1", []byte(`{}`)) },
+			"FinishBuildLog": func() error { return s.FinishBuildLog(ctx, "b1", []byte("done\n")) },
 		}
 		healthy := s.files
 		s.files = writesFail{healthy}
