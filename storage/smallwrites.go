@@ -45,7 +45,7 @@ func (m *slowMemory) saw(now time.Time) {
 
 // pageCacheWrites passes writes on to w whole while they are quick, and
 // in pieces of pageCacheWrite bytes once a large one was slow, in this
-// upload or in the store's last slowMemoryFor: small writes cost more
+// upload or in any of the store's in the last slowMemoryFor: small writes cost more
 // system time where memory is cheap (a fresh push ran about 10% slower
 // with them throughout).
 type pageCacheWrites struct {
@@ -64,6 +64,12 @@ func (c *pageCacheWrites) Write(p []byte) (int, error) {
 		return smallWrites{c.w}.Write(p)
 	}
 	start := c.now()
+	if c.memory.active(start) {
+		// Another upload found large writes slow meanwhile: under a
+		// backlog each of many concurrent ones would pay for its own.
+		c.small = true
+		return smallWrites{c.w}.Write(p)
+	}
 	n, err := c.w.Write(p)
 	if end := c.now(); end.Sub(start).Seconds()*slowPageCache > float64(n) {
 		c.small = true

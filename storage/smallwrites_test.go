@@ -131,3 +131,28 @@ func TestPageCacheWritesStartSmallAfterAnotherUploadWasSlow(t *testing.T) {
 		t.Fatalf("still writing small %v after the slow write", slowMemoryFor)
 	}
 }
+
+// Uploads already under way go small too once another saw a slow write:
+// under a backlog each of 32 concurrent pushes would otherwise pay for
+// one slow large write of its own.
+func TestPageCacheWritesInFlightGoSmallAfterAnotherUploadWasSlow(t *testing.T) {
+	m := new(slowMemory)
+	quick := &ticking{t: time.Now(), step: 100 * time.Microsecond}
+	p := &pieces{limit: 1 << 30}
+	inFlight := &pageCacheWrites{w: p, memory: m, now: quick.now}
+	if _, err := inFlight.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	slow := &ticking{t: quick.t, step: 10 * time.Millisecond}
+	other := &pageCacheWrites{w: &pieces{limit: 1 << 30}, memory: m, now: slow.now}
+	if _, err := other.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	quick.t = slow.t
+	if _, err := inFlight.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 + (1<<20)/pageCacheWrite; len(p.sizes) != want || p.sizes[1] != pageCacheWrite {
+		t.Fatalf("the upload under way wrote %v after another's slow write; want one of 1 MiB, then pieces of %d", p.sizes, pageCacheWrite)
+	}
+}
