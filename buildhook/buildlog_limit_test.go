@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"kiln/storage"
@@ -18,7 +17,7 @@ import (
 func TestBuildLogIsBounded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := &finishCounter{Store: storage.NewInMemory(storage.Options{})}
+	store := &countingStore{Store: storage.NewInMemory(storage.Options{})}
 	rs := newRecords(store)
 	const limit = 64 << 10
 	rs.logLimit = limit
@@ -46,7 +45,7 @@ func TestBuildLogIsBounded(t *testing.T) {
 	if err := rs.CloseLog(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if store.finished.Load() != 1 {
+	if store.finishedLogs.Load() != 1 {
 		t.Errorf("the log's last copy was not stored durably")
 	}
 	stored, err := store.BuildLog(ctx, id)
@@ -74,17 +73,6 @@ func TestBuildLogIsBounded(t *testing.T) {
 	if got := <-followed; !bytes.Equal(got, stored) {
 		t.Errorf("a follower saw %d bytes, the store holds %d", len(got), len(stored))
 	}
-}
-
-// finishCounter counts the logs stored as final.
-type finishCounter struct {
-	*storage.Store
-	finished atomic.Int32
-}
-
-func (c *finishCounter) FinishBuildLog(ctx context.Context, id string, log []byte) error {
-	c.finished.Add(1)
-	return c.Store.FinishBuildLog(ctx, id, log)
 }
 
 // A log within the limit is kept whole, with no notice.

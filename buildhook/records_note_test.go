@@ -11,10 +11,15 @@ import (
 	"kiln/storage"
 )
 
-// countingStore counts durable record writes and notes.
+// countingStore counts durable record writes, notes and final logs.
 type countingStore struct {
 	*storage.Store
-	puts, notes, syncs atomic.Int32
+	puts, notes, syncs, finishedLogs atomic.Int32
+}
+
+func (c *countingStore) FinishBuildLog(ctx context.Context, id string, log []byte) error {
+	c.finishedLogs.Add(1)
+	return c.Store.FinishBuildLog(ctx, id, log)
 }
 
 func (c *countingStore) SyncBuildRecord(ctx context.Context, id string) error {
