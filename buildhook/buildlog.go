@@ -41,6 +41,9 @@ func (l *liveLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := len(p)
+	if l.done {
+		return n, nil // its last copy is stored: a late write has nowhere to go
+	}
 	if l.tail.written == 0 {
 		room := min(len(p), l.head-len(l.buf))
 		l.buf = append(l.buf, p[:room]...)
@@ -68,13 +71,6 @@ func (l *liveLog) end() {
 	}
 	l.buf = append(l.buf, kept...)
 	l.tail = logTail{}
-}
-
-// size is how many bytes the log holds in memory.
-func (l *liveLog) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return cap(l.buf) + cap(l.tail.buf)
 }
 
 // snapshot returns the log from offset, whether the build ended, and a

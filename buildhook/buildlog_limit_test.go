@@ -75,6 +75,13 @@ func TestBuildLogIsBounded(t *testing.T) {
 	}
 }
 
+// size is how many bytes l holds in memory.
+func (l *liveLog) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return cap(l.buf) + cap(l.tail.buf)
+}
+
 // A log within the limit is kept whole, with no notice.
 func TestBuildLogWithinLimitIsWhole(t *testing.T) {
 	t.Parallel()
@@ -91,5 +98,31 @@ func TestBuildLogWithinLimitIsWhole(t *testing.T) {
 	}
 	if got, err := store.BuildLog(ctx, id); err != nil || string(got) != want {
 		t.Errorf("stored %d bytes (%v), want the %d written", len(got), err, len(want))
+	}
+}
+
+// A builder may still write after its build's log closed (a stream that
+// ends late): nothing is stored, and nothing breaks.
+func TestBuildLogWriteAfterCloseIsDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := storage.NewInMemory(storage.Options{})
+	rs := newRecords(store)
+	rs.logLimit = 64 << 10
+	id := newBuildID()
+	w := rs.OpenLog(ctx, id)
+	w.Write(bytes.Repeat([]byte("x\n"), 50<<10))
+	if err := rs.CloseLog(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := store.BuildLog(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.Write([]byte("late\n")); n != 5 || err != nil {
+		t.Errorf("a late write: %d, %v", n, err)
+	}
+	if again, err := store.BuildLog(ctx, id); err != nil || !bytes.Equal(again, stored) {
+		t.Errorf("the stored log changed after it closed (%v)", err)
 	}
 }
