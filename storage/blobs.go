@@ -115,11 +115,12 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) erro
 		return ErrBlobUnknown
 	}
 	p := layerLinkPath(repo, d)
-	if _, linked, err := s.modTime(ctx, p); err != nil || linked {
-		if err == nil {
-			err = s.files.touch(ctx, p, func() ([]byte, error) { return []byte(d), nil })
-		}
+	linked, err := s.exists(ctx, p)
+	switch {
+	case err != nil:
 		return err
+	case linked:
+		return s.touch(ctx, p, func() ([]byte, error) { return []byte(d), nil })
 	}
 	return s.files.write(ctx, p, []byte(d))
 }

@@ -69,13 +69,14 @@ func (s *Store) PutBuildLog(ctx context.Context, id string, log []byte) error {
 	return s.files.replace(ctx, buildLogPath(id), log)
 }
 
-// FinishBuildLog writes the whole log of build id as it ended, durably:
-// its record, written durably next, says it ended.
+// FinishBuildLog writes the whole log of build id as it ended, as
+// PutBuildLog does (a follower may be reading the last copy), and makes it
+// durable: its record, written durably next, says it ended.
 func (s *Store) FinishBuildLog(ctx context.Context, id string, log []byte) error {
-	if !validBuildID(id) {
-		return ErrBuildUnknown
+	if err := s.PutBuildLog(ctx, id, log); err != nil {
+		return err
 	}
-	return s.files.write(ctx, buildLogPath(id), log)
+	return s.files.sync(ctx, buildLogPath(id))
 }
 
 // BuildLog reads the stored log of build id; ErrBuildUnknown when there is

@@ -110,9 +110,12 @@ func TestLinkBlobAgainOnlyTouches(t *testing.T) {
 	})
 }
 
-// writesFail fails every durable write and lets the rest through.
+// writesFail fails every durable write, and making a file durable, and
+// lets the rest through.
 type writesFail struct{ backend }
 
 func (writesFail) write(context.Context, string, []byte) error { return errFault }
 
 func (writesFail) writeInOrder(context.Context, ...[]smallFile) error { return errFault }
+
+func (writesFail) sync(context.Context, string) error { return errFault }

@@ -45,9 +45,9 @@ func (m *slowMemory) saw(now time.Time) {
 
 // pageCacheWrites passes writes on to w whole while they are quick, and
 // in pieces of pageCacheWrite bytes once a large one was slow, in this
-// upload or in any of the store's in the last slowMemoryFor: small writes cost more
-// system time where memory is cheap (a fresh push ran about 10% slower
-// with them throughout).
+// upload or in any other of the store's in the last slowMemoryFor: small
+// writes cost more system time where memory is cheap (a fresh push ran
+// about 10% slower with them throughout).
 type pageCacheWrites struct {
 	w      io.Writer
 	memory *slowMemory
@@ -56,7 +56,7 @@ type pageCacheWrites struct {
 }
 
 func newPageCacheWrites(w io.Writer, m *slowMemory) *pageCacheWrites {
-	return &pageCacheWrites{w: w, memory: m, now: time.Now, small: m.active(time.Now())}
+	return &pageCacheWrites{w: w, memory: m, now: time.Now}
 }
 
 func (c *pageCacheWrites) Write(p []byte) (int, error) {
@@ -65,8 +65,9 @@ func (c *pageCacheWrites) Write(p []byte) (int, error) {
 	}
 	start := c.now()
 	if c.memory.active(start) {
-		// Another upload found large writes slow meanwhile: under a
-		// backlog each of many concurrent ones would pay for its own.
+		// Another upload found large writes slow, before this one or
+		// meanwhile: under a backlog each of many concurrent ones would
+		// pay for its own.
 		c.small = true
 		return smallWrites{c.w}.Write(p)
 	}
