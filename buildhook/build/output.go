@@ -82,21 +82,11 @@ func (r *Remote) MountBlobs(repo name.Repository, from string, out *Output) erro
 	if err != nil {
 		return err
 	}
-	var blobs blobList
-	for _, img := range imgs {
-		layers, err := imageBlobs(img)
-		if err != nil {
-			return err
-		}
-		for _, l := range layers {
-			d, err := l.Digest()
-			if err != nil {
-				return err
-			}
-			blobs.add(blob{digest: d, from: from})
-		}
+	blobs, err := listBlobs(imgs, func(_ v1.Layer, d v1.Hash) (blob, error) { return blob{digest: d, from: from}, nil })
+	if err != nil {
+		return err
 	}
-	if !r.preloadAll(repo, blobs.list) {
+	if !r.preloadAll(repo, blobs) {
 		return RegistryTransient(fmt.Errorf("mounting the blobs of the build from %s into %s failed", from, repo))
 	}
 	return nil

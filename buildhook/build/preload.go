@@ -28,31 +28,19 @@ const monolithicMax = 1 << 20
 // cost overlap. A larger new blob is not preloaded (nor one whose preload
 // failed): the push is then left to go-containerregistry.
 func (r *Remote) preloadBlobs(repo name.Repository, imgs []v1.Image) (complete bool) {
-	var blobs blobList
-	for _, img := range imgs {
-		layers, err := imageBlobs(img)
+	blobs, err := listBlobs(imgs, func(l v1.Layer, d v1.Hash) (blob, error) {
+		if m, ok := l.(*remote.MountableLayer); ok {
+			if from := m.Reference.Context(); from.RegistryStr() == repo.RegistryStr() && from.RepositoryStr() != repo.RepositoryStr() {
+				return blob{digest: d, from: from.RepositoryStr()}, nil
+			}
+		}
+		size, err := l.Size()
 		if err != nil {
-			return false
+			return blob{}, err
 		}
-		for _, l := range layers {
-			d, err := l.Digest()
-			if err != nil {
-				return false
-			}
-			if m, ok := l.(*remote.MountableLayer); ok {
-				if from := m.Reference.Context(); from.RegistryStr() == repo.RegistryStr() && from.RepositoryStr() != repo.RepositoryStr() {
-					blobs.add(blob{digest: d, from: from.RepositoryStr()})
-					continue
-				}
-			}
-			size, err := l.Size()
-			if err != nil {
-				return false
-			}
-			blobs.add(blob{digest: d, size: size, content: func() ([]byte, error) { return readLayer(l, size) }})
-		}
-	}
-	return r.preloadAll(repo, blobs.list)
+		return blob{digest: d, size: size, content: func() ([]byte, error) { return readLayer(l, size) }}, nil
+	})
+	return err == nil && r.preloadAll(repo, blobs)
 }
 
 // preloadAll preloads blobs into repo, all at once, and reports whether
@@ -76,21 +64,34 @@ type blob struct {
 	content func() ([]byte, error)
 }
 
-// blobList is blobs to preload, each digest once: an image's layers may
-// repeat, and an index's images share their base's.
-type blobList struct {
-	list []blob
-	seen map[v1.Hash]bool
-}
-
-func (l *blobList) add(b blob) {
-	if l.seen == nil {
-		l.seen = map[v1.Hash]bool{}
+// listBlobs lists the blobs of imgs (layers and configs) to preload, each
+// made by as from a layer and its digest, each digest once: an image's
+// layers may repeat, and an index's images share their base's.
+func listBlobs(imgs []v1.Image, as func(l v1.Layer, d v1.Hash) (blob, error)) ([]blob, error) {
+	var list []blob
+	seen := map[v1.Hash]bool{}
+	for _, img := range imgs {
+		layers, err := imageBlobs(img)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range layers {
+			d, err := l.Digest()
+			if err != nil {
+				return nil, err
+			}
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			b, err := as(l, d)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, b)
+		}
 	}
-	if !l.seen[b.digest] {
-		l.seen[b.digest] = true
-		l.list = append(l.list, b)
-	}
+	return list, nil
 }
 
 func readLayer(l v1.Layer, size int64) ([]byte, error) {
