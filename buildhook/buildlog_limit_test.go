@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -17,12 +18,8 @@ import (
 func TestBuildLogIsBounded(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := &countingStore{Store: storage.NewInMemory(storage.Options{})}
-	rs := newRecords(store)
 	const limit = 64 << 10
-	rs.logLimit = limit
-	id := newBuildID()
-	w := rs.OpenLog(ctx, id)
+	store, rs, id, w := openLimitedLog(limit)
 
 	followed := make(chan []byte)
 	go func() {
@@ -75,6 +72,16 @@ func TestBuildLogIsBounded(t *testing.T) {
 	}
 }
 
+// openLimitedLog opens the log of a new build, bounded by limit, kept in
+// memory.
+func openLimitedLog(limit int) (*countingStore, *Records, string, io.Writer) {
+	store := &countingStore{Store: storage.NewInMemory(storage.Options{})}
+	rs := newRecords(store)
+	rs.logLimit = limit
+	id := newBuildID()
+	return store, rs, id, rs.OpenLog(context.Background(), id)
+}
+
 // size is how many bytes l holds in memory.
 func (l *liveLog) size() int {
 	l.mu.Lock()
@@ -86,11 +93,7 @@ func (l *liveLog) size() int {
 func TestBuildLogWithinLimitIsWhole(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := storage.NewInMemory(storage.Options{})
-	rs := newRecords(store)
-	rs.logLimit = 64 << 10
-	id := newBuildID()
-	w := rs.OpenLog(ctx, id)
+	store, rs, id, w := openLimitedLog(64 << 10)
 	want := strings.Repeat("x", 64<<10-1) + "\n"
 	w.Write([]byte(want))
 	if err := rs.CloseLog(ctx, id); err != nil {
@@ -106,11 +109,7 @@ func TestBuildLogWithinLimitIsWhole(t *testing.T) {
 func TestBuildLogWriteAfterCloseIsDropped(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := storage.NewInMemory(storage.Options{})
-	rs := newRecords(store)
-	rs.logLimit = 64 << 10
-	id := newBuildID()
-	w := rs.OpenLog(ctx, id)
+	store, rs, id, w := openLimitedLog(64 << 10)
 	w.Write(bytes.Repeat([]byte("x\n"), 50<<10))
 	if err := rs.CloseLog(ctx, id); err != nil {
 		t.Fatal(err)
